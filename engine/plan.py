@@ -1,0 +1,194 @@
+"""Turn ``MODULE@VERSION`` and an estate into ordered waves with blast radius and ETA."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from engine.estate import Channel, Estate, ExecutorSpec
+from engine.units import Share
+
+#: What an apply is expected to take when the executor does not say (``expected_duration``).
+DEFAULT_APPLY_SECONDS = 60.0
+
+
+class PlanError(Exception):
+    """The requested module or version cannot be planned (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class PlannedTarget:
+    name: str
+    channel: str
+    executor: str
+    from_version: str
+    to_version: str
+
+    @property
+    def noop(self) -> bool:
+        """Already at the version: shown, never applied."""
+        return self.from_version == self.to_version
+
+
+@dataclass(frozen=True)
+class Wave:
+    """One batch of a channel: applied concurrently, then soaked and gated."""
+
+    number: int
+    channel: Channel
+    index_in_channel: int
+    targets: tuple[PlannedTarget, ...]
+    failure_budget: int
+    blast_radius: float
+    expected_seconds: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.channel.name} {self.index_in_channel + 1}/{len(self.channel.waves)}"
+
+    @property
+    def applies(self) -> tuple[PlannedTarget, ...]:
+        return tuple(t for t in self.targets if not t.noop)
+
+
+@dataclass(frozen=True)
+class Plan:
+    module: str
+    version: str
+    waves: tuple[Wave, ...]
+    estate_targets: int
+
+    @property
+    def targets(self) -> tuple[PlannedTarget, ...]:
+        return tuple(t for w in self.waves for t in w.targets)
+
+    @property
+    def expected_seconds(self) -> float:
+        return sum(w.expected_seconds for w in self.waves)
+
+    def wave_of(self, target: str) -> Wave:
+        return next(w for w in self.waves if any(t.name == target for t in w.targets))
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "module": self.module,
+            "version": self.version,
+            "estate_targets": self.estate_targets,
+            "expected_seconds": round(self.expected_seconds, 3),
+            "waves": [
+                {
+                    "number": w.number,
+                    "channel": w.channel.name,
+                    "name": w.name,
+                    "gate": w.channel.gate,
+                    "soak_seconds": w.channel.soak,
+                    "max_parallel": w.channel.max_parallel,
+                    "failure_budget": w.failure_budget,
+                    "blast_radius": round(w.blast_radius, 4),
+                    "expected_seconds": round(w.expected_seconds, 3),
+                    "targets": [
+                        {"name": t.name, "from": t.from_version, "to": t.to_version, "noop": t.noop}
+                        for t in w.targets
+                    ],
+                }
+                for w in self.waves
+            ],
+        }
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split ``"postgres-operator@2.0.0"``."""
+    module, sep, version = spec.partition("@")
+    if not sep or not module or not version:
+        raise PlanError(f"{spec!r}: expected MODULE@VERSION, e.g. postgres-operator@2.0.0")
+    return module, version
+
+
+def wave_sizes(waves: tuple[Share, ...], size: int) -> list[int]:
+    """Cumulative wave boundaries → per-wave sizes; every wave ≥ 1 target, the last takes the rest."""
+    sizes: list[int] = []
+    done = 0
+    for wave in waves:
+        if done >= size:
+            break
+        reach = min(size, max(done + 1, wave.cumulative(size)))
+        sizes.append(reach - done)
+        done = reach
+    if done < size:
+        if sizes:
+            sizes[-1] += size - done
+        else:
+            sizes.append(size)
+    return sizes
+
+
+def expected_apply_seconds(executor: ExecutorSpec | None) -> float:
+    if executor is None:
+        return DEFAULT_APPLY_SECONDS
+    if executor.settings.get("expected_duration") is not None:
+        return float(executor.settings["expected_duration"])
+    if executor.kind == "simulated":
+        low, high = executor.settings.get("duration") or (1.0, 3.0)
+        return (low + high) / 2
+    return DEFAULT_APPLY_SECONDS
+
+
+def make_plan(
+    estate: Estate,
+    module: str,
+    version: str,
+    current: Mapping[str, str] | None = None,
+) -> Plan:
+    """Plan rolling ``module`` to ``version`` across ``estate``.
+
+    Args:
+        current: each target's current version of the module (the history's ledger); targets
+            missing from it run the module's ``initial``.
+
+    Raises:
+        PlanError: unknown module or version.
+    """
+    if module not in estate.modules:
+        known = ", ".join(estate.modules)
+        raise PlanError(f"unknown module {module!r} (the estate has: {known})")
+    spec = estate.modules[module]
+    if version not in spec.versions:
+        raise PlanError(f"{module} has no version {version!r} (known: {', '.join(spec.versions)})")
+    current = current or {}
+    total = sum(1 for t in estate.targets.values() if t.runs(module))
+    waves: list[Wave] = []
+    covered = 0
+    for channel in estate.channels:
+        members = [estate.targets[n] for n in channel.targets if estate.targets[n].runs(module)]
+        start = 0
+        for index, size in enumerate(wave_sizes(channel.waves, len(members))):
+            batch = tuple(
+                PlannedTarget(
+                    t.name, channel.name, t.executor, current.get(t.name, spec.initial), version
+                )
+                for t in members[start : start + size]
+            )
+            start += size
+            covered += len(batch)
+            waves.append(
+                Wave(
+                    number=len(waves) + 1,
+                    channel=channel,
+                    index_in_channel=index,
+                    targets=batch,
+                    failure_budget=channel.max_failures.of(len(batch)),
+                    blast_radius=covered / total if total else 0.0,
+                    expected_seconds=_wave_seconds(estate, channel, batch),
+                )
+            )
+    return Plan(module, version, tuple(waves), total)
+
+
+def _wave_seconds(estate: Estate, channel: Channel, batch: tuple[PlannedTarget, ...]) -> float:
+    applies = [t for t in batch if not t.noop]
+    if not applies:
+        return 0.0
+    slowest = max(expected_apply_seconds(estate.executors.get(t.executor)) for t in applies)
+    rounds = math.ceil(len(applies) / channel.max_parallel)
+    return rounds * slowest + channel.soak

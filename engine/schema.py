@@ -1,0 +1,287 @@
+"""The estate file's keys: one table per section, each key with its type and default.
+
+Executor and check kinds add their own keys here, so that every key an estate may use is declared
+in one place and an unknown one is caught (with a "did you mean") before anything runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from engine.units import parse_duration, parse_duration_range, parse_increase, parse_share
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key an estate table may hold.
+
+    ``kind`` is one of: str, template, int, float, bool, duration, range, share, increase,
+    str_list, share_list, status_list, table (string → template), any_table (free-form TOML
+    table, templated strings inside), choice.
+    """
+
+    kind: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    #: templates may use ``{response.X}`` (HTTP polling)
+    response: bool = False
+
+
+def _common_apply_keys() -> dict[str, Key]:
+    return {
+        "kind": Key("choice", required=True, choices=("local", "ssh", "http", "simulated")),
+        "timeout": Key("duration", default=900.0),
+        "expected_duration": Key("duration"),
+    }
+
+
+EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
+    "local": {
+        "apply": Key("template", required=True),
+        "rollback": Key("template"),
+        "workdir": Key("str"),
+        "env": Key("table"),
+    },
+    "ssh": {
+        "host": Key("template", required=True),
+        "port": Key("int", default=22, minimum=1, maximum=65535),
+        "user": Key("template"),
+        "key": Key("str"),
+        "known_hosts": Key("str", default="~/.ssh/known_hosts"),
+        "jump": Key("template"),
+        "connect_timeout": Key("duration", default=10.0),
+        "keepalive": Key("duration", default=15.0),
+        "max_sessions": Key("int", default=8, minimum=1),
+        "apply": Key("template", required=True),
+        "rollback": Key("template"),
+        "env": Key("table"),
+    },
+    "http": {
+        "url": Key("template", required=True),
+        "method": Key("choice", default="POST", choices=("POST", "PUT", "PATCH", "GET")),
+        "body": Key("any_table"),
+        "headers": Key("table"),
+        "success_status": Key("status_list", default=(200, 201, 202, 204)),
+        "poll_url": Key("template", response=True),
+        "poll_interval": Key("duration", default=5.0),
+        "poll_field": Key("str"),
+        "success_values": Key("str_list", default=("success",)),
+        "failure_values": Key("str_list", default=("failed", "error", "canceled")),
+        "cancel_url": Key("template", response=True),
+        "cancel_method": Key("choice", default="POST", choices=("POST", "PUT", "DELETE")),
+        "rollback_body": Key("any_table"),
+        "ca": Key("str"),
+        "insecure": Key("bool", default=False),
+    },
+    "simulated": {
+        "duration": Key("range", default=(1.0, 3.0)),
+        "failure_rate": Key("float", default=0.0, minimum=0.0, maximum=1.0),
+        "fail_targets": Key("str_list", default=()),
+        "hang_targets": Key("str_list", default=()),
+    },
+}
+for _keys in EXECUTOR_KEYS.values():
+    _keys.update(_common_apply_keys())
+
+_CHECK_COMMON: dict[str, Key] = {
+    "source": Key("choice", required=True, choices=("prometheus", "http", "simulated")),
+    "max": Key("float"),
+    "min": Key("float"),
+    "max_increase": Key("increase"),
+    "interval": Key("duration", default=10.0),
+    "failure_limit": Key("int", default=0, minimum=0),
+    "inconclusive_limit": Key("int", default=0, minimum=0),
+    "consecutive_error_limit": Key("int", default=4, minimum=0),
+    "baseline": Key("choice", default="self", choices=("self", "control")),
+    "timeout": Key("duration", default=10.0),
+    "description": Key("str"),
+}
+
+CHECK_KEYS: dict[str, dict[str, Key]] = {
+    "prometheus": {
+        "url": Key("template", required=True),
+        "query": Key("template", required=True),
+        "token": Key("template"),
+        "username": Key("template"),
+        "password": Key("template"),
+        "ca": Key("str"),
+        "insecure": Key("bool", default=False),
+        "baseline_window": Key("duration"),
+        "aggregate": Key("choice", choices=("max", "min", "mean", "sum", "median")),
+    },
+    "http": {
+        "url": Key("template", required=True),
+        "method": Key("choice", default="GET", choices=("GET", "HEAD", "POST")),
+        "headers": Key("table"),
+        "expect_status": Key("int", default=200, minimum=100, maximum=599),
+        "max_latency": Key("duration"),
+        "json_path": Key("str"),
+        "ca": Key("str"),
+        "insecure": Key("bool", default=False),
+    },
+    "simulated": {
+        "metric": Key("str", required=True),
+        "base": Key("float"),
+        "noise": Key("float", default=0.08, minimum=0.0),
+    },
+}
+for _keys in CHECK_KEYS.values():
+    _keys.update(_CHECK_COMMON)
+
+ESTATE_KEYS = {
+    "name": Key("str", required=True),
+    "history": Key("str", default=".sluice/history.db"),
+    "description": Key("str"),
+}
+
+CHANNEL_KEYS = {
+    "name": Key("str", required=True),
+    "waves": Key("share_list"),
+    "max_parallel": Key("int", default=1, minimum=1),
+    "max_failures": Key("share", default=0),
+    "soak": Key("duration", default=0.0),
+    "gate": Key("choice", default="auto", choices=("auto", "manual")),
+    "on_failure": Key("choice", default="halt", choices=("halt", "rollback")),
+    "checks": Key("str_list", default=()),
+    "description": Key("str"),
+}
+
+TARGET_KEYS = {
+    "channel": Key("str", required=True),
+    "executor": Key("str", required=True),
+    "vars": Key("any_table"),
+    "dashboard": Key("template"),
+    "modules": Key("str_list"),
+    "description": Key("str"),
+}
+
+MODULE_KEYS = {
+    "versions": Key("str_list", required=True),
+    "initial": Key("str", required=True),
+    "description": Key("str"),
+}
+
+SIMULATION_KEYS = {
+    "seed": Key("int", default=0),
+    "regressions": Key("regressions", default=()),
+}
+
+REGRESSION_KEYS = {
+    "module": Key("str", required=True),
+    "version": Key("str", required=True),
+    "metric": Key("str", required=True),
+    "channels": Key("str_list", default=()),
+    "factor": Key("float", default=3.0, minimum=0.0),
+}
+
+NOTIFY_EVENTS = (
+    "wave_done",
+    "gate_failed",
+    "gate_inconclusive",
+    "awaiting_approval",
+    "rollout_finished",
+    "bypass",
+)
+
+NOTIFY_KEYS = {
+    "url": Key("template", required=True),
+    "format": Key("choice", default="slack", choices=("slack", "json")),
+    "events": Key("str_list", default=NOTIFY_EVENTS),
+    "headers": Key("table"),
+    "timeout": Key("duration", default=5.0),
+    "retries": Key("int", default=3, minimum=0, maximum=10),
+}
+
+TOP_LEVEL = (
+    "estate",
+    "channels",
+    "targets",
+    "executors",
+    "checks",
+    "modules",
+    "simulation",
+    "notify",
+)
+
+
+def convert(key: Key, value: Any) -> Any:
+    """Convert a TOML value for ``key``; raise ``ValueError`` with the user-facing reason."""
+    kind = key.kind
+    if kind in ("str", "template"):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_type_name(value)}")
+        return value
+    if kind == "choice":
+        if not isinstance(value, str) or value not in key.choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, key.choices))}, got {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_type_name(value)}")
+        return value
+    if kind in ("int", "float"):
+        ok = isinstance(value, int) or (kind == "float" and isinstance(value, float))
+        if isinstance(value, bool) or not ok:
+            raise ValueError(
+                f"expected {'an integer' if kind == 'int' else 'a number'}, got {_type_name(value)}"
+            )
+        if value != value:
+            raise ValueError("expected a number, got nan")
+        if key.minimum is not None and value < key.minimum:
+            raise ValueError(f"{value} is below the minimum {key.minimum:g}")
+        if key.maximum is not None and value > key.maximum:
+            raise ValueError(f"{value} is above the maximum {key.maximum:g}")
+        return float(value) if kind == "float" else value
+    if kind in ("duration", "range"):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a duration string like '30s', got {_type_name(value)}")
+        return parse_duration(value) if kind == "duration" else parse_duration_range(value)
+    if kind == "share":
+        return parse_share(value)
+    if kind == "increase":
+        return parse_increase(value)
+    if kind == "str_list":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError("expected a list of strings")
+        return tuple(value)
+    if kind == "share_list":
+        if not isinstance(value, list) or not value:
+            raise ValueError(
+                "expected a non-empty list of counts and percentages, e.g. [1, '25%', '100%']"
+            )
+        return tuple(parse_share(v, allow_zero=False) for v in value)
+    if kind == "status_list":
+        items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        if not isinstance(items, list) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in items
+        ):
+            raise ValueError("expected an HTTP status or a list of them")
+        return tuple(items)
+    if kind == "table":
+        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+            raise ValueError("expected a table of strings")
+        return dict(value)
+    if kind == "any_table":
+        if not isinstance(value, dict):
+            raise ValueError(f"expected a table, got {_type_name(value)}")
+        return value
+    if kind == "regressions":
+        if not isinstance(value, list):
+            raise ValueError("expected [[simulation.regressions]] tables")
+        return value
+    raise AssertionError(f"unknown key kind {kind}")
+
+
+def _type_name(value: Any) -> str:
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
