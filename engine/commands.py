@@ -33,6 +33,7 @@ def dispatch(args: argparse.Namespace) -> int:
         None: cmd_console,
         "check": cmd_check,
         "plan": cmd_plan,
+        "run": cmd_run,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -145,3 +146,40 @@ def cmd_console(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     error(f"the console is not built yet; try `sluice plan {estate.path} MODULE@VERSION`")
     return EXIT_BAD_INPUT
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    estate = load(args.estate)
+    plan = plan_for(estate, args.spec, current_versions(estate, args.spec))
+    if not args.headless:
+        raise BadInput("sluice: the console is not built yet; add --headless")
+    return _drive(estate, plan, args)
+
+
+def _drive(estate: Estate, plan: Plan, args: argparse.Namespace, **rollout_args: Any) -> int:
+    import asyncio
+
+    from engine.clock import Clock
+    from engine.headless import JsonPrinter, TextPrinter, run_headless
+    from engine.rollout import Rollout
+
+    if args.until_wave is not None and args.until_wave > len(plan.waves):
+        raise BadInput(
+            f"sluice: --until-wave {args.until_wave}: the plan has {len(plan.waves)} waves"
+        )
+
+    async def go() -> int:
+        rollout = Rollout(
+            estate,
+            plan,
+            clock=Clock(args.time_scale),
+            interactive=False,
+            approve=args.approve,
+            until_wave=args.until_wave,
+            **rollout_args,
+        )
+        printer = JsonPrinter() if args.json else TextPrinter()
+        outcome = await run_headless(rollout, printer)
+        return outcome.exit_code
+
+    return asyncio.run(go())

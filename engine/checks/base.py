@@ -1,0 +1,55 @@
+"""The check-source protocol: a source only *reads* a number; the gate (engine.gate) judges it.
+
+A source turns one target's check into a :class:`Reading`: a value, no data (``value is None``,
+inconclusive) or an error (the source failed). NaN and ±Inf are no data. Sources never raise
+except ``CancelledError``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from engine.template import Context
+
+if TYPE_CHECKING:
+    from engine.clock import Clock
+    from engine.estate import CheckSpec, Estate
+    from engine.resources import Resources
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float | None = None
+    error: str | None = None
+    detail: str = ""
+
+
+class CheckSource(Protocol):
+    async def measure(self, ctx: Context) -> Reading:
+        """The current value for ``ctx.target`` (``ctx.version`` is what it runs now)."""
+        ...
+
+    async def baseline(self, ctx: Context) -> Reading:
+        """The value before the wave (Prometheus: the median over ``baseline_window``)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+CHECK_SOURCES = {
+    "simulated": "engine.checks.simulated:SimulatedCheck",
+    "prometheus": "engine.checks.prometheus:PrometheusCheck",
+    "http": "engine.checks.http:HttpCheck",
+}
+
+
+def create_check(
+    spec: CheckSpec, estate: Estate, clock: Clock, resources: Resources
+) -> CheckSource:
+    """Instantiate the source for ``spec`` (``cls(spec, estate, clock, resources)``)."""
+    module_name, _, class_name = CHECK_SOURCES[spec.source].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    source: CheckSource = cls(spec, estate, clock, resources)
+    return source

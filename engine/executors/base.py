@@ -1,0 +1,90 @@
+"""The executor protocol: one small interface that local, SSH, HTTP and simulated applies share.
+
+An executor is created once per ``[executors.NAME]`` per rollout (so it may pool connections), is
+given one :class:`Job` per apply or rollback, streams output lines to an :class:`OutputSink`, and
+returns an :class:`ApplyResult`. Cancelling the task that awaits :meth:`Executor.apply` must stop
+the work cleanly — processes killed, channels closed — before ``CancelledError`` propagates.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from engine.template import Context
+
+if TYPE_CHECKING:
+    from engine.clock import Clock
+    from engine.estate import Estate, ExecutorSpec
+    from engine.resources import Resources
+
+#: ``sink(stream, line)`` with ``stream`` "stdout" or "stderr"; lines have no trailing newline.
+OutputSink = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One apply (or rollback) of ``module`` to ``version`` on one target."""
+
+    target: str
+    channel: str
+    module: str
+    version: str
+    previous_version: str
+    action: str  # "apply" | "rollback"
+    vars: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def context(self) -> Context:
+        return Context(
+            target=self.target,
+            channel=self.channel,
+            module=self.module,
+            version=self.version,
+            previous_version=self.previous_version,
+            vars=self.vars,
+        )
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """``ok`` decides; ``reason`` is one line the operator reads when it failed."""
+
+    ok: bool
+    reason: str = ""
+    exit_code: int | None = None
+
+
+class Executor(Protocol):
+    def describe(self, job: Job) -> str:
+        """What will run, for the event log — secrets masked."""
+        ...
+
+    async def apply(self, job: Job, output: OutputSink) -> ApplyResult:
+        """Run ``job`` to completion; never raises except ``CancelledError``."""
+        ...
+
+    async def close(self) -> None:
+        """Release pooled resources (connections) at the end of the rollout."""
+        ...
+
+
+#: kind → "module:Class"; imported lazily so an estate without SSH never loads asyncssh.
+EXECUTOR_KINDS = {
+    "local": "engine.executors.local:LocalExecutor",
+    "simulated": "engine.executors.simulated:SimulatedExecutor",
+    "ssh": "engine.executors.ssh:SshExecutor",
+    "http": "engine.executors.http:HttpExecutor",
+}
+
+
+def create_executor(
+    spec: ExecutorSpec, estate: Estate, clock: Clock, resources: Resources
+) -> Executor:
+    """Instantiate the executor for ``spec`` (``cls(spec, estate, clock, resources)``)."""
+    module_name, _, class_name = EXECUTOR_KINDS[spec.kind].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    executor: Executor = cls(spec, estate, clock, resources)
+    return executor

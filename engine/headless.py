@@ -1,0 +1,131 @@
+"""Headless runs: drive a rollout without the console, printing progress or NDJSON events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable
+from typing import IO, Any
+
+from engine.events import (
+    ApplyFinished,
+    Event,
+    GateEvaluated,
+    Notice,
+    OperatorAction,
+    RolloutFinished,
+    RolloutStarted,
+    SoakStarted,
+    StateChanged,
+    WaveApplied,
+    WaveStarted,
+)
+from engine.rollout import Rollout
+from engine.state import Outcome
+from engine.units import format_duration
+
+
+class TextPrinter:
+    """One readable line per significant event."""
+
+    def __init__(self, out: IO[str] = sys.stdout):
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        line = self.format(event)
+        if line is not None:
+            print(line, file=self.out, flush=True)
+
+    def format(self, e: Event) -> str | None:
+        if isinstance(e, RolloutStarted):
+            waves = e.plan.get("waves", [])
+            targets = sum(len(w["targets"]) for w in waves)
+            verb = "resuming" if e.resumed else "rollout"
+            return f"▶ {verb} #{e.rollout_id}: {e.module} → {e.version} on {e.estate}: {len(waves)} waves, {targets} targets (by {e.actor})"
+        if isinstance(e, WaveStarted):
+            return f"── wave {e.wave} · {e.name}: {len(e.targets)} target(s)"
+        if isinstance(e, ApplyFinished):
+            verb = {"apply": "", "retry": "retry ", "rollback": "rollback "}.get(e.action, "")
+            if e.outcome == "ok":
+                return f"   ✓ {verb}{e.target} → {e.version} ({format_duration(e.duration)})"
+            return f"   ✗ {verb}{e.target} {e.outcome}: {e.reason}"
+        if isinstance(e, WaveApplied):
+            return f"   applies done: {e.ok} ok, {e.summary}" + (
+                f", {e.skipped} not started" if e.skipped else ""
+            )
+        if isinstance(e, SoakStarted):
+            checks = ", ".join(e.checks) or "no checks"
+            return f"   soak {format_duration(e.configured)}: {checks}"
+        if isinstance(e, GateEvaluated):
+            return self._gate(e)
+        if isinstance(e, OperatorAction):
+            where = f" {e.target}" if e.target else (f" wave {e.wave}" if e.wave else "")
+            why = f": {e.reason}" if e.reason else ""
+            return f"   ● {e.action}{where} by {e.actor}{why}"
+        if (
+            isinstance(e, StateChanged)
+            and e.state in ("halted", "inconclusive", "rolled_back")
+            and e.detail
+        ):
+            return f"   ■ {e.state}: {e.detail}"
+        if isinstance(e, Notice):
+            return f"   ! {e.message}"
+        if isinstance(e, RolloutFinished):
+            return f"■ {e.outcome} (exit {e.exit_code}): {e.summary}"
+        return None
+
+    def _gate(self, e: GateEvaluated) -> str:
+        head = f"   gate {e.verdict.upper() if e.verdict != 'passed' else 'passed'}" + (
+            " (soak ended early)" if e.early else ""
+        )
+        lines = [head]
+        lines += [f"     {reason}" for reason in e.reasons[:10]]
+        if len(e.reasons) > 10:
+            lines.append(f"     … and {len(e.reasons) - 10} more")
+        if e.verdict in ("failed", "inconclusive"):
+            for check, data in e.checks.items():
+                for target, series in data["targets"].items():
+                    if series["latest"] == "pass":
+                        continue
+                    values = " ".join(
+                        "—" if v is None else f"{v:.4g}" for v in series["values"][-8:]
+                    )
+                    limits = ", ".join(
+                        f"{k} {v:g}"
+                        for k, v in (("max", data["max"]), ("min", data["min"]))
+                        if v is not None
+                    )
+                    if data.get("max_increase") is not None:
+                        limits += f"{', ' if limits else ''}max +{data['max_increase']:.0%}"
+                    base = series["baseline"]
+                    base_text = "—" if base is None else f"{base:.4g}"
+                    lines.append(
+                        f"     {check} on {target}: [{values}] baseline {base_text}, {limits}"
+                    )
+        return "\n".join(lines)
+
+
+class JsonPrinter:
+    """NDJSON: one event per line, exactly the stream history records."""
+
+    def __init__(self, out: IO[str] = sys.stdout):
+        self.out = out
+
+    def __call__(self, event: Event) -> None:
+        self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
+        self.out.flush()
+
+
+async def run_headless(rollout: Rollout, printer: Callable[[Event], Any]) -> Outcome:
+    """Run ``rollout`` to its end; SIGINT and SIGTERM abort it cleanly (exit 3)."""
+    rollout.bus.listen(printer)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, rollout.abort, f"{sig.name} received")
+    try:
+        return await rollout.run()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,198 @@
+"""Baselines before a wave, then the soak: measuring every check on every target, judging the gate."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from typing import TYPE_CHECKING, Any
+
+from engine.checks.base import CheckSource, Reading
+from engine.estate import CheckSpec
+from engine.events import GateEvaluated, SampleTaken, SoakStarted
+from engine.gate import Gate
+from engine.plan import Wave
+from engine.state import PENDING, TargetState
+from engine.template import Context
+
+if TYPE_CHECKING:
+    from engine.rollout import Rollout
+
+#: Measurements in flight at once across a wave (a large wave must not flood a Prometheus).
+SAMPLE_CONCURRENCY = 64
+#: At most this many not-yet-upgraded targets form a control group.
+CONTROL_GROUP_SIZE = 16
+
+
+def _context(rollout: Rollout, target: TargetState) -> Context:
+    spec = rollout.estate.targets[target.name]
+    return Context(
+        target=target.name,
+        channel=target.channel,
+        module=rollout.plan.module,
+        version=target.version,
+        previous_version=target.from_version,
+        vars=spec.vars,
+    )
+
+
+async def _read(
+    source: CheckSource, ctx: Context, semaphore: asyncio.Semaphore, baseline: bool = False
+) -> Reading:
+    async with semaphore:
+        try:
+            return await (source.baseline(ctx) if baseline else source.measure(ctx))
+        except Exception as exc:  # a source bug is an error measurement, never a crash
+            return Reading(error=f"{type(exc).__name__}: {exc}")
+
+
+async def take_baselines(
+    rollout: Rollout,
+    wave: Wave,
+    checks: list[CheckSpec],
+    sources: dict[str, CheckSource],
+    targets: list[TargetState],
+) -> Gate:
+    """Measure each check on each target of ``wave`` before its applies: the ``self`` baseline."""
+    gate = Gate(checks, [t.name for t in targets])
+    semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+
+    async def one(spec: CheckSpec, target: TargetState) -> None:
+        reading = await _read(
+            sources[spec.name], _context(rollout, target), semaphore, baseline=True
+        )
+        value = reading.value if reading.error is None else None
+        gate.set_baseline(spec.name, target.name, value)
+        rollout.bus.emit(
+            SampleTaken,
+            wave=wave.number,
+            check=spec.name,
+            target=target.name,
+            phase="baseline",
+            value=value,
+            baseline=None,
+            outcome="baseline"
+            if value is not None
+            else ("error" if reading.error else "inconclusive"),
+            reason=reading.error or reading.detail,
+        )
+
+    await asyncio.gather(*(one(spec, t) for spec in checks for t in targets))
+    return gate
+
+
+def _control_group(rollout: Rollout, wave: Wave) -> list[TargetState]:
+    later = [
+        rollout.targets[t.name]
+        for w in rollout.plan.waves[wave.number :]
+        for t in w.targets
+        if rollout.targets[t.name].status == PENDING
+    ]
+    return later[:CONTROL_GROUP_SIZE]
+
+
+async def run_soak(
+    rollout: Rollout,
+    wave: Wave,
+    checks: list[CheckSpec],
+    sources: dict[str, CheckSource],
+    gate: Gate,
+    targets: list[TargetState],
+) -> tuple[str, list[str]]:
+    """Soak ``wave``: measure every ``interval`` for ``soak``; return the verdict and its reasons."""
+    soak = wave.channel.soak
+    rollout.bus.emit(
+        SoakStarted,
+        wave=wave.number,
+        seconds=rollout.clock.scaled(soak),
+        configured=soak,
+        checks=tuple(c.name for c in checks),
+    )
+    semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+    control = _control_group(rollout, wave)
+    done = rollout._end_soak
+
+    async def measure_round(spec: CheckSpec) -> None:
+        control_median: float | None = None
+        if spec.baseline == "control" and control:
+            readings = await asyncio.gather(
+                *(_read(sources[spec.name], _context(rollout, c), semaphore) for c in control)
+            )
+            values = [r.value for r in readings if r.error is None and r.value is not None]
+            control_median = statistics.median(values) if values else None
+            for c, r in zip(control, readings, strict=True):
+                rollout.bus.emit(
+                    SampleTaken,
+                    wave=wave.number,
+                    check=spec.name,
+                    target=c.name,
+                    phase="control",
+                    value=r.value,
+                    baseline=None,
+                    outcome="baseline" if r.value is not None else "inconclusive",
+                    reason=r.error or r.detail,
+                )
+        readings = await asyncio.gather(
+            *(_read(sources[spec.name], _context(rollout, t), semaphore) for t in targets)
+        )
+        for t, reading in zip(targets, readings, strict=True):
+            baseline = control_median if spec.baseline == "control" and control else None
+            outcome, reason = gate.record(spec.name, t.name, reading, baseline)
+            shown_baseline = (
+                baseline if baseline is not None else gate.series[(spec.name, t.name)].baseline
+            )
+            rollout.bus.emit(
+                SampleTaken,
+                wave=wave.number,
+                check=spec.name,
+                target=t.name,
+                phase="soak",
+                value=reading.value if reading.error is None else None,
+                baseline=shown_baseline,
+                outcome=outcome,
+                reason=reason,
+            )
+        if gate.early_verdict() is not None:
+            done.set()
+
+    async def check_loop(spec: CheckSpec) -> None:
+        rounds = max(1, int(soak // spec.interval)) if soak > 0 else 1
+        for _ in range(rounds):
+            try:
+                await asyncio.wait_for(
+                    done.wait(), timeout=rollout.clock.scaled(spec.interval) if soak > 0 else 0
+                )
+                return
+            except TimeoutError:
+                pass
+            await measure_round(spec)
+
+    loops = [asyncio.ensure_future(check_loop(spec)) for spec in checks]
+    ender = asyncio.ensure_future(done.wait())
+    try:
+        if loops:
+            all_loops: asyncio.Future[Any] = asyncio.gather(*loops)
+            waiting: list[asyncio.Future[Any]] = [all_loops, ender]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.wait([ender], timeout=rollout.clock.scaled(soak))
+    finally:
+        ender.cancel()
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, ender, return_exceptions=True)
+    ended_early = done.is_set()
+    if rollout._bypass_soak:
+        verdict, reasons = "bypassed", ["gate bypassed by the operator"]
+    elif not checks:
+        verdict, reasons = "passed", ["no checks configured for this channel"]
+    else:
+        verdict, reasons = gate.final_verdict()
+    rollout.bus.emit(
+        GateEvaluated,
+        wave=wave.number,
+        verdict=verdict,
+        reasons=tuple(reasons),
+        checks=gate.summary(),
+        early=ended_early,
+    )
+    return verdict, reasons

@@ -1,0 +1,79 @@
+"""The live state of a rollout's targets and waves, as the engine (and any viewer) sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+#: Target statuses: pending, applying, ok, failed, rolling_back, rolled_back, unknown, noop, aborted.
+PENDING, APPLYING, OK, FAILED = "pending", "applying", "ok", "failed"
+ROLLING_BACK, ROLLED_BACK, UNKNOWN, NOOP, ABORTED = (
+    "rolling_back",
+    "rolled_back",
+    "unknown",
+    "noop",
+    "aborted",
+)
+
+#: Rollout outcomes and their exit codes (DESIGN.md: the command line).
+OUTCOME_EXIT = {"done": 0, "halted": 1, "aborted": 3, "stopped": 4}
+ACTIVE_STATES = {
+    "running",
+    "paused",
+    "soaking",
+    "awaiting_approval",
+    "inconclusive",
+    "halted",
+    "rolled_back",
+    "rolling_back",
+}
+
+
+@dataclass
+class TargetState:
+    name: str
+    wave: int
+    channel: str
+    executor: str
+    from_version: str
+    to_version: str
+    status: str = PENDING
+    version: str = ""
+    reason: str = ""
+    duration: float = 0.0
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.version:
+            self.version = self.from_version
+        if self.from_version == self.to_version and self.status == PENDING:
+            self.status = NOOP
+
+
+@dataclass
+class WaveState:
+    number: int
+    name: str
+    channel: str
+    targets: list[str]
+    failure_budget: int
+    status: str = "pending"  # pending applying soaking awaiting passed approved bypassed failed inconclusive rolled_back halted skipped
+    verdict: str = ""
+    reasons: list[str] = field(default_factory=list)
+
+
+class CommandResult(NamedTuple):
+    """What an operator command did: accepted, or refused with the reason why."""
+
+    ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outcome: str  # done | halted | aborted | stopped
+    summary: str
+
+    @property
+    def exit_code(self) -> int:
+        return OUTCOME_EXIT[self.outcome]
