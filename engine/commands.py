@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
-from engine.cli import EXIT_BAD_INPUT, EXIT_OK, error
+from engine.cli import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_OK, error
 from engine.estate import Estate, EstateError, load_estate
 from engine.plan import Plan, PlanError, make_plan, parse_spec
 from engine.units import format_duration
@@ -19,6 +21,10 @@ class BadInput(Exception):
     def __init__(self, *lines: str):
         super().__init__("\n".join(lines))
         self.lines = lines
+
+
+class Locked(Exception):
+    """Another process drives the estate (exit 5)."""
 
 
 def load(path: str) -> Estate:
@@ -34,6 +40,12 @@ def dispatch(args: argparse.Namespace) -> int:
         "check": cmd_check,
         "plan": cmd_plan,
         "run": cmd_run,
+        "resume": cmd_resume,
+        "rollback": cmd_rollback,
+        "history": cmd_history,
+        "show": cmd_show,
+        "export": cmd_export,
+        "replay": cmd_replay,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -41,6 +53,9 @@ def dispatch(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         return handler(args)
+    except Locked as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_LOCKED
     except BadInput as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
@@ -77,26 +92,29 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def current_versions(estate: Estate, spec: str) -> dict[str, str]:
-    """Each target's current version of the module: the ledger once history exists."""
-    return {}
+    """Each target's current version of the module, from the history's ledger (if any)."""
+    from engine.history import History, HistoryError
+
+    if not estate.history_path.exists():
+        return {}
+    try:
+        history = History.open(estate.history_path, create=False)
+    except HistoryError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+    try:
+        return history.ledger(_spec(spec)[0])
+    finally:
+        history.close()
 
 
 def print_plan(estate: Estate, plan: Plan) -> None:
     from rich.console import Console
-    from rich.table import Table
+
+    from engine.report import make_table
 
     console = Console(width=max(Console().width, 100))
     applies = sum(len(w.applies) for w in plan.waves)
-    noops = len(plan.targets) - applies
     channels = len({w.channel.name for w in plan.waves})
-    table = Table(
-        title=(
-            f"{plan.module} → {plan.version} on {estate.name}: {channels} channels, "
-            f"{len(plan.waves)} waves, {len(plan.targets)} targets"
-        ),
-        title_justify="left",
-    )
-    columns = ("wave", "channel", "n", "change", "par", "budget", "gate", "soak", "blast", "ETA")
     rows = []
     elapsed = 0.0
     for wave in plan.waves:
@@ -114,26 +132,25 @@ def print_plan(estate: Estate, plan: Plan) -> None:
                 format_duration(wave.channel.soak),
                 f"{wave.blast_radius:.0%}",
                 f"+{format_duration(elapsed)}",
-                _names(wave.targets),
             )
         )
-    for i, column in enumerate(columns):
-        width = max(len(column), *(len(row[i]) for row in rows))
-        numeric = column in {"wave", "n", "par", "budget", "blast", "ETA"}
-        table.add_column(
-            column, justify="right" if numeric else "left", min_width=width, no_wrap=True
-        )
-    for row in rows:
-        table.add_row(*row[:-1])
-    console.print(table)
-    for wave, row in zip(plan.waves, rows, strict=True):
+    title = (
+        f"{plan.module} → {plan.version} on {estate.name}: {channels} channels, "
+        f"{len(plan.waves)} waves, {len(plan.targets)} targets"
+    )
+    columns = ("wave", "channel", "n", "change", "par", "budget", "gate", "soak", "blast", "ETA")
+    console.print(make_table(title, columns, rows, {"wave", "n", "par", "budget", "blast", "ETA"}))
+    for wave in plan.waves:
         console.print(
-            f"  wave {wave.number}: {row[-1]}", overflow="ellipsis", no_wrap=True, highlight=False
+            f"  wave {wave.number}: {_names(wave.targets)}",
+            overflow="ellipsis",
+            no_wrap=True,
+            highlight=False,
         )
     manual = sum(1 for w in plan.waves if w.channel.gate == "manual")
     note = f"; {manual} manual gate(s) wait for approval, not counted" if manual else ""
     console.print(
-        f"{applies} applies, {noops} no-op (already at {plan.version}); "
+        f"{applies} applies, {len(plan.targets) - applies} no-op (already at {plan.version}); "
         f"estimated duration {format_duration(plan.expected_seconds)}{note}"
     )
 
@@ -143,43 +160,214 @@ def _names(targets: Any) -> str:
 
 
 def cmd_console(args: argparse.Namespace) -> int:
-    estate = load(args.estate)
-    error(f"the console is not built yet; try `sluice plan {estate.path} MODULE@VERSION`")
-    return EXIT_BAD_INPUT
+    return _console(args, load(args.estate))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     estate = load(args.estate)
-    plan = plan_for(estate, args.spec, current_versions(estate, args.spec))
+    module, version = _spec(args.spec)
     if not args.headless:
-        raise BadInput("sluice: the console is not built yet; add --headless")
-    return _drive(estate, plan, args)
+        return _console(args, estate, start=(module, version))
+    with _session(estate) as session:
+        try:
+            plan = session.plan(module, version)
+        except PlanError as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        _check_until(args, plan)
+        rollout = session.new_rollout(
+            plan,
+            clock=_clock(args),
+            interactive=False,
+            approve=args.approve,
+            until_wave=args.until_wave,
+        )
+        return _drive(session, rollout, args)
 
 
-def _drive(estate: Estate, plan: Plan, args: argparse.Namespace, **rollout_args: Any) -> int:
-    import asyncio
+def cmd_resume(args: argparse.Namespace) -> int:
+    from engine.session import ResumeError
 
+    estate = load(args.estate)
+    if not args.headless:
+        return _console(args, estate, resume=args.rollout_id or 0)
+    with _session(estate) as session:
+        try:
+            record = session.resumable(args.rollout_id)
+            rollout = session.resume_rollout(
+                record,
+                clock=_clock(args),
+                interactive=False,
+                approve=args.approve,
+                until_wave=args.until_wave,
+                reapply_unknown=not args.no_reapply_unknown,
+            )
+        except ResumeError as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        _check_until(args, rollout.plan)
+        return _drive(session, rollout, args)
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from engine.session import ResumeError
+
+    estate = load(args.estate)
+    with _session(estate) as session:
+        rollouts = [r for r in session.history.rollouts() if r.kind == "rollout"]
+        source = (
+            next((r for r in rollouts if r.id == args.rollout), None)
+            if args.rollout
+            else (rollouts[0] if rollouts else None)
+        )
+        if source is None:
+            raise BadInput(
+                f"sluice: no rollout {'#' + str(args.rollout) + ' ' if args.rollout else ''}in the history"
+            )
+        waves = source.plan["waves"]
+        if args.wave is not None:
+            if args.wave > len(waves):
+                raise BadInput(
+                    f"sluice: --wave {args.wave}: rollout #{source.id} has {len(waves)} waves"
+                )
+            targets = [t["name"] for t in waves[args.wave - 1]["targets"]]
+        else:
+            names = [t["name"] for w in waves for t in w["targets"]]
+            if args.target not in names:
+                raise BadInput(f"sluice: --target {args.target}: not part of rollout #{source.id}")
+            targets = [args.target]
+        try:
+            rollout = session.rollback_rollout(source, targets, clock=_clock(args))
+        except ResumeError as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        if not any(t.status == "ok" for t in rollout.targets.values()):
+            print(
+                f"nothing to roll back: {', '.join(targets)} already at the versions they had before #{source.id}"
+            )
+        return _drive(session, rollout, args)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from engine import report
+
+    with _history(load(args.estate)) as history:
+        if args.json:
+            print(report.history_json(history))
+        else:
+            report.print_wide(report.history_table(history))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from engine import report
+
+    with _history(load(args.estate)) as history:
+        rec = _record(history, args.rollout_id)
+        if args.json:
+            print(json.dumps(report.record(history, rec), indent=2, default=str))
+        else:
+            print("\n".join(report.show_text(history, rec)))
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from engine import report
+
+    with _history(load(args.estate)) as history:
+        sys.stdout.write(report.export_toml(history, _record(history, args.rollout_id)))
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    estate = load(args.estate)
+    with _history(estate) as history:
+        _record(history, args.rollout_id)
+    return _console(args, estate, replay=args.rollout_id)
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _spec(spec: str) -> tuple[str, str]:
+    try:
+        return parse_spec(spec)
+    except PlanError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+
+
+def _clock(args: argparse.Namespace) -> Any:
     from engine.clock import Clock
-    from engine.headless import JsonPrinter, TextPrinter, run_headless
-    from engine.rollout import Rollout
 
-    if args.until_wave is not None and args.until_wave > len(plan.waves):
+    return Clock(args.time_scale)
+
+
+def _check_until(args: argparse.Namespace, plan: Plan) -> None:
+    if getattr(args, "until_wave", None) is not None and args.until_wave > len(plan.waves):
         raise BadInput(
             f"sluice: --until-wave {args.until_wave}: the plan has {len(plan.waves)} waves"
         )
 
+
+@contextlib.contextmanager
+def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
+    from engine.history import HistoryError
+    from engine.session import LeaseHeld, Session
+
+    try:
+        session = Session.open(estate, drive=drive)
+    except LeaseHeld as exc:
+        raise Locked(f"sluice: {exc}; it may be watched, not driven, from here") from None
+    except HistoryError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@contextlib.contextmanager
+def _history(estate: Estate) -> Iterator[Any]:
+    from engine.history import History, HistoryError
+
+    try:
+        history = History.open(estate.history_path, create=False)
+    except HistoryError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+    try:
+        yield history
+    finally:
+        history.close()
+
+
+def _record(history: Any, rollout_id: int) -> Any:
+    rec = history.rollout(rollout_id)
+    if rec is None:
+        raise BadInput(f"sluice: there is no rollout #{rollout_id} in {history.path}")
+    return rec
+
+
+def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
+    import asyncio
+
+    from engine.headless import JsonPrinter, TextPrinter, run_headless
+
+    printer = JsonPrinter() if args.json else TextPrinter()
+
     async def go() -> int:
-        rollout = Rollout(
-            estate,
-            plan,
-            clock=Clock(args.time_scale),
-            interactive=False,
-            approve=args.approve,
-            until_wave=args.until_wave,
-            **rollout_args,
-        )
-        printer = JsonPrinter() if args.json else TextPrinter()
-        outcome = await run_headless(rollout, printer)
+        outcome = await run_headless(rollout, printer, runner=session.drive)
         return outcome.exit_code
 
     return asyncio.run(go())
+
+
+def _console(args: argparse.Namespace, estate: Estate, **how: Any) -> int:
+    try:
+        from tui.app import run_console
+    except ImportError as exc:
+        raise BadInput(f"sluice: the console cannot start: {exc}") from None
+    return int(
+        run_console(
+            str(estate.path),
+            theme=getattr(args, "theme", None),
+            time_scale=getattr(args, "time_scale", 1.0),
+            **how,
+        )
+    )

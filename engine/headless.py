@@ -6,7 +6,7 @@ import asyncio
 import json
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
 from engine.events import (
@@ -118,14 +118,18 @@ class JsonPrinter:
         self.out.flush()
 
 
-async def run_headless(rollout: Rollout, printer: Callable[[Event], Any]) -> Outcome:
+async def run_headless(
+    rollout: Rollout,
+    printer: Callable[[Event], Any],
+    runner: Callable[[Rollout], Awaitable[Outcome]] | None = None,
+) -> Outcome:
     """Run ``rollout`` to its end; SIGINT and SIGTERM abort it cleanly (exit 3)."""
     rollout.bus.listen(printer)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, rollout.abort, f"{sig.name} received")
     try:
-        return await rollout.run()
+        return await (runner(rollout) if runner else rollout.run())
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

@@ -24,6 +24,7 @@ from engine.events import (
     ApplyOutput,
     ApplyStarted,
     EventBus,
+    Notice,
     OperatorAction,
     RolloutFinished,
     RolloutStarted,
@@ -95,6 +96,8 @@ class Rollout:
         start_wave: int = 1,
         prior: Mapping[str, tuple[str, str]] | None = None,
         resumed: bool = False,
+        reapply_unknown: bool = True,
+        rollback_only: bool = False,
         executor_factory: Callable[..., Executor] = create_executor,
         check_factory: Callable[..., CheckSource] = create_check,
     ):
@@ -109,6 +112,8 @@ class Rollout:
         self.until_wave = until_wave
         self.start_wave = start_wave
         self.resumed = resumed
+        self.reapply_unknown = reapply_unknown
+        self.rollback_only = rollback_only
         self.resources = Resources()
         self._executor_factory = executor_factory
         self._check_factory = check_factory
@@ -163,8 +168,22 @@ class Rollout:
             resumed=self.resumed,
         )
         self._set_phase("running")
+        unknown = sorted(t.name for t in self.targets.values() if t.status == UNKNOWN)
+        if unknown:
+            what = (
+                "re-applying them (applies are idempotent)"
+                if self.reapply_unknown
+                else "left for the operator"
+            )
+            self.bus.emit(
+                Notice,
+                level="warning",
+                message=f"{len(unknown)} apply(s) of unknown outcome (started, never finished): {', '.join(unknown)} — {what}",
+            )
         try:
             try:
+                if self.rollback_only:
+                    await self._run_rollback_only()
                 for wave in self.plan.waves:
                     if wave.number < self.start_wave:
                         continue
@@ -208,11 +227,8 @@ class Rollout:
             name=wave.name,
             targets=tuple(state.targets),
         )
-        todo = [
-            self.targets[t.name]
-            for t in wave.targets
-            if self.targets[t.name].status in (PENDING, UNKNOWN, FAILED)
-        ]
+        redo = (PENDING, UNKNOWN, FAILED) if self.reapply_unknown else (PENDING, FAILED)
+        todo = [self.targets[t.name] for t in wave.targets if self.targets[t.name].status in redo]
         attempted = [t for t in wave.targets if self.targets[t.name].status != NOOP]
         if not attempted:
             state.status = "skipped"
@@ -272,6 +288,28 @@ class Rollout:
         if self.paused:
             self._set_phase("running")
             await self._unpaused.wait()
+
+    async def _run_rollback_only(self) -> None:
+        """``sluice rollback``: roll each planned target back, then finish."""
+        for wave in self.plan.waves:
+            self.current_wave = wave.number
+            targets = [
+                self.targets[t.name] for t in wave.targets if self.targets[t.name].status == OK
+            ]
+            self.bus.emit(
+                WaveStarted,
+                wave=wave.number,
+                channel=wave.channel.name,
+                name=wave.name,
+                targets=tuple(t.name for t in targets),
+            )
+            await self._rollback(wave, targets, actor=self.actor, reason="sluice rollback")
+            failed = [t.name for t in targets if t.status == FAILED]
+            self.waves[wave.number].status = "failed" if failed else "rolled_back"
+            self.bus.emit(WaveFinished, wave=wave.number, outcome=self.waves[wave.number].status)
+            if failed:
+                raise _Finish("halted", f"rollback failed on {', '.join(failed)}")
+        raise _Finish("done", self._summary())
 
     async def _baselines(
         self,

@@ -1,0 +1,386 @@
+"""An estate opened for driving: its history, the one-driver lease, the ledger, and rollouts.
+
+The console and the headless CLI both go through a :class:`Session`, so they record, lease and
+resume the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from engine.clock import Clock
+from engine.estate import Estate
+from engine.events import EventBus
+from engine.history import History, RolloutRecord
+from engine.plan import Plan, PlannedTarget, Wave, make_plan
+from engine.recorder import Recorder
+from engine.rollout import Rollout, current_user
+from engine.state import ABORTED, FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
+
+#: A lease whose holder has not written a heartbeat for this long is taken over.
+LEASE_TIMEOUT = 30.0
+HEARTBEAT_SECONDS = 5.0
+DONE_WAVE_OUTCOMES = ("passed", "approved", "bypassed", "skipped")
+
+
+class LeaseHeld(Exception):
+    """Another process drives this estate (exit code 5)."""
+
+
+class ResumeError(Exception):
+    """Nothing to resume, or the rollout cannot be resumed (exit code 2)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is dead for our purpose
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+class Session:
+    """Open with :meth:`open`; always :meth:`close` (releases the lease)."""
+
+    def __init__(self, estate: Estate, history: History, *, drive: bool):
+        self.estate = estate
+        self.history = history
+        self.driving = drive
+        self.recorders: list[Recorder] = []
+        self.user = current_user()
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+        self.takeover: str | None = None
+
+    @classmethod
+    def open(
+        cls, estate: Estate, *, drive: bool = True, history_path: Path | None = None
+    ) -> Session:
+        """Open the estate's history; with ``drive``, take the lease or raise :class:`LeaseHeld`."""
+        history = History.open(history_path or estate.history_path)
+        session = cls(estate, history, drive=drive)
+        if drive:
+            try:
+                session._acquire()
+            except BaseException:
+                history.close()
+                raise
+        return session
+
+    # ------------------------------------------------------------------ lease
+
+    def _holder_text(self, row: dict[str, Any]) -> str:
+        age = time.time() - row["heartbeat"]
+        return f"{row['user']}@{row['host']} (pid {row['pid']}, last heartbeat {age:.0f}s ago)"
+
+    def _acquire(self) -> None:
+        conn = self.history.db.conn
+        now = time.time()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute(
+                "SELECT user, host, pid, acquired, heartbeat FROM lease WHERE estate = ?",
+                [self.estate.name],
+            ).fetchone()
+            if row is not None:
+                holder = dict(
+                    zip(("user", "host", "pid", "acquired", "heartbeat"), row, strict=True)
+                )
+                mine = holder["host"] == self.host and holder["pid"] == self.pid
+                dead = holder["host"] == self.host and not _alive(holder["pid"])
+                silent = now - holder["heartbeat"] > LEASE_TIMEOUT
+                if not (mine or dead or silent):
+                    raise LeaseHeld(
+                        f"estate {self.estate.name!r} is driven by {self._holder_text(holder)}"
+                    )
+                if not mine:
+                    why = (
+                        "holder process is gone"
+                        if dead
+                        else f"no heartbeat for {now - holder['heartbeat']:.0f}s"
+                    )
+                    self.takeover = f"took over the lease from {holder['user']}@{holder['host']} pid {holder['pid']}: {why}"
+                    conn.execute(
+                        "INSERT INTO lease_log (ts, estate, action, holder, previous) VALUES (?, ?, 'takeover', ?, ?)",
+                        [
+                            now,
+                            self.estate.name,
+                            self._me(),
+                            f"{holder['user']}@{holder['host']} pid {holder['pid']} ({why})",
+                        ],
+                    )
+            conn.execute(
+                "INSERT OR REPLACE INTO lease (estate, user, host, pid, acquired, heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
+                [self.estate.name, self.user, self.host, self.pid, now, now],
+            )
+            if row is None:
+                conn.execute(
+                    "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, 'acquire', ?)",
+                    [now, self.estate.name, self._me()],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _me(self) -> str:
+        return f"{self.user}@{self.host} pid {self.pid}"
+
+    def heartbeat(self) -> None:
+        with self.history.db.atomic():
+            self.history.db.execute(
+                "UPDATE lease SET heartbeat = ? WHERE estate = ? AND pid = ? AND host = ?",
+                [time.time(), self.estate.name, self.pid, self.host],
+            )
+
+    async def keep_alive(self) -> None:
+        """Renew the lease every few seconds while a rollout runs (run it as a task)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            with contextlib.suppress(Exception):
+                self.heartbeat()
+
+    def close(self) -> None:
+        if self.driving:
+            with contextlib.suppress(Exception), self.history.db.atomic():
+                self.history.db.execute(
+                    "DELETE FROM lease WHERE estate = ? AND pid = ? AND host = ?",
+                    [self.estate.name, self.pid, self.host],
+                )
+                self.history.db.execute(
+                    "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, 'release', ?)",
+                    [time.time(), self.estate.name, self._me()],
+                )
+        self.history.close()
+
+    # ------------------------------------------------------------------ rollouts
+
+    def current_versions(self, module: str) -> dict[str, str]:
+        """Each target's version of ``module`` from the ledger (absent: the module's ``initial``)."""
+        return self.history.ledger(module)
+
+    def plan(self, module: str, version: str) -> Plan:
+        return make_plan(self.estate, module, version, self.current_versions(module))
+
+    def _wire(self, rollout_id: int, module: str, *, start_seq: int = 1) -> EventBus:
+        bus = EventBus(start_seq=start_seq)
+        recorder = Recorder(self.history, rollout_id, module)
+        self.recorders.append(recorder)
+        bus.listen(recorder)
+        return bus
+
+    def new_rollout(
+        self, plan: Plan, *, clock: Clock | None = None, interactive: bool = True, **options: Any
+    ) -> Rollout:
+        """Record a new rollout of ``plan`` and return it, ready to ``run()``."""
+        froms = sorted({t.from_version for t in plan.targets if not t.noop}) or [plan.version]
+        rollout_id = self.history.create_rollout(
+            estate=self.estate.name,
+            module=plan.module,
+            version=plan.version,
+            from_versions=",".join(froms),
+            actor=self.user,
+            host=self.host,
+            plan=plan.to_dict(),
+            started=time.time(),
+        )
+        bus = self._wire(rollout_id, plan.module)
+        return Rollout(
+            self.estate,
+            plan,
+            rollout_id=rollout_id,
+            bus=bus,
+            clock=clock,
+            actor=self.user,
+            interactive=interactive,
+            **options,
+        )
+
+    def resumable(self, rollout_id: int | None = None) -> RolloutRecord:
+        """The rollout to resume: ``rollout_id``, or the newest one left running or stopped."""
+        if rollout_id is not None:
+            record = self.history.rollout(rollout_id)
+            if record is None:
+                raise ResumeError(f"there is no rollout #{rollout_id} in {self.history.path}")
+            if record.outcome not in ("running", "stopped"):
+                raise ResumeError(
+                    f"rollout #{rollout_id} ended {record.outcome}; start a new rollout instead"
+                )
+            if record.kind != "rollout":
+                raise ResumeError(f"#{rollout_id} is a {record.kind}, not a rollout")
+            return record
+        candidates = [r for r in self.history.unfinished() if r.kind == "rollout"]
+        if not candidates:
+            raise ResumeError("no rollout of this estate is left running or stopped")
+        return candidates[0]
+
+    def resume_rollout(
+        self,
+        record: RolloutRecord,
+        *,
+        clock: Clock | None = None,
+        interactive: bool = True,
+        reapply_unknown: bool = True,
+        **options: Any,
+    ) -> Rollout:
+        """Continue ``record``: finished applies are never re-run; unknown ones are re-applied."""
+        plan = plan_from_record(self.estate, record.plan)
+        prior: dict[str, tuple[str, str]] = {}
+        for row in self.history.applies(record.id):
+            if row["outcome"] == "started":
+                prior[row["target"]] = (UNKNOWN, row["from_version"])
+            elif row["outcome"] == "ok":
+                prior[row["target"]] = (
+                    ROLLED_BACK if row["action"] == "rollback" else OK,
+                    row["version"],
+                )
+            elif row["outcome"] == "failed":
+                prior[row["target"]] = (FAILED, row["from_version"])
+            else:
+                prior[row["target"]] = (ABORTED, row["from_version"])
+        done = {
+            w["number"] for w in self.history.waves(record.id) if w["outcome"] in DONE_WAVE_OUTCOMES
+        }
+        start_wave = next(
+            (w.number for w in plan.waves if w.number not in done), len(plan.waves) + 1
+        )
+        with self.history.db.atomic():
+            self.history.db.execute(
+                "UPDATE rollouts SET outcome = 'running', finished = NULL WHERE id = ?", [record.id]
+            )
+        bus = self._wire(record.id, plan.module, start_seq=self.history.last_seq(record.id) + 1)
+        return Rollout(
+            self.estate,
+            plan,
+            rollout_id=record.id,
+            bus=bus,
+            clock=clock,
+            actor=self.user,
+            interactive=interactive,
+            start_wave=start_wave,
+            prior=prior,
+            resumed=True,
+            reapply_unknown=reapply_unknown,
+            **options,
+        )
+
+    def rollback_rollout(
+        self, source: RolloutRecord, targets: list[str], *, clock: Clock | None = None
+    ) -> Rollout:
+        """A recorded rollback of ``targets`` to the versions the ledger had before ``source``."""
+        module = source.module
+        initial = (
+            self.estate.modules[module].initial
+            if module in self.estate.modules
+            else source.from_versions
+        )
+        before = self.history.ledger(module, before_rollout=source.id)
+        now = self.history.ledger(module)
+        planned = []
+        for name in targets:
+            spec = self.estate.targets.get(name)
+            if spec is None:
+                raise ResumeError(f"target {name!r} is no longer in the estate")
+            # from = what it should return to; to = what it runs now (the rollback undoes to → from).
+            planned.append(
+                PlannedTarget(
+                    name,
+                    spec.channel,
+                    spec.executor,
+                    before.get(name, initial),
+                    now.get(name, initial),
+                )
+            )
+        todo = [t for t in planned if not t.noop]
+        channel = self.estate.channel(planned[0].channel) if planned else self.estate.channels[0]
+        wave = Wave(1, channel, 0, tuple(planned), 0, 0.0, 0.0)
+        plan = Plan(
+            module, ",".join(sorted({t.from_version for t in todo})) or "-", (wave,), len(planned)
+        )
+        rollout_id = self.history.create_rollout(
+            estate=self.estate.name,
+            module=module,
+            version=plan.version,
+            from_versions=",".join(sorted({t.to_version for t in todo})) or "-",
+            actor=self.user,
+            host=self.host,
+            plan={**plan.to_dict(), "rollback_of": source.id},
+            started=time.time(),
+            kind="rollback",
+        )
+        bus = self._wire(rollout_id, module)
+        prior = {t.name: (OK, t.to_version) for t in todo}
+        return Rollout(
+            self.estate,
+            plan,
+            rollout_id=rollout_id,
+            bus=bus,
+            clock=clock,
+            actor=self.user,
+            interactive=False,
+            prior=prior,
+            rollback_only=True,
+        )
+
+    async def drive(self, rollout: Rollout) -> Outcome:
+        """Run ``rollout`` while keeping the lease alive."""
+        heart = asyncio.ensure_future(self.keep_alive())
+        try:
+            if self.takeover:
+                from engine.events import Notice
+
+                rollout.bus.emit(Notice, level="warning", message=self.takeover)
+            return await rollout.run()
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            for recorder in self.recorders:
+                recorder.flush()
+
+
+def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:
+    """Rebuild the recorded plan against the estate (targets and channels must still exist)."""
+    waves = []
+    for w in data["waves"]:
+        try:
+            channel = estate.channel(w["channel"])
+        except StopIteration:
+            raise ResumeError(
+                f"channel {w['channel']!r} of the recorded plan is no longer in the estate"
+            ) from None
+        targets = []
+        for t in w["targets"]:
+            spec = estate.targets.get(t["name"])
+            if spec is None:
+                raise ResumeError(
+                    f"target {t['name']!r} of the recorded plan is no longer in the estate"
+                )
+            targets.append(
+                PlannedTarget(t["name"], channel.name, spec.executor, t["from"], t["to"])
+            )
+        index = int(w["name"].rsplit(" ", 1)[-1].split("/")[0]) - 1 if "/" in w["name"] else 0
+        waves.append(
+            Wave(
+                w["number"],
+                channel,
+                index,
+                tuple(targets),
+                w["failure_budget"],
+                w["blast_radius"],
+                w["expected_seconds"],
+            )
+        )
+    return Plan(data["module"], data["version"], tuple(waves), data["estate_targets"])
