@@ -11,7 +11,7 @@ from typing import Any
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_OK, error
 from engine.estate import Estate, EstateError, load_estate
-from engine.plan import Plan, PlanError, make_plan, parse_spec
+from engine.plan import Plan, PlanError, make_plan, parse_spec, wave_sizes
 from engine.units import format_duration
 
 
@@ -64,7 +64,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     estate = load(args.estate)
-    waves = sum(len(c.waves) for c in estate.channels)
+    waves = sum(len(wave_sizes(c.waves, len(c.targets))) for c in estate.channels)
     print(
         f"{estate.path}: ok — estate {estate.name!r}: {len(estate.targets)} targets in "
         f"{len(estate.channels)} channels ({waves} waves), {len(estate.executors)} executors, "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import json
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -169,21 +171,46 @@ def parse_estate(source: str, path: Path) -> Estate:
     try:
         raw = tomllib.loads(source)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", 0) or 0
-        message = getattr(exc, "msg", None) or str(exc)
-        column = getattr(exc, "colno", None)
+        line, column, message = _syntax_error_position(exc, source)
         detail = f"TOML syntax error: {message}" + (f" (column {column})" if column else "")
         raise EstateError([Problem(str(path), line, "", detail)]) from None
     return _Validator(raw, key_lines(source), path).run()
 
 
+_AT_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\Z")
+
+
+def _syntax_error_position(exc: tomllib.TOMLDecodeError, source: str) -> tuple[int, int, str]:
+    """Line, column and bare message of a TOML syntax error.
+
+    Python 3.14 gives ``lineno``/``colno``/``msg``; before that they exist only inside the
+    message text (``"Invalid value (at line 2, column 5)"``), which is what we parse there.
+    """
+    lineno = getattr(exc, "lineno", None)
+    if lineno:
+        return lineno, getattr(exc, "colno", 0) or 0, getattr(exc, "msg", str(exc))
+    message = str(exc)
+    match = _AT_POSITION.search(message)
+    if match:
+        return int(match.group(1)), int(match.group(2)), message[: match.start()]
+    if message.endswith("(at end of document)"):
+        return len(source.rstrip("\n").split("\n")), 0, message
+    return 0, 0, message
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
+
+
 def _display(path: KeyPath) -> str:
+    """``("targets", "db.primary", "vars")`` → ``targets."db.primary".vars``, as TOML writes it."""
     text = ""
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
         else:
-            text += ("." if text else "") + part
+            # Quoted like a TOML key, so a dot or a newline in a name cannot break the message.
+            shown = part if _BARE_KEY.match(part) else json.dumps(part, ensure_ascii=False)
+            text += ("." if text else "") + shown
     return text
 
 
@@ -244,9 +271,12 @@ class _Validator:
         for name in self.raw:
             if name not in schema.TOP_LEVEL:
                 self.problem((name,), f"unknown table{_suggest(name, schema.TOP_LEVEL)}")
-        if "estate" not in self.raw:
+        if "estate" in self.raw:
+            meta = self.table(self.raw["estate"], schema.ESTATE_KEYS, ("estate",))
+        else:
+            # One problem, not a second "missing required key 'name'" for the absent table.
             self.problem((), "missing the [estate] table (name = ...)")
-        meta = self.table(self.raw.get("estate", {}), schema.ESTATE_KEYS, ("estate",))
+            meta = {name: key.default for name, key in schema.ESTATE_KEYS.items()}
         modules = self.modules()
         executors = self.executors()
         checks = self.checks()
@@ -256,9 +286,13 @@ class _Validator:
         seed, regressions = self.simulation(modules, channel_values)
         notify = self.notifiers()
         self.templates(targets, channels, executors, checks, notify)
+        try:
+            history = Path(meta["history"] or ".sluice/history.db").expanduser()
+        except RuntimeError:  # "~nosuchuser/..."
+            self.problem(("estate", "history"), f"cannot expand {meta['history']!r}: no such user")
         if self.problems:
-            raise EstateError(self.problems)
-        history = Path(meta["history"] or ".sluice/history.db").expanduser()
+            # Reported in file order, whatever order the sections were validated in.
+            raise EstateError(sorted(self.problems, key=lambda problem: problem.line))
         return Estate(
             name=meta["name"],
             path=self.path,
@@ -541,6 +575,19 @@ class _Validator:
                     collect((*at, i), v, response, target)
 
         templated = {"template", "table", "any_table"}
+        # Every template is checked for unknown placeholders, even where no target uses it yet.
+        for executor_spec in executors.values():
+            keys = schema.EXECUTOR_KEYS.get(executor_spec.kind, {})
+            for name, value in executor_spec.settings.items():
+                key = keys.get(name)
+                if key is not None and key.kind in templated and value is not None:
+                    collect(("executors", executor_spec.name, name), value, key.response, None)
+        for check_spec in checks.values():
+            keys = schema.CHECK_KEYS.get(check_spec.source, {})
+            for name, value in check_spec.settings.items():
+                key = keys.get(name)
+                if key is not None and key.kind in templated and value is not None:
+                    collect(("checks", check_spec.name, name), value, False, None)
         for target in targets.values():
             executor = executors.get(target.executor)
             if executor is not None:

@@ -42,10 +42,14 @@ class Wave:
     failure_budget: int
     blast_radius: float
     expected_seconds: float
+    #: how many waves the channel really splits into (fewer than ``channel.waves`` lists when
+    #: the channel is small); 0 when unknown
+    waves_in_channel: int = 0
 
     @property
     def name(self) -> str:
-        return f"{self.channel.name} {self.index_in_channel + 1}/{len(self.channel.waves)}"
+        count = self.waves_in_channel or len(self.channel.waves)
+        return f"{self.channel.name} {self.index_in_channel + 1}/{count}"
 
     @property
     def applies(self) -> tuple[PlannedTarget, ...]:
@@ -162,7 +166,8 @@ def make_plan(
     for channel in estate.channels:
         members = [estate.targets[n] for n in channel.targets if estate.targets[n].runs(module)]
         start = 0
-        for index, size in enumerate(wave_sizes(channel.waves, len(members))):
+        sizes = wave_sizes(channel.waves, len(members))
+        for index, size in enumerate(sizes):
             batch = tuple(
                 PlannedTarget(
                     t.name, channel.name, t.executor, current.get(t.name, spec.initial), version
@@ -180,6 +185,7 @@ def make_plan(
                     failure_budget=channel.max_failures.of(len(batch)),
                     blast_radius=covered / total if total else 0.0,
                     expected_seconds=_wave_seconds(estate, channel, batch),
+                    waves_in_channel=len(sizes),
                 )
             )
     return Plan(module, version, tuple(waves), total)

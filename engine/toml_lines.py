@@ -9,6 +9,7 @@ only ever run on text ``tomllib`` has already accepted.
 from __future__ import annotations
 
 import re
+import tomllib
 
 Path = tuple[str | int, ...]
 
@@ -20,12 +21,19 @@ def _split_key(text: str) -> tuple[list[str], str]:
     parts: list[str] = []
     rest = text.lstrip()
     while rest:
-        if rest[0] in "\"'":
-            quote = rest[0]
-            end = rest.find(quote, 1)
+        if rest[0] == "'":
+            end = rest.find("'", 1)
             if end < 0:
                 break
             parts.append(rest[1:end])
+            rest = rest[end + 1 :].lstrip()
+        elif rest[0] == '"':
+            end = 1
+            while end < len(rest) and rest[end] != '"':
+                end += 2 if rest[end] == "\\" else 1
+            if end >= len(rest):
+                break
+            parts.append(_basic_string(rest[: end + 1]))
             rest = rest[end + 1 :].lstrip()
         else:
             match = _BARE.match(rest)
@@ -38,6 +46,16 @@ def _split_key(text: str) -> tuple[list[str], str]:
             continue
         break
     return parts, rest
+
+
+def _basic_string(quoted: str) -> str:
+    """The key a ``"quoted"`` basic string names: escapes (``\\n``, ``\\u00e9``) as tomllib reads them."""
+    if "\\" not in quoted:
+        return quoted[1:-1]
+    try:
+        return str(tomllib.loads(f"k = {quoted}")["k"])
+    except tomllib.TOMLDecodeError:
+        return quoted[1:-1]
 
 
 def _depth_change(text: str) -> tuple[int, str | None]:
@@ -76,7 +94,9 @@ def key_lines(source: str) -> dict[Path, int]:
     array_counts: dict[Path, int] = {}
     depth = 0
     open_string: str | None = None
-    for number, raw in enumerate(source.splitlines(), start=1):
+    # Only "\n" ends a TOML line (tomllib counts the same way); str.splitlines() would also
+    # split at form feeds and U+2028 inside strings and comments, shifting every later line.
+    for number, raw in enumerate(source.split("\n"), start=1):
         if open_string:
             if open_string in raw:
                 open_string = None
@@ -91,11 +111,13 @@ def key_lines(source: str) -> dict[Path, int]:
             continue
         if stripped.startswith("[["):
             parts, _ = _split_key(stripped[2:])
-            base = tuple(parts)
+            # [[a.b]] after [[a]] belongs to a's latest entry: ("a", 0, "b", 0).
+            base = (*_resolve(tuple(parts[:-1]), array_counts), *parts[-1:])
             index = array_counts.get(base, -1) + 1
             array_counts[base] = index
             table = (*base, index)
-            lines.setdefault(base, number)
+            for i in range(1, len(base) + 1):
+                lines.setdefault(base[:i], number)
             lines[table] = number
             continue
         if stripped.startswith("["):
@@ -145,6 +167,8 @@ def _inline_keys(text: str, path: Path, number: int, lines: dict[Path, int]) -> 
             if quote:
                 if char == quote:
                     quote = ""
+                elif char == "\\" and quote == '"':
+                    i += 1  # an escaped character, perhaps the quote
             elif char in "\"'":
                 quote = char
             elif char in "[{":

@@ -27,6 +27,9 @@ def parse_duration(text: str) -> float:
         pos = match.end()
     if pos != len(compact):
         raise ValueError(f"{text!r} is not a duration (use e.g. '300ms', '10s', '2m', '1h30m')")
+    if not math.isfinite(total):
+        # float("9" * 400) is inf: no timer (or ETA) can be built from it.
+        raise ValueError(f"{text!r} is too long a duration")
     return total
 
 
