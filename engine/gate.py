@@ -30,6 +30,8 @@ def classify(spec: CheckSpec, reading: Reading, baseline: float | None) -> tuple
     """One measurement's outcome and the reason, e.g. ``("fail", "0.36 > max 0.25")``."""
     if reading.error is not None:
         return ERROR, reading.error
+    if reading.breach is not None:  # the source judged it against a bound only it sees
+        return FAIL, reading.breach
     value = reading.value
     if value is None or math.isnan(value) or math.isinf(value):
         return INCONCLUSIVE, reading.detail or "no data"
@@ -65,7 +67,13 @@ class Series:
     inconclusives: int = 0
     errors: int = 0
     consecutive_errors: int = 0
+    #: the longest run of consecutive errors: once past the limit, a later pass does not undo it
+    peak_consecutive_errors: int = 0
     last_reason: str = ""
+    #: the reasons of the latest fail, inconclusive and error, which the limit reasons quote
+    last_fail: str = ""
+    last_inconclusive: str = ""
+    last_error: str = ""
 
     def add(self, value: float | None, outcome: str, reason: str) -> None:
         self.values.append(value)
@@ -74,12 +82,16 @@ class Series:
         if outcome == ERROR:
             self.errors += 1
             self.consecutive_errors += 1
+            self.last_error = reason
+            self.peak_consecutive_errors = max(self.peak_consecutive_errors, self.consecutive_errors)
         else:
             self.consecutive_errors = 0
         if outcome == FAIL:
             self.fails += 1
+            self.last_fail = reason
         elif outcome == INCONCLUSIVE:
             self.inconclusives += 1
+            self.last_inconclusive = reason
 
     @property
     def latest(self) -> str | None:
@@ -116,15 +128,15 @@ class Gate:
             spec = self.checks[s.check]
             if s.fails > spec.failure_limit:
                 failed.append(
-                    f"{s.check} on {s.target}: {s.fails} failed measurement(s) > limit {spec.failure_limit} ({s.last_reason or 'last passed'})"
+                    f"{s.check} on {s.target}: {s.fails} failed measurement(s) > limit {spec.failure_limit} ({s.last_fail})"
                 )
             if s.inconclusives > spec.inconclusive_limit:
                 inconclusive.append(
-                    f"{s.check} on {s.target}: {s.inconclusives} inconclusive > limit {spec.inconclusive_limit}"
+                    f"{s.check} on {s.target}: {s.inconclusives} inconclusive > limit {spec.inconclusive_limit} ({s.last_inconclusive})"
                 )
-            if s.consecutive_errors > spec.consecutive_error_limit:
+            if s.peak_consecutive_errors > spec.consecutive_error_limit:
                 inconclusive.append(
-                    f"{s.check} on {s.target}: {s.consecutive_errors} consecutive errors > limit {spec.consecutive_error_limit} ({s.last_reason})"
+                    f"{s.check} on {s.target}: {s.peak_consecutive_errors} consecutive errors > limit {spec.consecutive_error_limit} ({s.last_error})"
                 )
         return failed, inconclusive
 

@@ -108,6 +108,7 @@ CHECK_KEYS: dict[str, dict[str, Key]] = {
         "token": Key("template"),
         "username": Key("template"),
         "password": Key("template"),
+        "headers": Key("table"),
         "ca": Key("str"),
         "insecure": Key("bool", default=False),
         "baseline_window": Key("duration"),

@@ -17,7 +17,7 @@ from typing import Any
 from engine.clock import Clock
 from engine.estate import Estate
 from engine.events import EventBus
-from engine.history import History, RolloutRecord
+from engine.history import DONE_OUTCOMES, History, RolloutRecord
 from engine.plan import Plan, PlannedTarget, Wave, make_plan
 from engine.recorder import Recorder
 from engine.rollout import Rollout, current_user
@@ -26,7 +26,7 @@ from engine.state import ABORTED, FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
 #: A lease whose holder has not written a heartbeat for this long is taken over.
 LEASE_TIMEOUT = 30.0
 HEARTBEAT_SECONDS = 5.0
-DONE_WAVE_OUTCOMES = ("passed", "approved", "bypassed", "skipped")
+DONE_WAVE_OUTCOMES = DONE_OUTCOMES
 
 
 class LeaseHeld(Exception):
@@ -305,7 +305,7 @@ class Session:
             )
         todo = [t for t in planned if not t.noop]
         channel = self.estate.channel(planned[0].channel) if planned else self.estate.channels[0]
-        wave = Wave(1, channel, 0, tuple(planned), 0, 0.0, 0.0)
+        wave = Wave(1, channel, 0, tuple(planned), 0, 0.0, 0.0, waves_in_channel=1)
         plan = Plan(
             module, ",".join(sorted({t.from_version for t in todo})) or "-", (wave,), len(planned)
         )
@@ -336,7 +336,11 @@ class Session:
 
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
+        from engine.notify import Notifications
+
         heart = asyncio.ensure_future(self.keep_alive())
+        notifications = Notifications(self.estate.notify)
+        notifications.start(rollout.bus)
         try:
             if self.takeover:
                 from engine.events import Notice
@@ -347,6 +351,8 @@ class Session:
             heart.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heart
+            rollout.bus.close()
+            await notifications.aclose()  # delivery failures become Notices, still recorded
             for recorder in self.recorders:
                 recorder.flush()
 
@@ -371,7 +377,9 @@ def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:
             targets.append(
                 PlannedTarget(t["name"], channel.name, spec.executor, t["from"], t["to"])
             )
-        index = int(w["name"].rsplit(" ", 1)[-1].split("/")[0]) - 1 if "/" in w["name"] else 0
+        # The name ("staging 2/3") holds the wave's place in its channel and the channel's count.
+        place, _, count = w["name"].rsplit(" ", 1)[-1].partition("/")
+        index, in_channel = (int(place) - 1, int(count)) if count else (0, 0)
         waves.append(
             Wave(
                 w["number"],
@@ -381,6 +389,7 @@ def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:
                 w["failure_budget"],
                 w["blast_radius"],
                 w["expected_seconds"],
+                waves_in_channel=in_channel,
             )
         )
     return Plan(data["module"], data["version"], tuple(waves), data["estate_targets"])

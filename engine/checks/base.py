@@ -21,9 +21,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Reading:
+    """One measurement: ``value``, or no data (``None``), or ``error``.
+
+    ``breach`` is set when the source itself judged the measurement unhealthy against a bound
+    only it can see (an HTTP probe's wrong status or ``max_latency``): the gate counts it as a
+    fail. Such a reading carries ``value=None``, so a gate that ignores ``breach`` still never
+    passes it (it is no data there).
+    """
+
     value: float | None = None
     error: str | None = None
     detail: str = ""
+    breach: str | None = None
 
 
 class CheckSource(Protocol):

@@ -1,0 +1,360 @@
+"""Webhook notifications (``[[notify]]``): chosen rollout events, posted as Slack-compatible text
+or as a generic JSON event.
+
+:class:`Notifications` subscribes to the rollout's :class:`~engine.events.EventBus` and delivers
+from its own tasks, so a slow or dead receiver never blocks or fails the rollout: every attempt
+is bounded by the notifier's ``timeout``, failed attempts (connection errors, timeouts, HTTP 5xx,
+408, 429) are retried ``retries`` times with exponential backoff, and a delivery that finally
+fails is published on the bus as a :class:`~engine.events.Notice` (so the console shows it and
+history records it). Each notifier delivers in event order.
+
+Notification names (``events = [...]``) and the events they come from:
+
+=================== ==========================================================================
+wave_done           ``WaveFinished`` (passed, approved, bypassed, rolled_back, skipped)
+gate_failed         ``GateEvaluated`` with verdict ``failed``
+gate_inconclusive   ``GateEvaluated`` with verdict ``inconclusive``
+awaiting_approval   ``StateChanged`` to ``awaiting_approval``
+rollout_finished    ``RolloutFinished``
+bypass              ``OperatorAction`` ``bypass``
+=================== ==========================================================================
+
+Wiring (the rollout or CLI)::
+
+    notifications = Notifications(estate.notify)   # its own HTTP session
+    notifications.start(bus)            # before the rollout emits its first event
+    ...                                 # the rollout runs; bus.close() at its end
+    await notifications.aclose()        # delivers what is queued (bounded); before history closes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from engine.events import (
+    Event,
+    EventBus,
+    GateEvaluated,
+    Lagged,
+    Notice,
+    OperatorAction,
+    RolloutFinished,
+    RolloutStarted,
+    StateChanged,
+    Subscription,
+    WaveFinished,
+    WaveStarted,
+)
+from engine.http_client import client_error, header_secrets, one_line
+from engine.resources import Resources
+from engine.template import Context, TemplateError, render
+
+if TYPE_CHECKING:
+    from engine.estate import Notifier
+
+#: Undelivered notifications a notifier may queue before new ones are dropped (with a Notice).
+QUEUE_SIZE = 1000
+#: HTTP statuses worth another attempt besides 5xx.
+RETRY_STATUSES = frozenset({408, 429})
+#: How many gate reasons a message quotes.
+REASONS_SHOWN = 3
+
+_WAVE_DONE_WORDS = {
+    "passed": "passed its gate",
+    "approved": "was approved",
+    "bypassed": "was bypassed",
+    "rolled_back": "was rolled back",
+    "skipped": "was skipped",
+}
+
+
+def notification_name(event: Event) -> str | None:
+    """The ``[[notify]] events`` name ``event`` triggers, or None."""
+    if isinstance(event, WaveFinished):
+        # A failed or inconclusive wave is told by its gate_failed / gate_inconclusive.
+        return "wave_done" if event.outcome in _WAVE_DONE_WORDS else None
+    if isinstance(event, GateEvaluated):
+        return {"failed": "gate_failed", "inconclusive": "gate_inconclusive"}.get(event.verdict)
+    if isinstance(event, StateChanged):
+        return "awaiting_approval" if event.state == "awaiting_approval" else None
+    if isinstance(event, RolloutFinished):
+        return "rollout_finished"
+    if isinstance(event, OperatorAction):
+        return "bypass" if event.action == "bypass" else None
+    return None
+
+
+@dataclass
+class _Story:
+    """What the messages need to know from earlier events: which rollout, which waves."""
+
+    estate: str = ""
+    rollout_id: int | None = None
+    module: str = ""
+    version: str = ""
+    waves: dict[int, str] = field(default_factory=dict)
+
+    def follow(self, event: Event) -> None:
+        if isinstance(event, RolloutStarted):
+            self.estate, self.rollout_id = event.estate, event.rollout_id
+            self.module, self.version = event.module, event.version
+        elif isinstance(event, WaveStarted):
+            self.waves[event.wave] = event.name or event.channel
+        elif isinstance(event, RolloutFinished) and self.rollout_id is None:
+            self.rollout_id = event.rollout_id
+
+    def prefix(self) -> str:
+        number = f"rollout #{self.rollout_id}" if self.rollout_id is not None else "rollout"
+        what = f"{self.module}@{self.version} ({number})" if self.module else number
+        return f"[{self.estate}] {what}" if self.estate else what
+
+    def wave(self, number: int | None) -> str:
+        if number is None:
+            return "the rollout"
+        name = self.waves.get(number)
+        return f"wave {number} ({name})" if name else f"wave {number}"
+
+
+def message(name: str, event: Event, story: _Story) -> str:
+    """The human sentence for one notification."""
+    head = story.prefix()
+    if isinstance(event, WaveFinished):
+        return f"{head}: {story.wave(event.wave)} {_WAVE_DONE_WORDS[event.outcome]}"
+    if isinstance(event, GateEvaluated):
+        shown = "; ".join(event.reasons[:REASONS_SHOWN])
+        more = len(event.reasons) - REASONS_SHOWN
+        shown += f" (and {more} more)" if more > 0 else ""
+        what = "FAILED" if name == "gate_failed" else "inconclusive: the operator decides"
+        return f"{head}: {story.wave(event.wave)} gate {what}" + (f": {shown}" if shown else "")
+    if isinstance(event, StateChanged):
+        return f"{head}: {story.wave(event.wave)} is healthy and awaits approval"
+    if isinstance(event, RolloutFinished):
+        return f"{head}: rollout {event.outcome}" + (f": {event.summary}" if event.summary else "")
+    if isinstance(event, OperatorAction):
+        where = event.target or story.wave(event.wave)
+        why = f": {event.reason}" if event.reason else ""
+        return f"{head}: {event.actor} bypassed {where}{why}"
+    return f"{head}: {name}"
+
+
+def payload(notifier: Notifier, name: str, event: Event, story: _Story) -> dict[str, Any]:
+    """The JSON body: Slack's ``{"text": …}``, or a generic event with the text and the event."""
+    text = message(name, event, story)
+    if notifier.format == "slack":
+        return {"text": text}
+    return {
+        "event": name,
+        "text": text,
+        "estate": story.estate,
+        "rollout_id": story.rollout_id,
+        "module": story.module,
+        "version": story.version,
+        "data": _jsonable(event.to_dict()),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Strict JSON: NaN and ±Inf (which ``json`` would write as bare words) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+@dataclass
+class _Outbox:
+    """One notifier's queue and the task delivering from it."""
+
+    notifier: Notifier
+    queue: asyncio.Queue[tuple[str, dict[str, Any]]]
+    worker: asyncio.Task[None] | None = None
+    dropped: int = 0
+    busy: bool = False
+
+
+class Notifications:
+    """Delivers a rollout's notifications to its ``[[notify]]`` webhooks.
+
+    Args:
+        notifiers: the estate's ``notify`` entries.
+        resources: whose HTTP session to use; by default a session of its own, closed by
+            :meth:`aclose` — so notifications outlive the rollout's own resources, which the
+            rollout closes as it finishes (before ``rollout_finished`` is delivered).
+        environ: where ``{env.X}`` comes from (default ``os.environ``).
+        backoff: seconds before the first retry; doubled for each further one.
+        max_backoff: the longest wait between two attempts.
+    """
+
+    def __init__(
+        self,
+        notifiers: Sequence[Notifier],
+        resources: Resources | None = None,
+        *,
+        environ: Mapping[str, str] | None = None,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+    ):
+        self._own_resources = resources is None
+        self.resources = Resources() if resources is None else resources
+        self.environ = environ
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._notifiers = tuple(notifiers)
+        self._outboxes: list[_Outbox] = []
+        self._story = _Story()
+        self._bus: EventBus | None = None
+        self._subscription: Subscription | None = None
+        self._consumer: asyncio.Task[None] | None = None
+
+    def start(self, bus: EventBus) -> None:
+        """Subscribe to ``bus`` and start delivering (call from the event loop)."""
+        if self._bus is not None:
+            raise RuntimeError("notifications already started")
+        self._bus = bus
+        if not self._notifiers:
+            return
+        for notifier in self._notifiers:
+            outbox = _Outbox(notifier, asyncio.Queue(QUEUE_SIZE))
+            outbox.worker = asyncio.create_task(self._deliver_all(outbox), name="notify")
+            self._outboxes.append(outbox)
+        self._subscription = bus.subscribe()
+        self._consumer = asyncio.create_task(self._consume(self._subscription), name="notify-bus")
+
+    def delivery_bound(self) -> float:
+        """Seconds one notification can take at most on the slowest notifier (all attempts)."""
+        bound = 0.0
+        for notifier in self._notifiers:
+            waits = sum(
+                min(self.max_backoff, self.backoff * 2**attempt)
+                for attempt in range(notifier.retries)
+            )
+            bound = max(bound, notifier.timeout * (notifier.retries + 1) + waits)
+        return bound
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Deliver what is queued (for at most ``grace`` seconds), then stop.
+
+        ``grace`` defaults to :meth:`delivery_bound` capped at 30 s. Notifications still
+        undelivered then are dropped and reported as a Notice.
+        """
+        if self._consumer is not None:
+            if self._bus is not None and not self._bus.closed:
+                # Let the consumer take what the bus has already queued for it, then stop it.
+                for _ in range(3):
+                    await asyncio.sleep(0)
+                if self._subscription is not None:
+                    self._subscription.close()
+                self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._consumer, 5.0)
+            self._consumer = None
+        workers = [o.worker for o in self._outboxes if o.worker is not None]
+        if not workers:
+            await self._release()
+            return
+        limit = min(self.delivery_bound(), 30.0) if grace is None else grace
+        drained = [asyncio.ensure_future(o.queue.join()) for o in self._outboxes]
+        _, pending = await asyncio.wait(drained, timeout=limit)
+        for waiter in pending:
+            waiter.cancel()
+        left = sum(o.queue.qsize() + int(o.busy) for o in self._outboxes)
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        if pending and left:
+            self._notice("warning", f"{left} notification(s) not delivered: sluice is stopping")
+        self._outboxes = []
+        await self._release()
+
+    async def _release(self) -> None:
+        if self._own_resources:
+            await self.resources.close()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    async def _consume(self, subscription: Subscription) -> None:
+        async for item in subscription:
+            if isinstance(item, Lagged):
+                self._notice("warning", f"notifications missed {item.dropped} event(s)")
+                continue
+            self._story.follow(item)
+            name = notification_name(item)
+            if name is None:
+                continue
+            for outbox in self._outboxes:
+                if name not in outbox.notifier.events:
+                    continue
+                try:
+                    outbox.queue.put_nowait(
+                        (name, payload(outbox.notifier, name, item, self._story))
+                    )
+                except asyncio.QueueFull:
+                    outbox.dropped += 1
+                    if outbox.dropped == 1:
+                        self._notice("warning", "notifications are backing up: dropping new ones")
+
+    async def _deliver_all(self, outbox: _Outbox) -> None:
+        while True:
+            name, body = await outbox.queue.get()
+            outbox.busy = True
+            try:
+                await self._deliver(outbox.notifier, name, body)
+            except Exception as exc:  # a notification must never take the rollout down
+                self._notice("error", one_line(f"notification {name} failed: {exc!r}"))
+            finally:
+                outbox.busy = False
+                outbox.queue.task_done()
+
+    async def _deliver(self, notifier: Notifier, name: str, body: dict[str, Any]) -> None:
+        import aiohttp
+
+        ctx = Context(target="", channel="", module=self._story.module, version=self._story.version)
+        try:
+            url = render(notifier.url, ctx, environ=self.environ)
+            headers, secrets = {}, dict(url.env)
+            for header, template in notifier.headers.items():
+                rendered = render(template, ctx, environ=self.environ)
+                headers[header] = rendered.text
+                secrets.update(rendered.env)
+        except TemplateError as exc:
+            self._notice("error", f"notification {name} not sent: {exc}")
+            return
+        hidden = [*secrets.values(), *header_secrets(headers)]
+        attempts = notifier.retries + 1
+        problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                await asyncio.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+            try:
+                async with self.resources.http().post(
+                    url.text,
+                    json=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=notifier.timeout),
+                ) as response:
+                    await response.read()
+                    status, reason = response.status, response.reason or ""
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                problem = client_error(exc, url.display, notifier.timeout, hidden)
+                continue
+            if status < 400:
+                return
+            problem = f"{url.display}: HTTP {status} {reason}".rstrip()
+            if status < 500 and status not in RETRY_STATUSES:
+                break  # the receiver refuses this payload: retrying will not change its mind
+        self._notice(
+            "warning",
+            f"notification {name} not delivered after {attempt + 1} attempt(s): {problem}",
+        )
+
+    def _notice(self, level: str, text: str) -> None:
+        if self._bus is not None:
+            self._bus.emit(Notice, level=level, message=text)
