@@ -1,0 +1,379 @@
+"""Peer comparison: the same SSH rollout by sluice, by Ansible, and by bare asyncssh (the floor).
+
+N targets (distinct inventory names, all on one loopback sshd that this script starts with
+tests/integration/servers.py), one channel split into two waves (25% then the rest), at most P
+applies at once. Each apply runs ``echo VERSION > DIR/TARGET.version`` on the host. Runners:
+
+* ``sluice``        ``sluice run ESTATE app@VERSION --headless --json --time-scale 0`` (a fresh
+                    estate directory, so a fresh history, each time)
+* ``ansible``       ``ansible-playbook -f P`` with ``serial`` = the same wave sizes, its default
+                    SSH settings (ControlMaster=auto, ControlPersist=60s, in a fresh ControlPath
+                    directory each run, so every run starts cold)
+* ``ansible-nocm``  the same with ``ssh_args = -o ControlMaster=no`` (one SSH connection per task)
+* ``floor``         this script in a fresh interpreter: one asyncssh connection, the same commands
+                    in the same waves with the same concurrency, and nothing else
+* ``sluice-noop``   ``sluice run`` of the same plan with a zero-time simulated executor: the
+                    engine's own cost (start-up, history, events), to read the sluice/floor gap
+
+Every runner is a separate process (interpreter start included), host keys are verified by all,
+the runners alternate within each repetition (rotating the order), and every run is checked (all
+N version files written) outside the timed section. Medians and ratios are printed; the goal in
+issue 6 is sluice ≥ 5× faster than Ansible and within 1.3× of the floor.
+
+    .venv/bin/python bench/bench_ssh.py                 # N = 20 and 200, 5 and 3 repetitions
+    .venv/bin/python bench/bench_ssh.py --sizes 20 --reps 3 --runners sluice,floor
+
+Needs root (or an sshd you may start), /usr/sbin/sshd, and ansible-core in the venv
+(``uv pip install ansible-core``) for the Ansible runners.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+BIN = Path(sys.executable).parent
+
+RUNNERS = ("sluice", "ansible", "ansible-nocm", "floor", "sluice-noop")
+#: engine.executors.ssh.CIPHERS, copied so the floor imports nothing but asyncssh.
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+
+
+@dataclass
+class Setup:
+    host: str
+    port: int
+    user: str
+    key: Path
+    known_hosts: Path
+    remote: Path  # where the remote commands write their version files
+    work: Path  # local scratch: estates, inventories, control sockets
+
+    def names(self, n: int) -> list[str]:
+        return [f"node-{i:03d}" for i in range(n)]
+
+
+def wave_sizes(n: int) -> list[int]:
+    first = max(1, n // 4)
+    return [first, n - first]
+
+
+def command(remote: Path, target: str, version: str) -> str:
+    return f"echo {version} > {remote}/{target}.version"
+
+
+# ------------------------------------------------------------------------------------ runners
+
+
+def run_sluice(
+    setup: Setup, n: int, parallel: int, version: str, rep: str, *, noop: bool = False
+) -> list[str]:
+    import tomli_w
+
+    folder = setup.work / f"sluice{'-noop' if noop else ''}-{n}-{rep}"
+    folder.mkdir()
+    estate = {
+        "estate": {"name": "bench", "history": "history.db"},
+        "channels": [
+            {"name": "fleet", "waves": [wave_sizes(n)[0], "100%"], "max_parallel": parallel}
+        ],
+        "targets": {t: {"channel": "fleet", "executor": "box"} for t in setup.names(n)},
+        "executors": {
+            "box": {
+                "kind": "ssh",
+                "host": setup.host,
+                "port": setup.port,
+                "user": setup.user,
+                "key": str(setup.key),
+                "known_hosts": str(setup.known_hosts),
+                "max_sessions": parallel,
+                "apply": f"echo {{version}} > {setup.remote}/{{target}}.version",
+            }
+        },
+        "modules": {"app": {"versions": ["1.0.0", version], "initial": "1.0.0"}},
+    }
+    if noop:  # the engine alone: same plan, applies that take no time and touch nothing
+        estate["executors"] = {"box": {"kind": "simulated", "duration": "0s"}}
+    path = folder / "estate.toml"
+    path.write_text(tomli_w.dumps(estate))
+    return [str(BIN / "sluice"), "run", str(path), f"app@{version}", "--headless", "--json",
+            "--time-scale", "0"]  # fmt: skip
+
+
+def run_ansible(
+    setup: Setup, n: int, parallel: int, version: str, rep: str, *, control_master: bool
+) -> list[str]:
+    folder = setup.work / f"ansible{'' if control_master else '-nocm'}-{n}-{rep}"
+    (folder / "cp").mkdir(parents=True)
+    common = f"-o UserKnownHostsFile={setup.known_hosts} -o StrictHostKeyChecking=yes"
+    lines = ["[fleet]"]
+    lines += [
+        f"{t} ansible_host={setup.host} ansible_port={setup.port} ansible_user={setup.user}"
+        for t in setup.names(n)
+    ]
+    lines += [
+        "[fleet:vars]",
+        f"ansible_ssh_private_key_file={setup.key}",
+        f"ansible_ssh_common_args='{common}'",
+        "ansible_python_interpreter=/usr/bin/python3",
+    ]
+    (folder / "inventory.ini").write_text("\n".join(lines) + "\n")
+    playbook = [
+        {
+            "hosts": "fleet",
+            "gather_facts": False,
+            "serial": wave_sizes(n),
+            "any_errors_fatal": True,
+            "tasks": [
+                {
+                    "name": "apply",
+                    "shell": command(setup.remote, "{{ inventory_hostname }}", version),
+                }
+            ],
+        }
+    ]
+    (folder / "playbook.yml").write_text(json.dumps(playbook, indent=2))  # JSON is YAML
+    config = [
+        "[defaults]",
+        "host_key_checking = True",
+        "interpreter_python = /usr/bin/python3",
+        "retry_files_enabled = False",
+        "[ssh_connection]",
+        f"control_path_dir = {folder / 'cp'}",
+    ]
+    if not control_master:
+        config.append("ssh_args = -o ControlMaster=no")
+    (folder / "ansible.cfg").write_text("\n".join(config) + "\n")
+    return [
+        str(BIN / "ansible-playbook"),
+        "-i",
+        str(folder / "inventory.ini"),
+        "-f",
+        str(parallel),
+        str(folder / "playbook.yml"),
+    ]
+
+
+def run_floor(setup: Setup, n: int, parallel: int, version: str, rep: str) -> list[str]:
+    spec = {
+        "host": setup.host,
+        "port": setup.port,
+        "user": setup.user,
+        "key": str(setup.key),
+        "known_hosts": str(setup.known_hosts),
+        "remote": str(setup.remote),
+        "names": setup.names(n),
+        "waves": wave_sizes(n),
+        "parallel": parallel,
+        "version": version,
+    }
+    return [sys.executable, str(Path(__file__).resolve()), "--floor", json.dumps(spec)]
+
+
+async def floor(spec: dict[str, object]) -> None:
+    """Bare asyncssh: one verified connection, the same commands, waves and concurrency."""
+    import asyncssh
+
+    names = list(spec["names"])  # type: ignore[call-overload]
+    sizes = list(spec["waves"])  # type: ignore[call-overload]
+    remote, version = Path(str(spec["remote"])), str(spec["version"])
+    semaphore = asyncio.Semaphore(int(spec["parallel"]))  # type: ignore[call-overload]
+    async with asyncssh.connect(
+        str(spec["host"]),
+        int(spec["port"]),  # type: ignore[call-overload]
+        username=str(spec["user"]),
+        client_keys=[str(spec["key"])],
+        known_hosts=str(spec["known_hosts"]),
+        config=None,
+        encryption_algs=list(CIPHERS),  # sluice's preference: compare engines, not ciphers
+    ) as conn:
+
+        async def one(target: str) -> None:
+            async with semaphore:
+                await conn.run(command(remote, target, version), check=True)
+
+        start = 0
+        for size in sizes:
+            await asyncio.gather(*(one(t) for t in names[start : start + size]))
+            start += size
+
+
+# ------------------------------------------------------------------------------------ harness
+
+
+def stop_control_masters(folder: Path) -> None:
+    """Ansible's ControlPersist masters outlive the run: stop them so runs stay independent."""
+    for socket_path in (folder / "cp").glob("*") if (folder / "cp").exists() else []:
+        subprocess.run(
+            ["ssh", "-o", f"ControlPath={socket_path}", "-O", "exit", "unused"],
+            capture_output=True,
+            timeout=10,
+        )
+
+
+def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+    )
+    elapsed = time.perf_counter() - started
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
+        raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n" + "\n".join(tail))
+    return elapsed, proc.stdout
+
+
+def verify(setup: Setup, n: int, version: str, runner: str) -> None:
+    files = [setup.remote / f"{t}.version" for t in setup.names(n)]
+    wrong = [f.name for f in files if not f.exists() or f.read_text().strip() != version]
+    if wrong:
+        raise SystemExit(f"{runner}: {len(wrong)} of {n} targets not at {version}: {wrong[:5]}")
+    for f in files:
+        f.unlink()
+
+
+def bench(
+    setup: Setup,
+    sizes: list[int],
+    reps_for: Callable[[int], int],
+    runners: list[str],
+    par: dict[int, int],
+) -> None:
+    builders: dict[str, Callable[..., list[str]]] = {
+        "sluice": run_sluice,
+        "ansible": lambda *a: run_ansible(*a, control_master=True),
+        "ansible-nocm": lambda *a: run_ansible(*a, control_master=False),
+        "floor": run_floor,
+        "sluice-noop": lambda *a: run_sluice(*a, noop=True),
+    }
+    results: dict[tuple[int, str], list[float]] = {}
+
+    def run_once(runner: str, n: int, parallel: int, version: str, rep: str) -> float:
+        argv = builders[runner](setup, n, parallel, version, rep)
+        folder = Path(argv[-1]).parent if runner.startswith("ansible") else setup.work
+        env = dict(os.environ)
+        # Like an ordinary install, with bytecode caches (this environment sets
+        # PYTHONDONTWRITEBYTECODE, which recompiles asyncssh — ~1.5 s — in every process); the
+        # caches go to a scratch prefix, so the venv is left alone.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(setup.work / "pycache")
+        if runner.startswith("ansible"):
+            env["ANSIBLE_CONFIG"] = str(folder / "ansible.cfg")
+            env["ANSIBLE_LOCALHOST_WARNING"] = "False"
+        try:
+            elapsed, _ = timed(argv, env, setup.work)
+        finally:
+            if runner.startswith("ansible"):
+                stop_control_masters(folder)
+        if runner != "sluice-noop":
+            verify(setup, n, version, runner)
+        return elapsed
+
+    print("\nwarm-up (untimed): each runner once at N=2, to fill the bytecode caches")
+    for runner in runners:
+        run_once(runner, 2, 2, "1.9.9", f"warmup-{runner}")
+    for n in sizes:
+        parallel, reps = par.get(n, min(n, 50)), reps_for(n)
+        print(f"\nN={n}: waves {wave_sizes(n)}, max_parallel/forks {parallel}, {reps} reps")
+        for rep in range(reps):
+            order = runners[rep % len(runners) :] + runners[: rep % len(runners)]
+            for runner in order:
+                elapsed = run_once(runner, n, parallel, f"2.0.{rep}", str(rep))
+                results.setdefault((n, runner), []).append(elapsed)
+                print(f"  rep {rep + 1}  {runner:<13} {elapsed:7.2f} s", flush=True)
+    report(results, sizes, runners)
+
+
+def report(
+    results: dict[tuple[int, str], list[float]], sizes: list[int], runners: list[str]
+) -> None:
+    print("\nmedians (s)       " + "".join(f"{r:>14}" for r in runners))
+    for n in sizes:
+        row = "".join(f"{statistics.median(results[(n, r)]):14.2f}" for r in runners)
+        print(f"  N={n:<14}{row}")
+    print("\nratios (medians)")
+    for n in sizes:
+        med = {r: statistics.median(results[(n, r)]) for r in runners}
+        if "sluice" not in med:
+            continue
+        parts = []
+        for peer in ("ansible", "ansible-nocm"):
+            if peer in med:
+                speedup = med[peer] / med["sluice"]
+                goal = "ok" if speedup >= 5 else "MISSED"
+                parts.append(f"{peer}/sluice {speedup:5.1f}× (goal ≥5: {goal})")
+        if "floor" in med:
+            over = med["sluice"] / med["floor"]
+            goal = "ok" if over <= 1.3 else "MISSED"
+            parts.append(f"sluice/floor {over:4.2f}× (goal ≤1.3: {goal})")
+        if "sluice-noop" in med and "floor" in med:
+            ssh_part = med["sluice"] - med["sluice-noop"]
+            parts.append(
+                f"engine alone (sluice-noop) {med['sluice-noop']:.2f} s, so sluice's SSH part "
+                f"≈ {ssh_part:.2f} s vs the whole floor process {med['floor']:.2f} s"
+            )
+        print(f"  N={n:<5} " + "; ".join(parts))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="20,200")
+    parser.add_argument("--reps", type=int, default=0, help="default: 5 for N≤50, else 3")
+    parser.add_argument("--runners", default=",".join(RUNNERS))
+    parser.add_argument("--parallel", default="20:20,200:50", help="N:P pairs")
+    parser.add_argument("--floor", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor:
+        asyncio.run(floor(json.loads(args.floor)))
+        return
+    from servers import start_sshd
+
+    sizes = [int(s) for s in args.sizes.split(",")]
+    runners = [r for r in args.runners.split(",") if r]
+    unknown = set(runners) - set(RUNNERS)
+    if unknown:
+        parser.error(f"unknown runners {sorted(unknown)}; known: {', '.join(RUNNERS)}")
+    if any(r.startswith("ansible") for r in runners) and not (BIN / "ansible-playbook").exists():
+        parser.error("ansible-playbook not in the venv: uv pip install ansible-core")
+    par = dict(tuple(map(int, pair.split(":"))) for pair in args.parallel.split(","))  # type: ignore[misc]
+    server = start_sshd()
+    work = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    remote = Path(tempfile.mkdtemp(prefix="sluice-bench-remote-"))
+    remote.chmod(0o777)
+    try:
+        setup = Setup(
+            server.host, server.port, server.user, server.client_key_path,
+            server.known_hosts_path, remote, work,
+        )  # fmt: skip
+        print(
+            f"sshd on {server.host}:{server.port} as {server.user}; sluice vs {', '.join(runners)}"
+        )
+        bench(setup, sizes, lambda n: args.reps or (5 if n <= 50 else 3), runners, par)
+    finally:
+        server.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(remote, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
