@@ -83,7 +83,9 @@ class Series:
             self.errors += 1
             self.consecutive_errors += 1
             self.last_error = reason
-            self.peak_consecutive_errors = max(self.peak_consecutive_errors, self.consecutive_errors)
+            self.peak_consecutive_errors = max(
+                self.peak_consecutive_errors, self.consecutive_errors
+            )
         else:
             self.consecutive_errors = 0
         if outcome == FAIL:

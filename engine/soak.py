@@ -126,9 +126,11 @@ async def run_soak(
                     check=spec.name,
                     target=c.name,
                     phase="control",
-                    value=r.value,
+                    value=r.value if r.error is None else None,
                     baseline=None,
-                    outcome="baseline" if r.value is not None else "inconclusive",
+                    outcome="error"
+                    if r.error is not None
+                    else ("baseline" if r.value is not None else "inconclusive"),
                     reason=r.error or r.detail,
                 )
         readings = await asyncio.gather(
@@ -168,9 +170,10 @@ async def run_soak(
 
     loops = [asyncio.ensure_future(check_loop(spec)) for spec in checks]
     ender = asyncio.ensure_future(done.wait())
+    # Awaited in the ``finally`` too: a gather cancelled and never awaited logs an error.
+    all_loops: asyncio.Future[Any] = asyncio.gather(*loops)
     try:
         if loops:
-            all_loops: asyncio.Future[Any] = asyncio.gather(*loops)
             waiting: list[asyncio.Future[Any]] = [all_loops, ender]
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         else:
@@ -179,7 +182,7 @@ async def run_soak(
         ender.cancel()
         for loop in loops:
             loop.cancel()
-        await asyncio.gather(*loops, ender, return_exceptions=True)
+        await asyncio.gather(*loops, ender, all_loops, return_exceptions=True)
     ended_early = done.is_set()
     if rollout._bypass_soak:
         verdict, reasons = "bypassed", ["gate bypassed by the operator"]

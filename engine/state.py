@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 #: Target statuses: pending, applying, ok, failed, rolling_back, rolled_back, unknown, noop, aborted.
 PENDING, APPLYING, OK, FAILED = "pending", "applying", "ok", "failed"
@@ -48,6 +49,26 @@ class TargetState:
             self.version = self.from_version
         if self.from_version == self.to_version and self.status == PENDING:
             self.status = NOOP
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "status":
+            tally = self.__dict__.get("_tally")
+            if tally is not None:
+                tally[self.__dict__["status"]] -= 1
+                tally[value] += 1
+        object.__setattr__(self, name, value)
+
+    def track(self, tally: Counter[str]) -> None:
+        """Keep ``tally`` (status → count, e.g. one per wave) current as this target's status changes.
+
+        Counting a wave's statuses on every check of its failure budget would be O(n²) across a
+        large wave; this keeps it O(1) whoever assigns ``status``.
+        """
+        previous = self.__dict__.get("_tally")
+        if previous is not None:
+            previous[self.status] -= 1
+        tally[self.status] += 1
+        self.__dict__["_tally"] = tally
 
 
 @dataclass
