@@ -64,12 +64,13 @@ class TextPrinter:
             where = f" {e.target}" if e.target else (f" wave {e.wave}" if e.wave else "")
             why = f": {e.reason}" if e.reason else ""
             return f"   ● {e.action}{where} by {e.actor}{why}"
-        if (
-            isinstance(e, StateChanged)
-            and e.state in ("halted", "inconclusive", "rolled_back")
-            and e.detail
+        if isinstance(e, StateChanged) and e.state in (
+            "paused",
+            "rolling_back",
+            "awaiting_approval",
         ):
-            return f"   ■ {e.state}: {e.detail}"
+            # Halts are said once, by RolloutFinished.
+            return f"   ■ {e.state.replace('_', ' ')}" + (f": {e.detail}" if e.detail else "")
         if isinstance(e, Notice):
             return f"   ! {e.message}"
         if isinstance(e, RolloutFinished):
