@@ -8,17 +8,19 @@ mode. Rows are appended, never rewritten — except that an apply row and a roll
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
-from engine.events import Event, event_from_dict
+from engine.events import _KINDS as EVENT_KINDS  # kind → class (events.py has no public name)
+from engine.events import Event
 
 SCHEMA_VERSION = 2
 
@@ -75,6 +77,73 @@ CREATE TABLE IF NOT EXISTS lease_log (
 """
 
 MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+
+#: Wave outcomes that count as done (a resumed rollout starts after them).
+DONE_OUTCOMES = ("passed", "approved", "bypassed", "skipped")
+
+#: ``(seq, ts, kind, data)``: one row of the ``events`` table.
+EventRow = tuple[int, float, str, str]
+
+
+def _tuplify(value: Any) -> Any:
+    """JSON arrays back to the tuples events hold (as :func:`engine.events.event_from_dict`)."""
+    return tuple(_tuplify(v) for v in value) if type(value) is list else value
+
+
+def _event_dict(seq: int, ts: float, kind: str, payload: dict[str, Any]) -> dict[str, Any]:
+    """The :meth:`Event.to_dict` form of a row (older rows also hold seq/ts/kind in ``data``)."""
+    return {"kind": kind, "seq": seq, "ts": ts, **payload}
+
+
+class _Decoder:
+    """Rebuilds events from rows; the class and field names of each kind are looked up once."""
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, tuple[type[Event], frozenset[str]] | None] = {}
+
+    def _kind(self, kind: str) -> tuple[type[Event], frozenset[str]] | None:
+        if kind not in self._kinds:
+            cls = EVENT_KINDS.get(kind)
+            self._kinds[kind] = (
+                None
+                if cls is None
+                else (cls, frozenset(f.name for f in dataclasses.fields(cls)) - {"seq", "ts"})
+            )
+        return self._kinds[kind]
+
+    def __call__(self, seq: int, ts: float, kind: str, payload: dict[str, Any]) -> Event | None:
+        known = self._kind(kind)
+        if known is None:  # written by a newer sluice, or an event kind since removed
+            return None
+        cls, names = known
+        values = {k: _tuplify(v) for k, v in payload.items() if k in names}
+        return cls(seq=seq, ts=ts, **values)
+
+
+def known_kind(kind: str) -> bool:
+    """Whether events of ``kind`` can be decoded by this sluice."""
+    return kind in EVENT_KINDS
+
+
+def decode_event(row: EventRow) -> Event | None:
+    """One row → its event (``None`` for a kind this sluice does not know)."""
+    seq, ts, kind, data = row
+    return _decode(seq, ts, kind, json.loads(data))
+
+
+def decode_events(rows: Sequence[EventRow]) -> list[Event]:
+    """Rows → events, in order. The JSON of all rows is parsed in one ``json.loads`` call (half
+    the cost of one call per row)."""
+    payloads = json.loads("[" + ",".join(row[3] for row in rows) + "]") if rows else []
+    events = []
+    for (seq, ts, kind, _), payload in zip(rows, payloads, strict=True):
+        event = _decode(seq, ts, kind, payload)
+        if event is not None:
+            events.append(event)
+    return events
+
+
+_decode = _Decoder()
 
 
 class HistoryError(Exception):
@@ -212,10 +281,11 @@ class History:
     # ------------------------------------------------------------------ reading
 
     def _record(self, row: dict[str, Any]) -> RolloutRecord:
+        # A rollback's wave is done when it is rolled back; a rollout's when it passed its gate.
+        outcomes = DONE_OUTCOMES + (("rolled_back",) if row["kind"] == "rollback" else ())
         done = self.db.execute(
-            "SELECT COUNT(*) FROM waves WHERE rollout_id = ? AND outcome IN "
-            "('passed', 'approved', 'bypassed', 'skipped')",
-            [row["id"]],
+            f"SELECT COUNT(*) FROM waves WHERE rollout_id = ? AND outcome IN ({', '.join('?' * len(outcomes))})",
+            [row["id"], *outcomes],
         ).fetchone()[0]
         return RolloutRecord(
             id=row["id"],
@@ -252,17 +322,20 @@ class History:
         )
         return [self._record(r) for r in rows]
 
+    def event_rows(self, rollout_id: int) -> list[EventRow]:
+        """The raw ``(seq, ts, kind, data)`` rows of a rollout's events, in order (undecoded)."""
+        return self.db.execute(
+            "SELECT seq, ts, kind, data FROM events WHERE rollout_id = ? ORDER BY seq",
+            [rollout_id],
+        ).fetchall()
+
     def events(self, rollout_id: int) -> list[Event]:
-        rows = self.db.execute(
-            "SELECT data FROM events WHERE rollout_id = ? ORDER BY seq", [rollout_id]
-        )
-        return [event_from_dict(json.loads(data)) for (data,) in rows]
+        """Every recorded event of the rollout, in order (kinds this sluice does not know are skipped)."""
+        return decode_events(self.event_rows(rollout_id))
 
     def iter_event_dicts(self, rollout_id: int) -> Iterator[dict[str, Any]]:
-        for (data,) in self.db.execute(
-            "SELECT data FROM events WHERE rollout_id = ? ORDER BY seq", [rollout_id]
-        ):
-            yield json.loads(data)
+        for seq, ts, kind, data in self.event_rows(rollout_id):
+            yield _event_dict(seq, ts, kind, json.loads(data))
 
     def last_seq(self, rollout_id: int) -> int:
         return int(

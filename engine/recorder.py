@@ -2,16 +2,26 @@
 
 The recorder is a synchronous bus listener. Most events are buffered and written in one
 transaction per batch (on a short timer, or when the buffer fills) — off the hot path. An apply's
-start and finish, operator actions, gate verdicts and the end of the rollout are written at once,
-in the listener call, so an apply is durably *started* before its executor launches anything:
-that is what makes resume after ``kill -9`` safe.
+start and finish are committed at once, in the listener call — its ``applies`` row (and, when it
+succeeded, its ledger entry) in a transaction of their own, the event row following with the
+batch — so an apply is durably *started* before its executor launches anything and *finished*
+before anything else happens: that is what makes resume after ``kill -9`` safe. Wave starts and
+ends, gate verdicts, operator actions and the end of the rollout write everything buffered with
+them. A kill loses at most the last moment's batched events (output lines, samples), never an
+apply's state.
+
+An event row keeps ``seq``, ``ts`` and ``kind`` in columns and the other fields as compact JSON in
+``data`` (readers merge them back: :meth:`engine.history.History.events`). Serialising is most of
+the recorder's cost, so the field names of each event class are looked up once, not per event.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections import defaultdict, deque
+from collections.abc import Callable
 from typing import Any
 
 from engine.events import (
@@ -38,9 +48,64 @@ DURABLE = (
     WaveFinished,
     RolloutFinished,
 )
+#: Written at once, alone: what resume relies on (the event rows follow with the next batch).
+_APPLY_TYPES = frozenset((ApplyStarted, ApplyFinished))
+#: Rare milestones: everything buffered is written with them.
+_FLUSH_TYPES = frozenset(DURABLE) - _APPLY_TYPES
 BATCH_SIZE = 2000
 FLUSH_SECONDS = 0.25
 TAIL_LINES = 20
+
+
+def _make_encoder() -> Callable[[Any], str]:
+    """A compact JSON encoder built once (``json.dumps`` builds one per call: half its cost).
+
+    CPython's C encoder is reused directly when present: the same output as
+    ``json.dumps(value, default=str, separators=(",", ":"))``.
+    """
+    try:
+        from json.encoder import (  # type: ignore[attr-defined]
+            c_make_encoder,
+            encode_basestring_ascii,
+        )
+    except ImportError:  # pragma: no cover - not CPython
+        c_make_encoder = None
+    if c_make_encoder is None:  # pragma: no cover
+        return json.JSONEncoder(default=str, separators=(",", ":")).encode
+    # (markers, default, encode_str, indent, key_sep, item_sep, sort_keys, skipkeys, allow_nan);
+    # no markers: events hold no cycles, and checking for them costs a dict per container.
+    encoder = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
+    join = "".join
+
+    def encode(value: Any) -> str:
+        return join(encoder(value, 0))
+
+    return encode
+
+
+_encode = _make_encoder()
+#: Event class → a function giving the fields stored in ``data`` (all but seq, ts and kind).
+_PAYLOADS: dict[type[Event], Callable[[Event], dict[str, Any]]] = {}
+_COLUMNS = ("seq", "ts", "kind")
+
+
+def _payload_of(cls: type[Event]) -> Callable[[Event], dict[str, Any]]:
+    getter = _PAYLOADS.get(cls)
+    if getter is None:
+        if cls.to_dict is not Event.to_dict:  # a class with its own to_dict: use it
+
+            def getter(event: Event) -> dict[str, Any]:
+                data = event.to_dict()
+                return {k: v for k, v in data.items() if k not in _COLUMNS}
+
+        else:
+            names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _COLUMNS)
+
+            def getter(event: Event) -> dict[str, Any]:
+                return {name: getattr(event, name) for name in names}
+
+        _PAYLOADS[cls] = getter
+    return getter
 
 
 class Recorder:
@@ -57,9 +122,10 @@ class Recorder:
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
-        data = event.to_dict()
+        cls = type(event)
+        payload = _PAYLOADS.get(cls) or _payload_of(cls)
         self._events.append(
-            (self.rollout_id, event.seq, event.ts, event.kind, json.dumps(data, default=str))
+            (self.rollout_id, event.seq, event.ts, event.kind, _encode(payload(event)))
         )
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
@@ -78,8 +144,18 @@ class Recorder:
                     event.reason,
                 )
             )
-        if isinstance(event, DURABLE) or len(self._events) >= BATCH_SIZE:
+        elif cls in _APPLY_TYPES:
+            # Only the apply's own rows must be durable now; its event row joins the batch. One
+            # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
+            if isinstance(event, ApplyFinished) and event.outcome == "ok":
+                with self.history.db.atomic():
+                    self._apply(event)  # the apply's row and its ledger entry, together
+            else:
+                self._apply(event)
+        if cls in _FLUSH_TYPES:
             self.flush(event)
+        elif len(self._events) >= BATCH_SIZE:
+            self.flush()
         elif self._timer is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -136,8 +212,12 @@ class Recorder:
                     [e.target, self.module, e.version, e.ts, rid, e.action],
                 )
         elif isinstance(e, WaveStarted):
+            # A resumed rollout starts its unfinished wave again: the row is reopened (the first
+            # start is kept), so a wave left "stopped" does not read as stopped while it runs.
             conn.execute(
-                "INSERT OR IGNORE INTO waves (rollout_id, number, name, channel, started) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO waves (rollout_id, number, name, channel, started) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (rollout_id, number) DO UPDATE SET finished = NULL, outcome = NULL, "
+                "verdict = NULL, reasons = NULL",
                 [rid, e.wave, e.name, e.channel, e.ts],
             )
         elif isinstance(e, GateEvaluated):
@@ -159,4 +239,10 @@ class Recorder:
             conn.execute(
                 "UPDATE rollouts SET finished = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
                 [e.ts, e.outcome, e.exit_code, e.summary, rid],
+            )
+            # A rollout that halts or stops at a gate ends without finishing that wave: close it
+            # with the rollout's outcome, or `show` would call it "in progress" forever.
+            conn.execute(
+                "UPDATE waves SET outcome = ?, finished = ? WHERE rollout_id = ? AND outcome IS NULL",
+                [e.outcome, e.ts, rid],
             )

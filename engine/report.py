@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from engine.history import History, RolloutRecord
@@ -27,7 +28,7 @@ def history_json(history: History) -> str:
 
 
 def make_table(
-    title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]], numeric: set[str]
+    title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], numeric: set[str]
 ) -> Any:
     """A Rich table whose columns never squeeze below their content (terminals scroll; pipes don't)."""
     from rich.table import Table

@@ -155,13 +155,14 @@ class Session:
     def close(self) -> None:
         if self.driving:
             with contextlib.suppress(Exception), self.history.db.atomic():
-                self.history.db.execute(
+                released = self.history.db.execute(
                     "DELETE FROM lease WHERE estate = ? AND pid = ? AND host = ?",
                     [self.estate.name, self.pid, self.host],
-                )
+                ).rowcount
+                # Taken over while we were silent: the lease is someone else's now; say so.
                 self.history.db.execute(
-                    "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, 'release', ?)",
-                    [time.time(), self.estate.name, self._me()],
+                    "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, ?, ?)",
+                    [time.time(), self.estate.name, "release" if released else "lost", self._me()],
                 )
         self.history.close()
 
