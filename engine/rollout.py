@@ -274,6 +274,14 @@ class Rollout:
             decision = await self._await_operator(wave, "budget", self._budget_text(wave))
             if decision == BYPASSED:
                 break
+        unknown = [t.name for t in wave.targets if self.targets[t.name].status == UNKNOWN]
+        if unknown:
+            # Left for the operator (--no-reapply-unknown): never gate or go on as if they were done.
+            await self._await_operator(
+                wave,
+                "unknown",
+                f"{len(unknown)} target(s) of unknown outcome: {', '.join(unknown)}; retry or bypass",
+            )
         state.status = "soaking"
         self._end_soak.clear()
         self._bypass_soak = False
@@ -495,11 +503,17 @@ class Rollout:
                     f"wave {wave.number} ({wave.name}) passed its manual gate and awaits approval; "
                     "continue with `sluice resume --approve` or in the console",
                 )
+            if why == "unknown":
+                raise _Finish(
+                    "stopped",
+                    f"stopped at wave {wave.number} ({wave.name}): {detail.split(';')[0]}; check them, then "
+                    "`sluice resume` re-applies them (or retry them in the console)",
+                )
             raise _Finish("halted", f"halted at wave {wave.number} ({wave.name}): {detail}")
         self._waiting = why
         # Ready before the state change is announced: a listener may decide at once.
         decision = self._decision = asyncio.get_running_loop().create_future()
-        phase = "halted" if why == "budget" else why
+        phase = "halted" if why in ("budget", "unknown") else why
         self._set_phase(phase, wave.number, detail)
         try:
             return await decision
@@ -552,6 +566,17 @@ class Rollout:
             self._operator("advance", actor, reason, wave=self.current_wave)
             self._decide(APPROVED)
             return CommandResult(True, "failures are within budget now; continuing")
+        if self._waiting == "unknown" and self._decision:
+            wave = self.plan.waves[(self.current_wave or 1) - 1]
+            left = [t.name for t in wave.targets if self.targets[t.name].status == UNKNOWN]
+            if left:
+                return CommandResult(
+                    False,
+                    f"outcome still unknown on {', '.join(left)}: retry them or bypass (with a reason)",
+                )
+            self._operator("advance", actor, reason, wave=self.current_wave)
+            self._decide(APPROVED)
+            return CommandResult(True, "no target of unknown outcome left; continuing")
         if self._waiting in ("halted", "rolled_back"):
             return CommandResult(
                 False, "the gate failed: roll back, bypass (with a reason) or abort"

@@ -138,19 +138,34 @@ class Session:
     def _me(self) -> str:
         return f"{self.user}@{self.host} pid {self.pid}"
 
-    def heartbeat(self) -> None:
+    def heartbeat(self) -> bool:
+        """Renew the lease; False when it is no longer ours (taken over while we were silent)."""
         with self.history.db.atomic():
-            self.history.db.execute(
+            cursor = self.history.db.execute(
                 "UPDATE lease SET heartbeat = ? WHERE estate = ? AND pid = ? AND host = ?",
                 [time.time(), self.estate.name, self.pid, self.host],
             )
+        return cursor.rowcount > 0
 
-    async def keep_alive(self) -> None:
-        """Renew the lease every few seconds while a rollout runs (run it as a task)."""
+    async def keep_alive(self, rollout: Rollout | None = None) -> None:
+        """Renew the lease every few seconds (run it as a task). If another process took the
+        lease over, ``rollout`` is paused — two drivers must never apply at once — and told why."""
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
-            with contextlib.suppress(Exception):
-                self.heartbeat()
+            try:
+                ours = self.heartbeat()
+            except Exception:  # a busy database: try again at the next beat
+                continue
+            if not ours and rollout is not None:
+                from engine.events import Notice
+
+                rollout.bus.emit(
+                    Notice,
+                    level="error",
+                    message="the lease on this estate was taken over by another process: paused",
+                )
+                rollout.pause(reason="lease lost", actor="sluice")
+                return
 
     def close(self) -> None:
         if self.driving:
@@ -339,7 +354,7 @@ class Session:
         """Run ``rollout`` while keeping the lease alive."""
         from engine.notify import Notifications
 
-        heart = asyncio.ensure_future(self.keep_alive())
+        heart = asyncio.ensure_future(self.keep_alive(rollout))
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
         try:

@@ -173,3 +173,49 @@ def test_kill_9_at_random_moments_then_resume_never_double_applies(tmp_path):
         results.append(one_trial(directory, rng, kills))
     print(results)
     assert sum(r["killed"] for r in results) >= 4  # the kills did land mid-rollout
+
+
+@pytest.mark.timeout(120)
+def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_path: Path) -> None:
+    """An apply started but never finished stops `resume --no-reapply-unknown`; plain resume redoes it."""
+    estate = tmp_path / "estate.toml"
+    estate.write_text(
+        '[estate]\nname = "unknowns"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
+        '[executors.sh]\nkind = "local"\n'
+        'apply = "echo {target} >> started.log; if [ {target} = slow ]; then sleep 60; fi"\n'
+        '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
+        '[targets.fast]\nchannel = "only"\nexecutor = "sh"\n'
+        '[targets.slow]\nchannel = "only"\nexecutor = "sh"\n'
+    )
+    driver = start("run", estate, "op@2", *FAST)
+    log = tmp_path / "started.log"
+    deadline = time.monotonic() + 60
+    while not (log.exists() and "slow" in log.read_text()):
+        assert time.monotonic() < deadline, "the slow apply never started"
+        time.sleep(0.05)
+    driver.kill()
+    driver.wait(30)
+    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+
+    halted = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "resume", str(estate), *FAST, "--no-reapply-unknown"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert halted.returncode == 4, halted.stdout + halted.stderr  # stopped, resumable
+    assert "unknown outcome" in halted.stdout and "slow" in halted.stdout
+    assert log.read_text().count("slow") == 1  # not re-applied
+
+    estate.write_text(estate.read_text().replace("sleep 60", "true"))
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "resume", str(estate), *FAST],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert log.read_text().count("slow") == 2  # re-applied once, by the plain resume
+    assert log.read_text().count("fast") == 1  # finished before the crash: never again
