@@ -340,8 +340,19 @@ class _Validator:
                     {k: v for k, v in raw.items() if k == "kind"} if isinstance(raw, dict) else raw
                 )
             values = self.table(raw, keys, at)
+            self.executor_pairs(values, at)
             executors[name] = ExecutorSpec(name, values["kind"] or "", MappingProxyType(values))
         return executors
+
+    def executor_pairs(self, values: dict[str, Any], at: KeyPath) -> None:
+        """Keys that only make sense together (caught here, not at the first apply)."""
+        if values.get("kind") == "http":
+            if values.get("poll_url") and not values.get("poll_field"):
+                self.problem(
+                    (*at, "poll_url"), "poll_url needs poll_field (the JSON field to watch)"
+                )
+            if values.get("poll_field") and not values.get("poll_url"):
+                self.problem((*at, "poll_field"), "poll_field needs poll_url")
 
     def checks(self) -> dict[str, CheckSpec]:
         checks: dict[str, CheckSpec] = {}
@@ -357,6 +368,10 @@ class _Validator:
                     else raw
                 )
             v = self.table(raw, keys, at)
+            if v.get("token") and v.get("username"):
+                self.problem(
+                    (*at, "token"), "set either token (bearer) or username/password, not both"
+                )
             if v.get("max") is not None and v.get("min") is not None and v["min"] > v["max"]:
                 self.problem((*at, "min"), f"min {v['min']:g} is above max {v['max']:g}")
             checks[name] = CheckSpec(

@@ -685,3 +685,38 @@ def test_model_is_immutable() -> None:
         estate.executors["fleet"].settings["failure_rate"] = 1.0  # type: ignore[index]
     assert isinstance(estate.channels, tuple)
     assert isinstance(estate.channels[0].targets, tuple)
+
+
+def test_keys_that_only_make_sense_together(tmp_path: Path) -> None:
+    text = """
+[estate]
+name = "x"
+[[channels]]
+name = "c"
+checks = ["p"]
+[targets.t]
+channel = "c"
+executor = "h"
+[executors.h]
+kind = "http"
+url = "http://127.0.0.1:1/deploy"
+poll_url = "http://127.0.0.1:1/status/{response.id}"
+[checks.p]
+source = "prometheus"
+url = "http://127.0.0.1:9090"
+query = "up"
+token = "{env.T}"
+username = "u"
+[modules.m]
+versions = ["1"]
+initial = "1"
+"""
+    path = tmp_path / "e.toml"
+    path.write_text(text)
+    with pytest.raises(EstateError) as info:
+        load_estate(path)
+    lines = [str(p) for p in info.value.problems]
+    assert any(":13: executors.h.poll_url: poll_url needs poll_field" in line for line in lines), (
+        lines
+    )
+    assert any(":18: checks.p.token: set either token" in line for line in lines), lines
