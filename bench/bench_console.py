@@ -1,0 +1,257 @@
+"""Console under load: a 1,000-target rollout streaming ≥ 200 events/s into the Textual console.
+
+Run: ``.venv/bin/python bench/bench_console.py [--seconds S] [--presses N] [--strict]``
+
+The estate has 1,000 targets in 4 channels (simulated applies that cost no CPU, simulated checks
+every second, auto gates), so events arrive as fast as a real large rollout makes them: apply
+starts, output lines, finishes, and hundreds of metric samples a second. The console runs in this
+process (``App.run_test`` at 120×40: the real compositor, a headless terminal), recording to a
+real SQLite history, so the CPU figure is the whole console process.
+
+Measured, in one run:
+- idle: CPU share of one core with the estate open and no rollout;
+- load: events/s, repaints (coalesced frames), CPU share while the rollout streams;
+- key → effect, median and worst: ``space`` until the engine is paused (or resumed), and ``down``
+  until the tree's selection moved and the metrics and log panes follow it. Keys go through the
+  driver's message queue exactly as terminal input does.
+
+Goals (issue 5): key → effect < 100 ms; CPU < 50 % of a core under load; updates coalesced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import tomli_w  # noqa: E402
+from textual import events  # noqa: E402
+
+from engine.clock import Clock  # noqa: E402
+from engine.estate import load_estate  # noqa: E402
+from tui.app import SluiceApp  # noqa: E402
+from tui.driver import RolloutDriver, open_session  # noqa: E402
+from tui.widgets.metrics import MetricsPanel  # noqa: E402
+from tui.widgets.rollout_log import RolloutLog  # noqa: E402
+from tui.widgets.rollout_view import RolloutView  # noqa: E402
+
+TARGETS = 1000
+CHANNELS = (  # name, share of the estate, waves (big ones: the load comes early)
+    ("ephemeral", 0.1, ["100%"]),
+    ("dev", 0.2, ["100%"]),
+    ("staging", 0.3, ["50%", "100%"]),
+    ("production", 0.4, ["50%", "100%"]),
+)
+GOAL_KEY_MS = 100.0
+GOAL_CPU = 0.5
+GOAL_EVENTS = 200.0
+
+
+def write_estate(directory: Path) -> Path:
+    doc: dict[str, Any] = {
+        "estate": {"name": "bench-1000", "history": "history.db"},
+        "channels": [
+            {
+                "name": name,
+                "waves": waves,
+                "max_parallel": 250,
+                "max_failures": "5%",
+                "soak": "4s",
+                "gate": "auto",
+                "checks": ["p99_latency", "error_rate", "restarts"],
+            }
+            for name, _, waves in CHANNELS
+        ],
+        "executors": {
+            "sim": {"kind": "simulated", "duration": "1s..2s", "failure_rate": 0.01},
+        },
+        "checks": {
+            "p99_latency": {
+                "source": "simulated",
+                "metric": "p99_latency",
+                "max": 0.25,
+                "interval": "1s",
+            },
+            "error_rate": {
+                "source": "simulated",
+                "metric": "error_rate",
+                "max": 0.01,
+                "interval": "1s",
+            },
+            "restarts": {"source": "simulated", "metric": "restarts", "max": 2, "interval": "1s"},
+        },
+        "modules": {"postgres-operator": {"versions": ["1.12.0", "2.0.1"], "initial": "1.12.0"}},
+        "targets": {},
+    }
+    for name, share, _ in CHANNELS:
+        for i in range(int(TARGETS * share)):
+            doc["targets"][f"{name[:4]}-{i:04d}"] = {"channel": name, "executor": "sim"}
+    path = directory / "estate.toml"
+    path.write_text(tomli_w.dumps(doc))
+    return path
+
+
+def cpu_share(seconds: float) -> tuple[float, float]:
+    """(process CPU seconds, wall seconds) baseline to diff against."""
+    return time.process_time(), time.monotonic()
+
+
+async def measure_key(app: SluiceApp, key: str, effect: Any, timeout: float = 5.0) -> float:
+    """Milliseconds from the key entering the driver's queue until ``effect()`` is true."""
+    char = " " if key == "space" else None
+    start = time.perf_counter()
+    app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
+    while not effect():
+        if time.perf_counter() - start > timeout:
+            return timeout * 1000
+        await asyncio.sleep(0.0005)
+    return (time.perf_counter() - start) * 1000
+
+
+def follows(view: RolloutView) -> bool:
+    """The metrics and log panes show what the tree has selected."""
+    metrics = view.query_one(MetricsPanel)
+    target = view.selected_target()
+    log = view.query_one(RolloutLog)
+    return (
+        metrics.target == target and metrics.wave == view.selected_wave() and log.source == target
+    )
+
+
+async def run(seconds: float, presses: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        estate = load_estate(write_estate(Path(tmp)))
+        session = open_session(estate)
+        driver = RolloutDriver(session, Clock(1.0))
+        app = SluiceApp(driver, offer_resume=False)
+        repaints = 0
+
+        def hook(message: Any) -> None:
+            nonlocal repaints
+            if isinstance(message, RolloutView.Changed):
+                repaints += 1
+
+        try:
+            async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
+                await pilot.pause(1.0)
+                cpu0, wall0 = cpu_share(0)
+                await asyncio.sleep(min(5.0, seconds / 3))
+                idle = (time.process_time() - cpu0) / (time.monotonic() - wall0)
+
+                plan = driver.plan("postgres-operator", "2.0.1")
+                counted = 0
+
+                def count(_: Any) -> None:
+                    nonlocal counted
+                    counted += 1
+
+                app.console_screen.start(plan)
+                rollout = driver.rollout
+                assert rollout is not None
+                rollout.bus.listen(count)
+                await asyncio.sleep(2.0)  # into the first big wave
+                repaints, counted = 0, 0
+                cpu0, wall0 = cpu_share(0)
+                view = app.console_screen.query_one(RolloutView)
+                pause_ms: list[float] = []
+                select_ms: list[float] = []
+                gap = seconds / (2 * presses)
+                for _ in range(presses):
+                    if rollout.outcome is not None:
+                        break  # the rollout ended: stop measuring under load
+                    # Pause, then resume at once: the rollout keeps streaming between presses.
+                    for _press in range(2):
+                        paused = rollout.paused
+                        pause_ms.append(
+                            await measure_key(app, "space", lambda p=paused: rollout.paused != p)
+                        )
+                    await asyncio.sleep(gap)
+                    before = view.selection
+                    select_ms.append(
+                        await measure_key(
+                            app, "down", lambda b=before: view.selection != b and follows(view)
+                        )
+                    )
+                    await asyncio.sleep(gap)
+                if rollout.paused:
+                    rollout.resume()
+                wall = time.monotonic() - wall0
+                load = (time.process_time() - cpu0) / wall
+                events_per_s = counted / wall
+                frames = repaints
+                state = rollout.state
+        finally:
+            session.close()
+    return {
+        "idle_cpu": idle,
+        "load_cpu": load,
+        "events": counted,
+        "events_per_s": events_per_s,
+        "repaints": frames,
+        "seconds": wall,
+        "pause_ms": pause_ms,
+        "select_ms": select_ms,
+        "state": state,
+    }
+
+
+def summary(values: list[float]) -> str:
+    return (
+        f"median {statistics.median(values):6.1f} ms, worst {max(values):6.1f} ms (n={len(values)})"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="length of the load window (≤ 35 s: the rollout ends)",
+    )
+    parser.add_argument("--presses", type=int, default=20, help="key presses of each kind")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.seconds, args.presses))
+    load_avg = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(
+        f"sluice console under load — {TARGETS} targets, 120×40, {os.cpu_count()} CPUs, load average {load_avg}"
+    )
+    print(
+        f"  events      {result['events']} in {result['seconds']:.1f} s = "
+        f"{result['events_per_s']:.0f}/s (goal ≥ {GOAL_EVENTS:.0f}/s)"
+    )
+    per_frame = result["events"] / max(1, result["repaints"])
+    print(
+        f"  repaints    {result['repaints']} coalesced frames = "
+        f"{result['repaints'] / result['seconds']:.1f}/s, {per_frame:.0f} events per frame"
+    )
+    print(f"  key space → engine paused/resumed   {summary(result['pause_ms'])}")
+    print(f"  key down  → selection + panes moved {summary(result['select_ms'])}")
+    print(
+        f"  CPU         idle {result['idle_cpu']:.1%} of a core, under load "
+        f"{result['load_cpu']:.1%} of a core ({result['load_cpu'] / max(result['idle_cpu'], 1e-3):.0f}× idle)"
+    )
+    worst = max(max(result["pause_ms"]), max(result["select_ms"]))
+    medians = max(statistics.median(result["pause_ms"]), statistics.median(result["select_ms"]))
+    goals = {
+        f"events ≥ {GOAL_EVENTS:.0f}/s": result["events_per_s"] >= GOAL_EVENTS,
+        f"key → effect median < {GOAL_KEY_MS:.0f} ms": medians < GOAL_KEY_MS,
+        f"key → effect worst < {GOAL_KEY_MS:.0f} ms": worst < GOAL_KEY_MS,
+        f"CPU under load < {GOAL_CPU:.0%} of a core": result["load_cpu"] < GOAL_CPU,
+    }
+    for goal, met in goals.items():
+        print(f"  {'met ' if met else 'MISS'}  {goal}")
+    return 1 if args.strict and not all(goals.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Fixtures for the console's pilot, snapshot and terminal tests (helpers: tui_support.py).
+
+Every test gets its own copy of the sample estate (so history and the lease live in a temp dir)
+and a frozen engine: timers take no time, event timestamps advance a fixed step per event and
+apply durations are zero — so what the screen says about time is the same on every run.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")  # before textual is imported
+
+import asyncio
+import shutil
+import time
+import types
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tui_support import FROZEN_AT, SAMPLE, STEPS, Console, FrozenClock, HeldExecutor
+
+import engine.rollout
+import engine.session
+from engine.estate import load_estate
+from engine.events import EventBus
+from tui.app import SluiceApp
+from tui.driver import RolloutDriver, open_session
+
+
+@pytest.fixture(autouse=True)
+def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.delenv("NO_COLOR", raising=False)
+
+
+@pytest.fixture
+def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deterministic engine time: events 0.25 s apart from FROZEN_AT, apply durations 0.
+
+    The engine builds its EventBus (session) and times applies (rollout) with the wall clock;
+    these patches stand in for an injectable clock there (reported to the engine's owner).
+    """
+    STEPS.reset()
+
+    def bus(start_seq: int = 1) -> EventBus:
+        return EventBus(start_seq=start_seq, clock=STEPS.tick)
+
+    monkeypatch.setattr(engine.session, "EventBus", bus)
+    monkeypatch.setattr(
+        engine.session, "time", types.SimpleNamespace(time=lambda: FROZEN_AT, sleep=time.sleep)
+    )
+    monkeypatch.setattr(engine.rollout, "time", types.SimpleNamespace(monotonic=lambda: 0.0))
+
+
+@pytest.fixture
+def estate_path(tmp_path: Path) -> Path:
+    """A private copy of the sample estate (its history goes to tmp_path/.sluice)."""
+    path = tmp_path / "sample_estate.toml"
+    shutil.copy(SAMPLE, path)
+    return path
+
+
+@pytest.fixture
+def make_console(estate_path: Path, frozen_engine: None) -> Iterator[Callable[..., Console]]:
+    """Build a console on the private estate: ``make_console(hold=False, **app_kwargs)``."""
+    sessions = []
+
+    def make(*, path: Path | None = None, hold: bool = False, **kwargs: Any) -> Console:
+        estate = load_estate(path or estate_path)
+        session = open_session(estate)
+        sessions.append(session)
+        clock = FrozenClock()
+        release = asyncio.Event()
+        options = {}
+        if hold:
+            options["executor_factory"] = lambda *a: HeldExecutor(release, *a)
+        driver = RolloutDriver(session, clock, rollout_options=options)
+        kwargs.setdefault("offer_resume", False)
+        return Console(SluiceApp(driver, **kwargs), driver, clock, release)
+
+    yield make
+    for session in sessions:
+        session.close()

@@ -1,0 +1,120 @@
+"""Replay: recorded events drive the same widgets; the end of a replay looks like the live end."""
+
+from __future__ import annotations
+
+import pytest
+from tui_support import caught_up, running, start_rollout, state_is, until
+
+from tui.screens.replay import SPEEDS, ReplayScreen
+from tui.widgets.estate_tree import EstateTree
+from tui.widgets.header import RolloutHeader
+from tui.widgets.metrics import MetricRow
+from tui.widgets.rollout_log import RolloutLog
+from tui.widgets.wave_progress import WaveRow
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def panes(screen) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """What the rollout view shows, as plain text (tree, wave rows, metrics, log, header)."""
+    tree = screen.query_one(EstateTree)
+    lines = []
+    for line_no in range(tree.last_line + 1):
+        node = tree.get_node_at_line(line_no)
+        lines.append(node.label.plain if node else "")
+    waves = [
+        (r.data.title.plain, r.data.done, r.data.total, r.data.budget.plain, r.data.gate.plain)
+        for r in screen.query(WaveRow)
+    ]
+    metrics = [
+        (m.data.label.plain, m.data.values, m.data.outcomes) for m in screen.query(MetricRow)
+    ]
+    log = [str(line.text) for line in screen.query_one(RolloutLog).lines]
+    header = screen.query_one(RolloutHeader)
+    return {
+        "tree": lines,
+        "waves": waves,
+        "metrics": metrics,
+        "log": log,
+        "header": (header.rollout, header.change, header.state, header.elapsed),
+    }
+
+
+async def _finished_rollout(pilot, console) -> None:  # type: ignore[no-untyped-def]
+    """2.0.0 to its halt, roll the dev wave back, then abort: a full record."""
+    await start_rollout(pilot, console, "2.0.0")
+    await until(pilot, state_is(console, "halted"))
+    await pilot.press("r", "y")
+    rollout = console.driver.rollout
+    await until(pilot, lambda: rollout.waves[2].status == "rolled_back")
+    await pilot.press("x", "y")
+    await until(pilot, lambda: rollout.outcome is not None)
+    await until(pilot, lambda: caught_up(console))
+
+
+async def test_replay_to_the_end_matches_the_live_end(make_console) -> None:
+    console = make_console(speed=10_000)
+    async with running(console) as pilot:
+        await _finished_rollout(pilot, console)
+        await pilot.pause(0.1)
+        live = panes(console.app.screen)
+        await pilot.press("h")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "HistoryScreen")
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(console.app.screen, ReplayScreen))
+        replay = console.app.screen
+        await until(pilot, lambda: not replay.playing, timeout=60)
+        await until(pilot, lambda: caught_up(console))
+        await pilot.pause(0.1)
+        replayed = panes(replay)
+        for part in ("tree", "waves", "metrics", "log", "header"):
+            assert replayed[part] == live[part], part
+
+
+async def test_transport_speed_pause_and_seek(make_console) -> None:
+    console = make_console(speed=10)
+    async with running(console) as pilot:
+        await _finished_rollout(pilot, console)
+        rollout_id = console.driver.rollout.rollout_id
+        history = console.driver.session.history
+        screen = ReplayScreen(console.app.estate, history, rollout_id, speed=10, autoplay=False)
+        await console.app.push_screen(screen)
+        replay = console.app.screen
+        assert replay is screen and not replay.playing
+        await pilot.pause(0.3)
+        assert replay.source.position == 0  # paused means paused
+        await pilot.press("space")
+        assert replay.playing
+        await until(pilot, lambda: replay.source.position > 0)
+        await pilot.press("space")
+        assert not replay.playing
+        await pilot.press("left_square_bracket")  # 30 s back: the start
+        await until(pilot, lambda: replay.source.position == 0)
+        await pilot.press("plus", "plus")
+        assert replay.speed == 30
+        for _ in range(len(SPEEDS)):
+            await pilot.press("plus")
+        assert replay.speed == 60
+        await pilot.press("minus")
+        assert replay.speed == 30
+        await pilot.press("right")  # seek to the next wave: the first
+        await until(pilot, lambda: replay.model.current_wave == 1)
+        await pilot.press("right")
+        await until(pilot, lambda: replay.model.current_wave == 2)
+        assert replay.model.waves[1].status == "passed"  # everything before the cursor replayed
+        await pilot.press("left")  # at the start of wave 2: back to wave 1
+        await until(pilot, lambda: replay.model.current_wave == 1)
+        assert replay.model.waves[2].status == "pending"
+        start_of_1 = replay.source.position
+        await pilot.press("right_square_bracket")  # 30 s on
+        await pilot.pause()
+        assert replay.source.position > start_of_1
+        await pilot.press("left")  # inside a wave: back to its start
+        await until(pilot, lambda: replay.source.position == start_of_1)
+        await pilot.press("space")  # play on from there
+        assert replay.playing
+        await pilot.press("x")  # operator commands are disabled here
+        await pilot.pause()
+        assert any("disabled" in n.message for n in console.app._notifications)
+        await pilot.press("escape")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "ConsoleScreen")

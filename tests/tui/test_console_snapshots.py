@@ -1,0 +1,140 @@
+"""SVG snapshots of the console (pytest-textual-snapshot), on the sample estate, frozen clock.
+
+Regenerate with ``pytest tests/tui/test_console_snapshots.py --snapshot-update`` — after LOOKING at the
+new SVGs (``tests/tui/__snapshots__/test_console_snapshots/``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from tui_support import SIZE, Console, caught_up, start_rollout, state_is, until
+
+from tui.screens.replay import ReplayScreen
+
+pytestmark = pytest.mark.timeout(90)
+
+
+async def _settle(pilot, console: Console) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the screen shows what the engine did; drop toasts (they time out on the wall clock)."""
+    await until(pilot, lambda: caught_up(console))
+    await pilot.pause(0.1)
+    console.app.clear_notifications()
+    await pilot.pause()
+
+
+def _halted(console: Console):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await start_rollout(pilot, console, "2.0.0")
+        await until(pilot, state_is(console, "halted"))
+        await _settle(pilot, console)
+
+    return run_before
+
+
+def test_idle_estate(snap_compare, make_console) -> None:
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_new_rollout_modal_with_plan(snap_compare, make_console) -> None:
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("n")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "NewRolloutScreen")
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_wave_applying(snap_compare, make_console) -> None:
+    console = make_console(hold=True)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await start_rollout(pilot, console, "2.0.0")
+        rollout = console.driver.rollout
+        await until(
+            pilot, lambda: sum(t.status == "applying" for t in rollout.targets.values()) == 8
+        )
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_halted_gate_with_failing_sparkline(snap_compare, make_console) -> None:
+    console = make_console()
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=_halted(console))
+
+
+def test_awaiting_approval_gate(snap_compare, make_console) -> None:
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await start_rollout(pilot, console, "2.0.1")
+        await until(pilot, state_is(console, "awaiting_approval"))
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_help(snap_compare, make_console) -> None:
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await pilot.press("question_mark")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "HelpScreen")
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.parametrize("theme", ["light", "high-contrast"])
+def test_theme(snap_compare, make_console, theme: str) -> None:
+    """The halted dev gate in each non-default theme (the other snapshots use the dark one)."""
+    console = make_console(theme=theme)
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=_halted(console))
+
+
+def _aborted_rollout(console: Console):  # type: ignore[no-untyped-def]
+    """Run 2.0.0 to its halt, then abort it: a finished record in the history."""
+
+    async def record(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _halted(console)(pilot)
+        await pilot.press("x")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("y")
+        await until(pilot, lambda: console.driver.rollout.outcome is not None)
+        await pilot.press("h")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "HistoryScreen")
+
+    return record
+
+
+def test_history(snap_compare, make_console) -> None:
+    console = make_console()
+    record = _aborted_rollout(console)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await record(pilot)
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_replay_at_its_end(snap_compare, make_console) -> None:
+    console = make_console(speed=10_000)
+    record = _aborted_rollout(console)
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await record(pilot)
+        await pilot.press("p")
+        await until(pilot, lambda: isinstance(console.app.screen, ReplayScreen))
+        screen = console.app.screen
+        await until(pilot, lambda: not screen.playing, timeout=60)
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)

@@ -1,0 +1,248 @@
+"""The sluice console: the App, and :func:`run_console`, the entry the CLI calls."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from engine.clock import Clock
+from engine.estate import Estate, EstateError, load_estate
+from engine.history import HistoryError, RolloutRecord
+from engine.plan import PlanError
+from tui.commands import SluiceCommands
+from tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
+from tui.model import ConsoleModel
+from tui.screens.console import ConsoleScreen
+from tui.screens.help import HelpScreen
+from tui.screens.history import HistoryScreen
+from tui.screens.modals import ConfirmScreen
+from tui.screens.replay import ReplayScreen
+from tui.themes import ThemeError, load_themes, resolve_theme_name, variable_defaults
+from tui.widgets.rollout_view import RolloutView
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_LOCKED = 0, 2, 4, 5
+
+
+class SluiceApp(App[int]):
+    """The console. Give it a driver (session + clock); everything else it builds.
+
+    Args:
+        driver: the session and engine clock rollouts are driven with.
+        theme: a theme name (``sluice-light`` or ``light``); default ``sluice-dark``.
+        start: ``(module, version)`` to start at once (``sluice run`` without ``--headless``).
+        resume: a rollout id to resume at once; 0 for the newest resumable one.
+        replay: a rollout id to replay instead of driving.
+        speed: replay speed.
+        offer_resume: on opening, offer to resume a rollout left running.
+    """
+
+    CSS_PATH = "sluice.tcss"
+    TITLE = "sluice"
+    COMMANDS = App.COMMANDS | {SluiceCommands}
+    BINDINGS = [
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("h", "history", "History", id="app.history"),
+        Binding("q", "quit_console", "Quit", id="app.quit"),
+    ]
+
+    def __init__(
+        self,
+        driver: RolloutDriver,
+        *,
+        theme: str | None = None,
+        start: tuple[str, str] | None = None,
+        resume: int | None = None,
+        replay: int | None = None,
+        speed: float = 10.0,
+        offer_resume: bool = True,
+    ):
+        self.themes = load_themes()
+        self.theme_name = resolve_theme_name(theme, self.themes)
+        super().__init__()
+        self.driver = driver
+        self.estate: Estate = driver.estate
+        self.start_spec = start
+        self.resume_id = resume
+        self.replay_id = replay
+        self.speed = speed
+        self.offer_resume = offer_resume
+        self.farewell: str | None = None
+        module = next(iter(self.estate.modules), None)
+        self.model = ConsoleModel(
+            self.estate,
+            now=driver.clock.now,
+            time_scale=driver.clock.scale,
+            current=driver.current_versions(module) if module else {},
+            module=module,
+        )
+
+    def get_theme_variable_defaults(self) -> dict[str, str]:
+        # Built-in Textual themes lack sluice's variables: fall back to the default theme's.
+        return variable_defaults(self.themes)
+
+    @property
+    def console_screen(self) -> ConsoleScreen:
+        return self.get_screen("console")  # type: ignore[return-value]
+
+    def on_mount(self) -> None:
+        for theme in self.themes.values():
+            self.register_theme(theme)
+        self.theme = self.theme_name
+        mode = "watch" if self.driver.read_only else "live"
+        self.install_screen(ConsoleScreen(self.driver, self.model, mode=mode), name="console")
+        self.push_screen("console")
+        if self.driver.read_only:
+            self.notify(
+                self.driver.read_only,
+                title="watching only",
+                severity="warning",
+                timeout=12,
+                markup=False,
+            )
+        self.call_after_refresh(self._opening_move)
+
+    def _opening_move(self) -> None:
+        """What ``sluice run`` / ``resume`` / ``replay`` asked for, or the resume offer."""
+        if self.replay_id is not None:
+            self.push_screen(
+                ReplayScreen(
+                    self.estate, self.driver.session.history, self.replay_id, speed=self.speed
+                )
+            )
+        elif self.start_spec is not None:
+            module, version = self.start_spec
+            try:
+                plan = self.driver.plan(module, version)
+            except PlanError as exc:
+                self.notify(str(exc), title="cannot start", severity="error", markup=False)
+                return
+            self.console_screen.start(plan)
+        elif self.resume_id is not None:
+            try:
+                record = self.driver.session.resumable(self.resume_id or None)
+            except ResumeError as exc:
+                self.notify(str(exc), title="nothing to resume", severity="warning", markup=False)
+                return
+            self.console_screen.resume(record)
+        elif self.offer_resume:
+            record = self.driver.resumable()
+            if record is not None:
+                self._offer_resume(record)
+
+    def _offer_resume(self, record: RolloutRecord) -> None:
+        body = (
+            f"Rollout #{record.id} ({record.module} {record.from_versions} → {record.version}, "
+            f"started by {record.actor}) was left {record.outcome} with "
+            f"{record.waves_done} of {record.waves_total} waves done.\n\n"
+            "Resume it? Applies that finished are not run again; applies that were in flight "
+            "are re-applied."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.console_screen.resume(record)
+
+        self.push_screen(
+            ConfirmScreen("Resume a rollout?", body, confirm="Resume", danger=False), answered
+        )
+
+    # ------------------------------------------------------------------ app keys
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        sections = [
+            ("Console", ConsoleScreen, [*ConsoleScreen.BINDINGS, *RolloutView.BINDINGS]),
+            ("History screen (h)", HistoryScreen, HistoryScreen.BINDINGS),
+            ("Replay screen (p in history)", ReplayScreen, ReplayScreen.BINDINGS),
+        ]
+        others = [
+            (title, keys) for title, cls, keys in sections if not isinstance(self.screen, cls)
+        ]
+        self.push_screen(HelpScreen(self.screen, others))
+
+    def action_history(self) -> None:
+        if isinstance(self.screen, HistoryScreen):
+            return
+        self.push_screen(HistoryScreen(self.estate, self.driver.session.history, speed=self.speed))
+
+    def action_quit_console(self) -> None:
+        leaving = self.driver.left_running()
+        if leaving is None:
+            self.exit(self._exit_code())
+            return
+        ask, farewell = leaving
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.farewell = f"sluice: {farewell}"
+                self.exit(EXIT_STOPPED)
+
+        self.push_screen(ConfirmScreen("Quit while a rollout runs?", ask, confirm="Quit"), answered)
+
+    def _exit_code(self) -> int:
+        outcome = self.driver.outcome
+        asked = self.start_spec is not None or self.resume_id is not None
+        return outcome.exit_code if asked and outcome is not None else EXIT_OK
+
+
+def _trust_the_terminal() -> None:
+    """Size the screen by asking the terminal, not by COLUMNS/LINES from the environment.
+
+    Textual sizes itself with ``shutil.get_terminal_size()``, which prefers those variables; a
+    stale exported pair (a wrapper script, a CI shell, tmux started from one) draws the console
+    at the wrong size in a perfectly good terminal.
+    """
+    if sys.__stdout__ is not None and sys.__stdout__.isatty():
+        os.environ.pop("COLUMNS", None)
+        os.environ.pop("LINES", None)
+
+
+def run_console(
+    estate_path: str,
+    *,
+    theme: str | None = None,
+    time_scale: float = 1.0,
+    start: tuple[str, str] | None = None,
+    resume: int | None = None,
+    replay: int | None = None,
+    speed: float = 10.0,
+) -> int:
+    """Open the console on ``estate_path``; returns the exit code (DESIGN.md's table)."""
+    try:
+        estate = load_estate(Path(estate_path))
+        resolve_theme_name(theme, load_themes())
+    except EstateError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except ThemeError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    read_only: str | None = None
+    try:
+        try:
+            session = open_session(estate, drive=replay is None)
+        except LeaseHeld as exc:
+            if start is not None or resume is not None:
+                print(f"sluice: {exc}; it may be watched, not driven, from here", file=sys.stderr)
+                return EXIT_LOCKED
+            session = open_session(estate, drive=False)
+            read_only = f"{exc}: this console only watches"
+    except HistoryError as exc:
+        print(f"sluice: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    _trust_the_terminal()
+    driver = RolloutDriver(session, Clock(time_scale), read_only=read_only)
+    try:
+        app = SluiceApp(driver, theme=theme, start=start, resume=resume, replay=replay, speed=speed)
+        code = app.run()
+    finally:
+        session.close()
+    if app.farewell:
+        print(app.farewell, file=sys.stderr)
+    return int(code or 0)

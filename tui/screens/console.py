@@ -1,0 +1,271 @@
+"""The console screen: the live rollout view and every operator command, each a Binding with an id."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from engine.events import EventBus
+from engine.plan import Plan
+from engine.rollout import Rollout
+from engine.state import CommandResult
+from engine.template import Context, TemplateError, render
+from tui.driver import RolloutDriver
+from tui.model import ConsoleModel
+from tui.screens.modals import ConfirmScreen, ReasonScreen
+from tui.screens.new_rollout import NewRolloutScreen
+from tui.widgets.rollout_view import RolloutView
+
+#: How often a watching (read-only) console reads the driving console's progress from history.
+WATCH_SECONDS = 1.0
+
+
+class ConsoleScreen(Screen[None]):
+    """Drives one rollout at a time through a :class:`RolloutDriver`."""
+
+    BINDINGS = [
+        Binding("n", "new_rollout", "New", id="rollout.new"),
+        Binding("space", "pause", "Pause", id="rollout.pause"),
+        Binding("a", "advance", "Advance", id="rollout.advance"),
+        Binding("t", "retry", "Retry", id="rollout.retry"),
+        Binding("r", "rollback_wave", "Rollback", id="rollout.rollback_wave"),
+        Binding("R", "rollback_target", "Rb target", id="rollout.rollback_target"),
+        Binding("x", "abort", "Abort", id="rollout.abort"),
+        Binding("b", "bypass", "Bypass", id="rollout.bypass"),
+        Binding("d", "dashboard", "Dash", id="target.dashboard"),
+    ]
+
+    def __init__(self, driver: RolloutDriver, model: ConsoleModel, *, mode: str = "live"):
+        super().__init__(id="console")
+        self.driver = driver
+        self.model = model
+        self.mode = mode
+
+    def compose(self) -> ComposeResult:
+        yield RolloutView(self.model, mode=self.mode, id="view")
+        yield Footer(compact=True)
+
+    @property
+    def view(self) -> RolloutView:
+        return self.query_one(RolloutView)
+
+    def on_mount(self) -> None:
+        if self.driver.read_only:
+            self._watch()
+
+    @work(group="watch", exclusive=True)
+    async def _watch(self) -> None:
+        """Another console drives the estate: follow its rollout through the shared history."""
+        bus = EventBus()
+        self.view.follow(bus)
+        history = self.driver.session.history
+        watched, seen = None, 0
+        while True:
+            running = [r for r in history.unfinished() if r.kind == "rollout"]
+            if running and running[0].id != watched:
+                watched, seen = running[0].id, 0
+            if watched is not None:
+                recorded = history.events(watched)
+                for event in recorded[seen:]:
+                    bus.publish(event)
+                seen = len(recorded)
+            await asyncio.sleep(WATCH_SECONDS)
+
+    # ------------------------------------------------------------------ starting
+
+    def start(self, plan: Plan) -> Rollout | None:
+        """Start ``plan`` now (the caller has confirmed it)."""
+        try:
+            rollout = self.driver.start(plan)
+        except PermissionError as exc:
+            self.notify(str(exc), title="refused", severity="warning", markup=False)
+            return None
+        self._run(rollout)
+        return rollout
+
+    def resume(self, record) -> Rollout | None:  # type: ignore[no-untyped-def]
+        """Resume a recorded rollout: its history first, then the live events."""
+        rollout = self.driver.resume(record)
+        self.model.apply_all(self.driver.recorded_events(record.id))
+        self._run(rollout)
+        return rollout
+
+    def _run(self, rollout: Rollout) -> None:
+        # Subscribe before the rollout's first event can be emitted.
+        self.view.follow(rollout.bus, resync=lambda: self.model.sync(rollout.targets))
+        self._drive()
+
+    @work(group="rollout", exclusive=True, exit_on_error=False)
+    async def _drive(self) -> None:
+        await self.driver.drive()
+
+    # ------------------------------------------------------------------ commands
+
+    def _report(self, result: CommandResult) -> None:
+        if result.ok:
+            self.notify(result.message, timeout=4, markup=False)
+        else:
+            self.notify(
+                result.message, title="refused", severity="warning", timeout=6, markup=False
+            )
+
+    def action_new_rollout(self) -> None:
+        warning = ""
+        rollout = self.driver.rollout
+        if self.driver.read_only:
+            self._report(CommandResult(False, self.driver.read_only))
+            return
+        if rollout is not None and self.driver.active():
+            if rollout.state not in ("halted", "rolled_back", "inconclusive", "awaiting_approval"):
+                self._report(
+                    CommandResult(
+                        False,
+                        f"rollout #{rollout.rollout_id} is {rollout.state}: "
+                        "let it finish, or abort it (x), before starting another",
+                    )
+                )
+                return
+            warning = (
+                f"Rollout #{rollout.rollout_id} ({rollout.plan.module} → {rollout.plan.version}) "
+                f"is {rollout.state.replace('_', ' ')}: starting this one aborts it."
+            )
+        self.app.push_screen(
+            NewRolloutScreen(
+                self.driver.estate,
+                self.driver.plan,
+                self.driver.current_versions,
+                self.driver.last_version,
+                time_scale=self.driver.clock.scale,
+                warning=warning,
+            ),
+            self._new_rollout_chosen,
+        )
+
+    @work(group="start", exclusive=True)
+    async def _new_rollout_chosen(self, plan: Plan | None) -> None:
+        if plan is None:
+            return
+        if self.driver.active():
+            await self.driver.supersede(f"superseded by {plan.module} {plan.version}")
+            plan = self.driver.plan(plan.module, plan.version)  # the ledger moved
+        self.start(plan)
+
+    def action_pause(self) -> None:
+        self._report(self.driver.pause_or_resume())
+
+    def action_advance(self) -> None:
+        self._report(self.driver.command("advance"))
+
+    def action_retry(self) -> None:
+        target = self.view.selected_target()
+        if target is None:
+            self._report(CommandResult(False, "select a failed target in the tree to retry it"))
+            return
+        self._report(self.driver.command("retry", target))
+
+    def action_rollback_wave(self) -> None:
+        wave = self.view.selected_wave()
+        if wave is None or not self.driver.active():
+            self._report(self.driver.command("rollback_wave", wave or 0))
+            return
+        view = self.model.waves.get(wave)
+        name = f"wave {wave} ({view.name})" if view else f"wave {wave}"
+        self._confirm(
+            f"Roll back {name}?",
+            f"Every target of {name} that changed is re-applied with the version it had "
+            "before this rollout.",
+            "Roll back",
+            lambda: self.driver.command("rollback_wave", wave, reason="operator rollback"),
+        )
+
+    def action_rollback_target(self) -> None:
+        target = self.view.selected_target()
+        if target is None or not self.driver.active():
+            self._report(
+                self.driver.command("rollback_target", target or "")
+                if target or not self.driver.active()
+                else CommandResult(False, "select a target in the tree to roll it back")
+            )
+            return
+        view = self.model.targets.get(target)
+        version = view.from_version if view else "its previous version"
+        self._confirm(
+            f"Roll back {target}?",
+            f"{target} is re-applied with {version}, the version it had before this rollout.",
+            "Roll back",
+            lambda: self.driver.command("rollback_target", target, reason="operator rollback"),
+        )
+
+    def action_abort(self) -> None:
+        if not self.driver.active():
+            self._report(self.driver.command("abort"))
+            return
+        self._confirm(
+            "Abort the rollout?",
+            "In-flight applies are stopped and nothing new starts. Targets already changed stay "
+            "as they are (roll them back afterwards if needed).",
+            "Abort",
+            lambda: self.driver.command("abort", reason="aborted from the console"),
+        )
+
+    def action_bypass(self) -> None:
+        if not self.driver.active():
+            self._report(self.driver.command("bypass", "-"))
+            return
+        wave = self.model.current_wave
+
+        def chosen(reason: str | None) -> None:
+            if reason is not None:
+                self._report(self.driver.command("bypass", reason))
+
+        self.app.push_screen(
+            ReasonScreen(
+                f"Bypass the gate of wave {wave}?",
+                "Bypassing skips the gate (or the halt) as if it had passed. It is an emergency "
+                "action: say why.",
+            ),
+            chosen,
+        )
+
+    def action_dashboard(self) -> None:
+        target = self.view.selected_target()
+        if target is None:
+            self._report(CommandResult(False, "select a target in the tree to see its dashboard"))
+            return
+        spec = self.driver.estate.targets.get(target)
+        if spec is None or not spec.dashboard:
+            self._report(CommandResult(False, f"{target} has no dashboard in the estate file"))
+            return
+        view = self.model.targets.get(target)
+        ctx = Context(
+            target=target,
+            channel=spec.channel,
+            module=self.model.module,
+            version=view.version if view else "",
+            previous_version=view.from_version if view else "",
+            vars=spec.vars,
+        )
+        try:
+            url = render(spec.dashboard, ctx).display
+        except TemplateError as exc:
+            self._report(CommandResult(False, f"dashboard link of {target}: {exc}"))
+            return
+        self.app.copy_to_clipboard(url)
+        self.notify(
+            f"{url}\n(copied to the clipboard)",
+            title=f"dashboard · {target}",
+            timeout=12,
+            markup=False,
+        )
+
+    def _confirm(self, title: str, body: str, verb: str, command) -> None:  # type: ignore[no-untyped-def]
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._report(command())
+
+        self.app.push_screen(ConfirmScreen(title, body, confirm=verb), answered)

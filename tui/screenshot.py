@@ -1,0 +1,67 @@
+"""Regenerate the README's screenshot: the sample rollout halting at the dev gate.
+
+Run: ``.venv/bin/python -m tui.screenshot [--out docs/screenshot.svg] [--time-scale 1]``
+
+It opens the console on a scratch copy of ``sample_estate.toml`` (so no history is touched),
+starts ``postgres-operator@2.0.0`` as a user would, waits for the dev gate to halt on the p99
+latency regression, and saves what the screen shows as SVG (``App.save_screenshot``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from engine.clock import Clock
+from engine.estate import load_estate
+from tui.app import SluiceApp
+from tui.driver import RolloutDriver, open_session
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def capture(out: Path, time_scale: float, version: str, theme: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        estate_path = Path(tmp) / "sample_estate.toml"
+        shutil.copy(ROOT / "sample_estate.toml", estate_path)
+        session = open_session(load_estate(estate_path))
+        driver = RolloutDriver(session, Clock(time_scale))
+        app = SluiceApp(driver, theme=theme, offer_resume=False)
+        try:
+            async with app.run_test(size=(120, 40)) as pilot:
+                await pilot.pause()
+                app.console_screen.start(driver.plan("postgres-operator", version))
+                deadline = time.monotonic() + 600
+                while driver.rollout is None or driver.rollout.state not in (
+                    "halted",
+                    "awaiting_approval",
+                ):
+                    if time.monotonic() > deadline:
+                        raise TimeoutError("the rollout never stopped at a gate")
+                    await pilot.pause(0.2)
+                await pilot.pause(0.5)
+                app.clear_notifications()
+                await pilot.pause(0.2)
+                app.save_screenshot(out.name, str(out.parent))
+        finally:
+            session.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshot.svg")
+    parser.add_argument("--time-scale", type=float, default=1.0)
+    parser.add_argument("--version", default="2.0.0")
+    parser.add_argument("--theme")
+    args = parser.parse_args()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    asyncio.run(capture(args.out, args.time_scale, args.version, args.theme))
+    print(f"saved {args.out}")
+
+
+if __name__ == "__main__":
+    main()

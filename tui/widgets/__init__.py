@@ -1,0 +1,1 @@
+"""The console's widgets: one main widget per module."""
