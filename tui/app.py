@@ -129,9 +129,9 @@ class SluiceApp(App[int]):
                 return
             self.console_screen.resume(record)
         elif self.offer_resume:
-            record = self.driver.resumable()
-            if record is not None:
-                self._offer_resume(record)
+            left = self.driver.resumable()
+            if left is not None:
+                self._offer_resume(left)
 
     def _offer_resume(self, record: RolloutRecord) -> None:
         body = (

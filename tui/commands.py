@@ -27,7 +27,11 @@ class SluiceCommands(Provider):
                 continue
             title = TITLES.get(key.id, key.description)
             commands.append(
-                (f"{title}  ({key.key})", key.description, partial(key.node.run_action, key.action))
+                (
+                    f"{title}  ({key.key})",
+                    key.description,
+                    partial(key.node.run_action, key.action),  # type: ignore[attr-defined]
+                )
             )
         for name in sorted(self.app.available_themes):
             if name.startswith("sluice-"):

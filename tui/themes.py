@@ -46,13 +46,17 @@ def load_theme(path: Path) -> Theme:
     colors = data.get("colors", {})
     if "primary" not in colors:
         raise ThemeError(f"{path}: [colors] needs at least `primary`")
-    return Theme(
+    theme = Theme(
         name=str(data.get("name") or path.stem),
+        primary=str(colors["primary"]),
         dark=bool(data.get("dark", True)),
         luminosity_spread=float(data.get("luminosity_spread", 0.15)),
         variables={str(k): str(v) for k, v in data.get("variables", {}).items()},
-        **{k: str(colors[k]) for k in _COLOR_KEYS if k in colors},
     )
+    for key in _COLOR_KEYS:
+        if key in colors:
+            setattr(theme, key, str(colors[key]))
+    return theme
 
 
 def load_themes(directory: Path = THEME_DIR) -> dict[str, Theme]:

@@ -146,10 +146,12 @@ class ConsoleScreen(Screen[None]):
             self._new_rollout_chosen,
         )
 
+    def _new_rollout_chosen(self, plan: Plan | None) -> None:
+        if plan is not None:
+            self._start_chosen(plan)
+
     @work(group="start", exclusive=True)
-    async def _new_rollout_chosen(self, plan: Plan | None) -> None:
-        if plan is None:
-            return
+    async def _start_chosen(self, plan: Plan) -> None:
         if self.driver.active():
             await self.driver.supersede(f"superseded by {plan.module} {plan.version}")
             plan = self.driver.plan(plan.module, plan.version)  # the ledger moved

@@ -27,7 +27,11 @@ class HelpScreen(ModalScreen[None]):
 
     BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
 
-    def __init__(self, source: Screen[object], others: list[tuple[str, list[Binding]]]):
+    def __init__(
+        self,
+        source: Screen[object],
+        others: list[tuple[str, list[Binding | tuple[str, str] | tuple[str, str, str]]]],
+    ):
         super().__init__(classes="modal")
         self.source = source
         self.others = others

@@ -22,7 +22,7 @@ NAME_WIDTH = 17
 SCREEN_KEYS = {"space", "left", "right"}
 
 
-def _tree_bindings_without_screen_keys() -> list[Binding]:
+def _tree_bindings_without_screen_keys() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:
     merged = Tree._merge_bindings()
     return [
         b for key, group in merged.key_to_bindings.items() if key not in SCREEN_KEYS for b in group

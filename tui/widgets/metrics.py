@@ -135,7 +135,7 @@ def combine(series: list[Series], limits: Limits) -> Series:
     baselines = [s.baseline for s in series if s.baseline is not None]
     out.baseline = statistics.median(baselines) if baselines else None
     for i in range(rounds):
-        values = [s.values[i] for s in series if i < len(s.values) and s.values[i] is not None]
+        values = [v for s in series if i < len(s.values) and (v := s.values[i]) is not None]
         outcomes = [s.outcomes[i] for s in series if i < len(s.outcomes)]
         out.values.append((max(values) if worst_high else min(values)) if values else None)
         out.outcomes.append(max(outcomes, key=lambda o: SEVERITY.get(o, 0)))

@@ -65,8 +65,8 @@ class RolloutLog(RichLog):
         if self._placeholder:
             self.clear()
             self._placeholder = False
-        lines = list(view.output)
-        self.append_output(lines[-new:] if new < len(lines) else lines, palette)
+        output = list(view.output)
+        self.append_output(output[-new:] if new < len(output) else output, palette)
         self._shown = view.written
 
     def append_events(self, lines: Iterable[str], palette: Palette) -> None:

@@ -19,6 +19,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.widgets import Input, Tree
 
@@ -42,7 +43,7 @@ from tui.widgets.wave_progress import WaveProgress
 FRAME_SECONDS = 1 / 20
 #: Yield to the event loop after folding this many queued events in a row.
 YIELD_EVERY = 100
-ALERT_STATES = {
+ALERT_STATES: dict[str, SeverityLevel] = {
     "halted": "error",
     "inconclusive": "warning",
     "awaiting_approval": "information",
@@ -142,15 +143,23 @@ class RolloutView(Vertical):
         if self.mode == "replay":
             return
         if isinstance(item, Notice):
-            severity = {"error": "error", "warning": "warning"}.get(item.level, "information")
-            self.notify(item.message, severity=severity, timeout=8, markup=False)  # type: ignore[arg-type]
+            severity: SeverityLevel = (
+                "error"
+                if item.level == "error"
+                else "warning"
+                if item.level == "warning"
+                else "information"
+            )
+            self.notify(item.message, severity=severity, timeout=8, markup=False)
         elif isinstance(item, RolloutFinished):
             self.notify(item.summary, title=f"rollout {item.outcome}", timeout=10, markup=False)
         elif item.state in ALERT_STATES and item.detail:
-            severity = ALERT_STATES[item.state]
             self.notify(
-                item.detail, title=item.state.replace("_", " "), severity=severity, markup=False
-            )  # type: ignore[arg-type]
+                item.detail,
+                title=item.state.replace("_", " "),
+                severity=ALERT_STATES[item.state],
+                markup=False,
+            )
 
     @on(Changed)
     async def _changed(self) -> None:
