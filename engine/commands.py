@@ -280,7 +280,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     with _history(estate) as history:
         _record(history, args.rollout_id)
-    return _console(args, estate, replay=args.rollout_id)
+    return _console(args, estate, replay=args.rollout_id, speed=args.speed)
 
 
 # ---------------------------------------------------------------------- helpers

@@ -21,7 +21,7 @@ from engine.history import DONE_OUTCOMES, History, RolloutRecord
 from engine.plan import Plan, PlannedTarget, Wave, make_plan
 from engine.recorder import Recorder
 from engine.rollout import Rollout, current_user
-from engine.state import ABORTED, FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
+from engine.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
 
 #: A lease whose holder has not written a heartbeat for this long is taken over.
 LEASE_TIMEOUT = 30.0
@@ -265,7 +265,9 @@ class Session:
             elif row["outcome"] == "failed":
                 prior[row["target"]] = (FAILED, row["from_version"])
             else:
-                prior[row["target"]] = (ABORTED, row["from_version"])
+                # Cut off mid-apply (the console quit, the task was cancelled): what it did is
+                # unknown, exactly like an apply a crash interrupted.
+                prior[row["target"]] = (UNKNOWN, row["from_version"])
         done = {
             w["number"] for w in self.history.waves(record.id) if w["outcome"] in DONE_WAVE_OUTCOMES
         }

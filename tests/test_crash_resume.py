@@ -182,7 +182,7 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
     estate.write_text(
         '[estate]\nname = "unknowns"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
         '[executors.sh]\nkind = "local"\n'
-        'apply = "echo {target} >> started.log; if [ {target} = slow ]; then sleep 60; fi"\n'
+        'apply = "echo {target} >> started.log; if [ {target} = slow ]; then sleep 61.37; fi"\n'
         '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
         '[targets.fast]\nchannel = "only"\nexecutor = "sh"\n'
         '[targets.slow]\nchannel = "only"\nexecutor = "sh"\n'
@@ -190,12 +190,27 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
     driver = start("run", estate, "op@2", *FAST)
     log = tmp_path / "started.log"
     deadline = time.monotonic() + 60
-    while not (log.exists() and "slow" in log.read_text()):
-        assert time.monotonic() < deadline, "the slow apply never started"
+    db = tmp_path / ".sluice" / "history.db"
+
+    def fast_recorded_ok() -> bool:
+        if not db.exists():
+            return False
+        conn = sqlite3.connect(db, timeout=10)
+        try:
+            row = conn.execute("SELECT outcome FROM applies WHERE target = 'fast'").fetchone()
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
+        return row is not None and row[0] == "ok"
+
+    # Kill once `slow` is running and `fast` is durably finished (on a loaded machine `fast` can lag).
+    while not (log.exists() and "slow" in log.read_text() and fast_recorded_ok()):
+        assert time.monotonic() < deadline, "the applies never got there"
         time.sleep(0.05)
     driver.kill()
     driver.wait(30)
-    subprocess.run(["pkill", "-f", "sleep 60"], check=False)
+    subprocess.run(["pkill", "-f", "sleep 61.37"], check=False)
 
     halted = subprocess.run(
         [sys.executable, "-m", "engine.cli", "resume", str(estate), *FAST, "--no-reapply-unknown"],
@@ -208,7 +223,7 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
     assert "unknown outcome" in halted.stdout and "slow" in halted.stdout
     assert log.read_text().count("slow") == 1  # not re-applied
 
-    estate.write_text(estate.read_text().replace("sleep 60", "true"))
+    estate.write_text(estate.read_text().replace("sleep 61.37", "true"))
     done = subprocess.run(
         [sys.executable, "-m", "engine.cli", "resume", str(estate), *FAST],
         cwd=REPO,

@@ -59,8 +59,8 @@ class LocalExecutor:
                 env[name] = rendered.text
         except TemplateError as exc:
             return ApplyResult(False, str(exc))
-        try:
-            process = await asyncio.create_subprocess_exec(
+        spawn = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 "/bin/sh",
                 "-c",
                 command.text,
@@ -71,8 +71,17 @@ class LocalExecutor:
                 env=env,
                 start_new_session=True,
             )
+        )
+        try:
+            # Shielded: a cancel that lands mid-spawn would otherwise make asyncio kill only the
+            # shell and then wait for its children to close the pipes (the whole apply's length).
+            process = await asyncio.shield(spawn)
         except OSError as exc:
             return ApplyResult(False, f"cannot start /bin/sh in {self.workdir}: {exc.strerror}")
+        except asyncio.CancelledError:
+            with contextlib.suppress(OSError):
+                await _terminate(await spawn)
+            raise
         tail: deque[str] = deque(maxlen=TAIL_LINES)
         assert process.stdout is not None and process.stderr is not None
         readers = asyncio.gather(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
@@ -351,5 +352,48 @@ async def test_a_rollout_stopped_at_a_manual_gate_resumes_with_a_fresh_soak(esta
         again = len([s for s in session.history.samples(first.rollout_id) if s["wave"] == 5])
         assert again == 2 * soaked  # the soak ran again from its start
         assert session.history.rollout(first.rollout_id).waves_done == 5
+    finally:
+        session.close()
+
+
+@pytest.mark.timeout(60)
+async def test_applies_cut_off_by_a_cancel_are_redone_on_resume(tmp_path):
+    """Quitting the console mid-wave cancels the run: its in-flight applies must be re-applied."""
+    path = tmp_path / "estate.toml"
+    path.write_text(
+        '[estate]\nname = "quit"\n[[channels]]\nname = "only"\nmax_parallel = 4\n'
+        '[executors.sh]\nkind = "local"\napply = "echo {target} >> log; sleep 30"\n'
+        '[modules.m]\nversions = ["1", "2"]\ninitial = "1"\n'
+        + "".join(f'[targets.t{i}]\nchannel = "only"\nexecutor = "sh"\n' for i in range(3))
+    )
+    estate = load_estate(path)
+    session = Session.open(estate)
+    try:
+        rollout = session.new_rollout(session.plan("m", "2"), clock=Clock(0), interactive=False)
+        started: list[str] = []
+        rollout.bus.listen(
+            lambda e: started.append(e.target) if isinstance(e, ApplyStarted) else None
+        )
+        task = asyncio.ensure_future(session.drive(rollout))
+        deadline = time.monotonic() + 30
+        while len(started) < 3:
+            assert time.monotonic() < deadline, "the applies never started"
+            await asyncio.sleep(0.01)
+        task.cancel()  # what quitting the console does
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    finally:
+        session.close()
+
+    path.write_text(path.read_text().replace("sleep 30", "true"))
+    session = Session.open(load_estate(path))
+    try:
+        record = session.resumable()
+        resumed = session.resume_rollout(record, clock=Clock(0), interactive=False)
+        assert {t.status for t in resumed.targets.values()} == {"unknown"}
+        outcome = await session.drive(resumed)
+        assert outcome.outcome == "done"
+        assert {t.status for t in resumed.targets.values()} == {"ok"}
+        assert session.history.ledger("m") == {"t0": "2", "t1": "2", "t2": "2"}
     finally:
         session.close()
