@@ -11,7 +11,16 @@ from typing import Any
 
 from engine.cli import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_OK, error
 from engine.estate import Estate, EstateError, load_estate
-from engine.plan import Plan, PlanError, make_plan, parse_spec, wave_sizes
+from engine.plan import (
+    PLAN_COLUMNS,
+    PLAN_NUMERIC,
+    Plan,
+    PlanError,
+    make_plan,
+    parse_spec,
+    plan_rows,
+    wave_sizes,
+)
 from engine.units import format_duration
 
 
@@ -115,31 +124,12 @@ def print_plan(estate: Estate, plan: Plan) -> None:
     console = Console(width=max(Console().width, 100))
     applies = sum(len(w.applies) for w in plan.waves)
     channels = len({w.channel.name for w in plan.waves})
-    rows = []
-    elapsed = 0.0
-    for wave in plan.waves:
-        elapsed += wave.expected_seconds
-        froms = sorted({t.from_version for t in wave.applies})
-        rows.append(
-            (
-                str(wave.number),
-                wave.name,
-                str(len(wave.targets)),
-                f"{','.join(froms)} → {plan.version}" if froms else "no-op",
-                str(wave.channel.max_parallel),
-                str(wave.failure_budget),
-                wave.channel.gate,
-                format_duration(wave.channel.soak),
-                f"{wave.blast_radius:.0%}",
-                f"+{format_duration(elapsed)}",
-            )
-        )
+    rows = plan_rows(plan)
     title = (
         f"{plan.module} → {plan.version} on {estate.name}: {channels} channels, "
         f"{len(plan.waves)} waves, {len(plan.targets)} targets"
     )
-    columns = ("wave", "channel", "n", "change", "par", "budget", "gate", "soak", "blast", "ETA")
-    console.print(make_table(title, columns, rows, {"wave", "n", "par", "budget", "blast", "ETA"}))
+    console.print(make_table(title, PLAN_COLUMNS, rows, PLAN_NUMERIC))
     for wave in plan.waves:
         console.print(
             f"  wave {wave.number}: {_names(wave.targets)}",

@@ -198,3 +198,34 @@ def _wave_seconds(estate: Estate, channel: Channel, batch: tuple[PlannedTarget, 
     slowest = max(expected_apply_seconds(estate.executors.get(t.executor)) for t in applies)
     rounds = math.ceil(len(applies) / channel.max_parallel)
     return rounds * slowest + channel.soak
+
+
+#: Columns of :func:`plan_rows`, shared by ``sluice plan`` and the console's new-rollout modal.
+PLAN_COLUMNS = ("wave", "channel", "n", "change", "par", "budget", "gate", "soak", "blast", "ETA")
+PLAN_NUMERIC = {"wave", "n", "par", "budget", "blast", "ETA"}
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
+    """One row of text per wave (see :data:`PLAN_COLUMNS`), the ETA cumulative."""
+    from engine.units import format_duration
+
+    rows: list[tuple[str, ...]] = []
+    elapsed = 0.0
+    for wave in plan.waves:
+        elapsed += wave.expected_seconds
+        froms = sorted({t.from_version for t in wave.applies})
+        rows.append(
+            (
+                str(wave.number),
+                wave.name,
+                str(len(wave.targets)),
+                f"{','.join(froms)} → {plan.version}" if froms else "no-op",
+                str(wave.channel.max_parallel),
+                str(wave.failure_budget),
+                wave.channel.gate,
+                format_duration(wave.channel.soak),
+                f"{wave.blast_radius:.0%}",
+                f"+{format_duration(elapsed)}",
+            )
+        )
+    return rows

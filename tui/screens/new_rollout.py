@@ -14,10 +14,9 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Select, Static
 
 from engine.estate import Estate
-from engine.plan import Plan, PlanError
+from engine.plan import PLAN_COLUMNS as COLUMNS
+from engine.plan import Plan, PlanError, plan_rows
 from engine.units import format_duration
-
-COLUMNS = ("wave", "channel", "n", "change", "par", "budget", "gate", "soak", "blast", "ETA")
 
 
 def default_version(
@@ -124,22 +123,8 @@ class NewRolloutScreen(ModalScreen[Plan | None]):
             summary.update(Text(str(exc), style="bold"))
             return
         plan = self.plan
-        elapsed = 0.0
-        for wave in plan.waves:
-            elapsed += wave.expected_seconds
-            froms = sorted({t.from_version for t in wave.applies})
-            table.add_row(
-                str(wave.number),
-                wave.name,
-                str(len(wave.targets)),
-                f"{','.join(froms)} → {plan.version}" if froms else "no-op",
-                str(wave.channel.max_parallel),
-                str(wave.failure_budget),
-                wave.channel.gate,
-                format_duration(wave.channel.soak),
-                f"{wave.blast_radius:.0%}",
-                f"+{format_duration(elapsed)}",
-            )
+        for row in plan_rows(plan):
+            table.add_row(*row)
         applies = sum(len(w.applies) for w in plan.waves)
         channels = len({w.channel.name for w in plan.waves})
         manual = sum(1 for w in plan.waves if w.channel.gate == "manual")
