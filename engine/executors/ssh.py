@@ -270,10 +270,14 @@ class SshExecutor:
         async with connection.sessions:
             if connection.conn.is_closed():  # died while we queued: nothing ran yet
                 raise _Stale
+            opening = asyncio.ensure_future(
+                connection.conn.create_process(command, encoding="utf-8", errors="replace")
+            )
             try:
-                process = await connection.conn.create_process(
-                    command, encoding="utf-8", errors="replace"
-                )
+                process = await asyncio.shield(opening)
+            except asyncio.CancelledError:
+                await _stop_opening(opening)
+                raise
             except (asyncssh.Error, OSError) as exc:
                 # Not retried: the command may have started before the connection went.
                 if not isinstance(exc, asyncssh.ChannelOpenError) or connection.conn.is_closed():
@@ -347,6 +351,22 @@ async def _pump(
         if line.strip():
             tail.append(line)
         output(name, line)
+
+
+async def _stop_opening(opening: asyncio.Future[asyncssh.SSHClientProcess[str]]) -> None:
+    """Stop a command whose session was still opening when the apply was cancelled.
+
+    sshd starts the command before its reply to the exec request reaches us, so the command
+    may already be running: wait (bounded) for the session, then terminate it like any other.
+    """
+    try:
+        async with asyncio.timeout(GRACE_SECONDS):
+            process = await asyncio.shield(opening)
+    except (TimeoutError, OSError, asyncssh.Error):
+        opening.cancel()
+        opening.add_done_callback(_retrieve)
+        return
+    await _terminate(process)
 
 
 async def _terminate(process: asyncssh.SSHClientProcess[str]) -> None:

@@ -123,11 +123,17 @@ class Lines:
         return [line for s, line in self.lines if s == stream]
 
 
-async def wait_until(condition: Callable[[], bool], what: str, deadline: float = 10.0) -> None:
+async def wait_until(
+    condition: Callable[[], object],
+    what: str,
+    deadline: float = 10.0,
+    detail: Callable[[], object] | None = None,
+) -> None:
     end = time.monotonic() + deadline
     while not condition():
         if time.monotonic() > end:
-            raise AssertionError(f"gave up after {deadline}s waiting for {what}")
+            seen = f"; last seen: {detail()}" if detail is not None else ""
+            raise AssertionError(f"gave up after {deadline}s waiting for {what}{seen}")
         await asyncio.sleep(0.02)
 
 
@@ -138,6 +144,20 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def survivors(pids: list[int | None]) -> list[str]:
+    """The pids still alive, each with its state and command line (for a failure message)."""
+    found = []
+    for pid in pids:
+        if pid is not None and alive(pid):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().strip()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            found.append(f"{stat} [{cmdline.decode(errors='replace').strip()}]")
+    return found
 
 
 def read_pid(path: Path) -> int | None:
@@ -379,13 +399,52 @@ async def test_abort_terminates_remote_commands(
             with pytest.raises(asyncio.CancelledError):
                 await task
         await wait_until(
-            lambda: not any(pid is not None and alive(pid) for pid in pids),
+            lambda: not survivors(pids),
             "no remote process to be left",
+            detail=lambda: survivors(pids),
         )
         assert sshd.connection_count() == 1  # the connection itself lives until close()
     finally:
         await executor.close()
     assert await asyncio.to_thread(sshd.wait_for_connection_count, 0) == 0
+
+
+@pytest.mark.timeout(60)
+async def test_abort_while_the_session_opens_still_stops_the_command(
+    sshd: SshServer, tmp_path: Path, remote_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sshd runs the command before its reply to the exec request reaches the client; on a
+    # loaded machine a cancel can land in between. Hold the reply back to make that moment.
+    import asyncssh
+
+    original = asyncssh.SSHClientConnection.create_process
+    release = asyncio.Event()
+
+    async def late_reply(self: Any, *args: Any, **kwargs: Any) -> Any:
+        process = await original(self, *args, **kwargs)
+        await release.wait()
+        return process
+
+    monkeypatch.setattr(asyncssh.SSHClientConnection, "create_process", late_reply)
+    command = f"sleep 300 & echo $! > {remote_dir}/{{target}}.child; echo $$ > {remote_dir}/{{target}}.pid; wait"
+    executor = executor_for(tmp_path, ssh_settings(sshd, command))
+    task = asyncio.create_task(executor.apply(job("t1"), Lines()))
+    files = [remote_dir / f"t1.{kind}" for kind in ("pid", "child")]
+    try:
+        await wait_until(lambda: all(read_pid(f) for f in files), "the command to start")
+        pids = [read_pid(f) for f in files]
+        assert not task.done()  # still waiting for the session: the cancel lands there
+        task.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await wait_until(
+            lambda: not survivors(pids),
+            "no remote process to be left",
+            detail=lambda: survivors(pids),
+        )
+    finally:
+        await executor.close()
 
 
 # ------------------------------------------------------------------------------------ pooling
