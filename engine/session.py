@@ -18,9 +18,10 @@ from engine.clock import Clock
 from engine.estate import Estate
 from engine.events import EventBus
 from engine.history import DONE_OUTCOMES, History, RolloutRecord
+from engine.jobs import current_user
 from engine.plan import Plan, PlannedTarget, Wave, make_plan
 from engine.recorder import Recorder
-from engine.rollout import Rollout, current_user
+from engine.rollout import Rollout
 from engine.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
 
 #: A lease whose holder has not written a heartbeat for this long is taken over.

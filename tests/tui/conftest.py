@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 from tui_support import FROZEN_AT, SAMPLE, STEPS, Console, FrozenClock, HeldExecutor
 
-import engine.rollout
 import engine.session
+from engine.clock import Clock
 from engine.estate import load_estate
 from engine.events import EventBus
 from tui.app import SluiceApp
@@ -42,7 +42,7 @@ def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     """Deterministic engine time: events 0.25 s apart from FROZEN_AT, apply durations 0.
 
     The engine builds its EventBus (session) and times applies (rollout) with the wall clock;
-    these patches stand in for an injectable clock there (reported to the engine's owner).
+    the session patches stand in for an injectable clock there; apply durations come from the Clock.
     """
     STEPS.reset()
 
@@ -53,7 +53,7 @@ def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(
         engine.session, "time", types.SimpleNamespace(time=lambda: FROZEN_AT, sleep=time.sleep)
     )
-    monkeypatch.setattr(engine.rollout, "time", types.SimpleNamespace(monotonic=lambda: 0.0))
+    monkeypatch.setattr(Clock, "monotonic", staticmethod(lambda: 0.0))
 
 
 @pytest.fixture
