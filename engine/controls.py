@@ -52,6 +52,8 @@ class RolloutControls:
             a failed or inconclusive gate or a spent budget halts it (exit 1).
         until_wave: stop (resumable, exit 4) after this wave.
         prior: for resume — target name → (status, version) already recorded.
+        baselines: for resume — (wave, check, target) → the baseline recorded before the
+            restart; a resumed wave compares with these, never with already-upgraded targets.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class RolloutControls:
         until_wave: int | None = None,
         start_wave: int = 1,
         prior: Mapping[str, tuple[str, str]] | None = None,
+        baselines: Mapping[tuple[int, str, str], float | None] | None = None,
         resumed: bool = False,
         reapply_unknown: bool = True,
         rollback_only: bool = False,
@@ -85,6 +88,7 @@ class RolloutControls:
         self.until_wave = until_wave
         self.start_wave = start_wave
         self.resumed = resumed
+        self.recorded_baselines = dict(baselines or {})
         self.reapply_unknown = reapply_unknown
         self.rollback_only = rollback_only
         self.resources = Resources()

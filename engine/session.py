@@ -275,6 +275,11 @@ class Session:
         start_wave = next(
             (w.number for w in plan.waves if w.number not in done), len(plan.waves) + 1
         )
+        baselines = {
+            (row["wave"], row["check_name"], row["target"]): row["value"]
+            for row in self.history.samples(record.id)
+            if row["phase"] == "baseline" and row["wave"] >= start_wave
+        }
         with self.history.db.atomic():
             self.history.db.execute(
                 "UPDATE rollouts SET outcome = 'running', finished = NULL WHERE id = ?", [record.id]
@@ -290,6 +295,7 @@ class Session:
             interactive=interactive,
             start_wave=start_wave,
             prior=prior,
+            baselines=baselines,
             resumed=True,
             reapply_unknown=reapply_unknown,
             **options,

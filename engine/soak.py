@@ -57,9 +57,22 @@ async def take_baselines(
     semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
 
     async def one(spec: CheckSpec, target: TargetState) -> None:
-        reading = await _read(
-            sources[spec.name], _context(rollout, target), semaphore, baseline=True
-        )
+        key = (wave.number, spec.name, target.name)
+        if key in rollout.recorded_baselines:  # resumed: the value taken before the restart
+            reading = Reading(
+                value=rollout.recorded_baselines[key], detail="recorded before the restart"
+            )
+        elif target.status != PENDING:
+            # Resumed after this target's apply: measuring now would take the new version as
+            # the baseline and hide a regression. No baseline → its measurements are inconclusive.
+            reading = Reading(
+                detail="no baseline was recorded before it was applied (resumed): "
+                "its measurements cannot be compared"
+            )
+        else:
+            reading = await _read(
+                sources[spec.name], _context(rollout, target), semaphore, baseline=True
+            )
         value = reading.value if reading.error is None else None
         gate.set_baseline(spec.name, target.name, value)
         rollout.bus.emit(

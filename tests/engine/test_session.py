@@ -14,7 +14,7 @@ import pytest
 
 from engine.clock import Clock
 from engine.estate import load_estate
-from engine.events import ApplyFinished, ApplyStarted, Notice, WaveStarted
+from engine.events import ApplyFinished, ApplyStarted, Notice, SampleTaken, WaveStarted
 from engine.history import History
 from engine.session import LEASE_TIMEOUT, LeaseHeld, ResumeError, Session, plan_from_record
 
@@ -395,5 +395,62 @@ async def test_applies_cut_off_by_a_cancel_are_redone_on_resume(tmp_path):
         assert outcome.outcome == "done"
         assert {t.status for t in resumed.targets.values()} == {"ok"}
         assert session.history.ledger("m") == {"t0": "2", "t1": "2", "t2": "2"}
+    finally:
+        session.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_resumed_wave_compares_with_baselines_recorded_before_the_crash(estate):
+    """Re-measuring a baseline after a restart would measure already-upgraded targets."""
+    session = Session.open(estate)
+    try:
+        module, version = f"{MODULE}@2.0.1".split("@")
+        rollout = session.new_rollout(session.plan(module, version), clock=Clock(0))
+        wave = rollout.plan.waves[0]
+        names = [t.name for t in wave.targets]
+        bus = rollout.bus
+        bus.emit(WaveStarted, wave=1, channel=wave.channel.name, name=wave.name, targets=())
+        recorded = names[:2]  # the crash came after these two baselines were recorded
+        for name in recorded:
+            bus.emit(
+                SampleTaken,
+                wave=1,
+                check="p99_latency",
+                target=name,
+                phase="baseline",
+                value=123.5,
+                baseline=None,
+                outcome="baseline",
+            )
+        for name in names:
+            bus.emit(ApplyStarted, wave=1, target=name, version=version, from_version="1.12.0")
+            bus.emit(
+                ApplyFinished,
+                wave=1,
+                target=name,
+                version=version,
+                from_version="1.12.0",
+                action="apply",
+                outcome="ok",
+            )
+        for recorder in session.recorders:
+            recorder.flush()
+        resumed = session.resume_rollout(
+            session.resumable(), clock=Clock(0), interactive=False, until_wave=1
+        )
+        seen = []
+        resumed.bus.listen(seen.append)
+        await session.drive(resumed)
+        baselines = {
+            (e.target, e.check): e
+            for e in seen
+            if isinstance(e, SampleTaken) and e.phase == "baseline" and e.wave == 1
+        }
+        for name in recorded:
+            assert baselines[(name, "p99_latency")].value == 123.5
+        # Applied before the crash, no baseline recorded for this check: none is invented.
+        unrecorded = baselines[(names[0], "error_rate")]
+        assert unrecorded.value is None and "no baseline was recorded" in unrecorded.reason
+        assert not [e for e in seen if isinstance(e, ApplyStarted)]  # nothing applied twice
     finally:
         session.close()
