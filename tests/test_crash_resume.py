@@ -16,6 +16,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -234,3 +235,69 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
     assert done.returncode == 0, done.stdout + done.stderr
     assert log.read_text().count("slow") == 2  # re-applied once, by the plain resume
     assert log.read_text().count("fast") == 1  # finished before the crash: never again
+
+
+@pytest.mark.timeout(180)
+def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path) -> None:
+    """kill -9 leaves local applies running (own process group): resume must not overlap them."""
+    estate = tmp_path / "estate.toml"
+    estate.write_text(
+        '[estate]\nname = "orphans"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
+        '[executors.sh]\nkind = "local"\n'
+        'apply = "echo start {target} $$ >> runs.log; '
+        'while [ ! -e release-{target} ]; do sleep 0.05; done; echo end {target} $$ >> runs.log"\n'
+        '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
+        '[targets.a]\nchannel = "only"\nexecutor = "sh"\n'
+        '[targets.b]\nchannel = "only"\nexecutor = "sh"\n'
+    )
+    log = tmp_path / "runs.log"
+
+    def lines() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    def wait_for(condition, what: str, proc: subprocess.Popen[str] | None = None) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert proc is None or proc.poll() is None, f"ended before {what}"
+            assert time.monotonic() < deadline, f"gave up waiting for {what}: {lines()}"
+            time.sleep(0.02)
+
+    driver = start("run", estate, "op@2", *FAST)
+    wait_for(lambda: len(lines()) == 2, "both applies to start", driver)
+    driver.kill()
+    driver.communicate(timeout=60)
+    orphans = {line.split()[1]: int(line.split()[2]) for line in lines()}
+    assert all(os.path.exists(f"/proc/{pid}") for pid in orphans.values())  # still running
+
+    resume = start("resume", estate, *FAST, "--json")
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(resume.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        # The resume finds both orphans and says it waits: then give it every chance to (wrongly)
+        # start a second run before the orphans end.
+        wait_for(
+            lambda: sum("left running by a sluice" in line for line in printed) == 2,
+            "the resume to say it waits for both earlier applies",
+            resume,
+        )
+        assert len(lines()) == 2  # nothing started while the orphans run
+        (tmp_path / "release-a").touch()
+        wait_for(lambda: len(lines()) >= 4, "a's orphan to end and a to be applied again", resume)
+        (tmp_path / "release-b").touch()
+        resume.wait(timeout=120)
+        reader.join(timeout=30)
+    finally:
+        if resume.poll() is None:
+            resume.kill()
+    out = "".join(printed)
+    assert resume.returncode == 0, out
+    runs: dict[str, list[tuple[str, str]]] = {}
+    for line in lines():
+        what, target, pid = line.split()
+        runs.setdefault(target, []).append((what, pid))
+    for target, events in runs.items():
+        # Two runs of each target, one after the other: the orphan's end before the new start.
+        assert [what for what, _ in events] == ["start", "end", "start", "end"], (target, events)
+        assert events[0][1] == events[1][1] == str(orphans[target])
+        assert events[2][1] != str(orphans[target])

@@ -109,7 +109,7 @@ class HttpExecutor:
         ssl_option = self.tls.option()
         if self.tls.problem:
             return ApplyResult(False, self.tls.problem)
-        limit = self.clock.scaled(self.timeout) if self.clock.scale > 0 else self.timeout
+        limit = self.timeout  # real seconds: a real command takes real time
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         try:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.executors.base import ApplyResult, Job, OutputSink
+from engine.executors.orphans import MARKER, find_running, marker_value, still_running
 from engine.template import TemplateError, render
 from engine.units import format_duration
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 #: How long a terminated process group gets before SIGKILL.
 GRACE_SECONDS = 3.0
 TAIL_LINES = 3
+#: How often a wait for an orphaned apply looks again.
+ORPHAN_POLL_SECONDS = 0.2
 
 
 class LocalExecutor:
@@ -37,6 +40,8 @@ class LocalExecutor:
         workdir = spec.settings.get("workdir")
         base = estate.path.parent
         self.workdir = (base / Path(workdir).expanduser()) if workdir else base
+        self.estate_name = estate.name
+        self._orphans: asyncio.Future[dict[str, list[int]]] | None = None
 
     def _template(self, job: Job) -> str:
         if job.action == "rollback" and self.spec.settings.get("rollback"):
@@ -59,6 +64,10 @@ class LocalExecutor:
                 env[name] = rendered.text
         except TemplateError as exc:
             return ApplyResult(False, str(exc))
+        env[MARKER] = marker_value(self.estate_name, job.target)
+        refused = await self._wait_for_orphans(job.target, output)
+        if refused is not None:
+            return refused
         spawn = asyncio.ensure_future(
             asyncio.create_subprocess_exec(
                 "/bin/sh",
@@ -88,9 +97,9 @@ class LocalExecutor:
             _pump(process.stdout, "stdout", output, tail),
             _pump(process.stderr, "stderr", output, tail),
         )
-        limit = self.clock.scaled(self.timeout) if self.clock.scale > 0 else self.timeout
         try:
-            async with asyncio.timeout(limit):
+            # Real seconds: a real command takes real time whatever ``--time-scale`` says.
+            async with asyncio.timeout(self.timeout):
                 await readers
                 code = await process.wait()
         except TimeoutError:
@@ -106,6 +115,31 @@ class LocalExecutor:
         detail = " | ".join(tail) if tail else "no output"
         what = f"killed by signal {-code}" if code < 0 else f"exit {code}"
         return ApplyResult(False, f"{what}: {detail}", code)
+
+    async def _wait_for_orphans(self, target: str, output: OutputSink) -> ApplyResult | None:
+        """Wait out an apply of ``target`` that a stopped sluice left running (see orphans)."""
+        if self._orphans is None:  # once per rollout, before its first local apply starts
+            self._orphans = asyncio.ensure_future(asyncio.to_thread(find_running, self.estate_name))
+        pids = (await asyncio.shield(self._orphans)).pop(target, [])
+        if not pids:
+            return None
+        which = ", ".join(map(str, pids))
+        output(
+            "stderr",
+            f"sluice: an earlier apply of {target} (pid {which}), left running by a sluice that "
+            "stopped, is still running: waiting for it to finish before applying again",
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout
+        while still_running(pids, self.estate_name, target):
+            if loop.time() > deadline:
+                return ApplyResult(
+                    False,
+                    f"an earlier apply of {target} (pid {which}) is still running after "
+                    f"{format_duration(self.timeout)}; not starting another",
+                )
+            await asyncio.sleep(ORPHAN_POLL_SECONDS)
+        return None
 
     async def close(self) -> None:
         return None

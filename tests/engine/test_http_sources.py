@@ -456,12 +456,12 @@ async def test_executor_polls_until_failure(tmp_path, serve, resources):
 async def test_executor_timeout_cancels_the_pipeline(tmp_path, serve, resources):
     server = await serve(pipeline_api(["running"]))
     executor = executor_for(
-        tmp_path, resources, polling_settings(server.url, timeout="100s"), scale=0.01
+        tmp_path, resources, polling_settings(server.url, timeout="1s"), scale=0.01
     )
     output = Output()
-    result = await executor.apply(job(), output)  # 100 s × 0.01 = 1 s
+    result = await executor.apply(job(), output)  # real seconds: --time-scale leaves it alone
     assert not result.ok
-    assert result.reason == "timed out after 1m40s (last: running)"
+    assert result.reason == "timed out after 1s (last: running)"
     assert server.paths()[-1] == "/pipelines/42/cancel"
     assert f"cancel: POST {server.url}/pipelines/42/cancel: HTTP 200 OK" in output.text()
 

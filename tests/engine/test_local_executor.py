@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import subprocess
 import time
 
 import pytest
@@ -235,3 +237,26 @@ async def test_env_secret_reaches_the_process_but_never_an_event(tmp_path, monke
     for event in events.all:
         assert SECRET not in json.dumps(event.to_dict(), default=str), event
     assert SECRET not in outcome.summary
+
+
+@pytest.mark.timeout(30)
+def test_applies_left_running_are_found_by_their_marker() -> None:
+    from engine.executors.orphans import MARKER, find_running, still_running
+
+    def spawn(value: str) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(["sleep", "30"], env={**os.environ, MARKER: value})
+
+    est = f"est-{time.time_ns()}"  # no other process carries it
+    mine, other = spawn(f"{est}/t1"), spawn(f"{est}x/t1")
+    try:
+        found = find_running(est)
+        assert found == {"t1": [mine.pid]}
+        assert still_running([mine.pid], est, "t1") == [mine.pid]
+        assert still_running([mine.pid], est, "t2") == []  # a marker of another target
+    finally:
+        mine.kill()
+        other.kill()
+        mine.wait()
+        other.wait()
+    assert still_running([mine.pid], est, "t1") == []
+    assert find_running(est) == {}
