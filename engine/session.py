@@ -30,6 +30,12 @@ HEARTBEAT_SECONDS = 5.0
 DONE_WAVE_OUTCOMES = DONE_OUTCOMES
 
 
+INTERRUPTED_ROLLBACK = (
+    "interrupted: its driver stopped before it finished; targets it did not finish keep the "
+    "version the ledger shows — run `sluice rollback` again"
+)
+
+
 class LeaseHeld(Exception):
     """Another process drives this estate (exit code 5)."""
 
@@ -131,6 +137,14 @@ class Session:
                     "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, 'acquire', ?)",
                     [now, self.estate.name, self._me()],
                 )
+            # A rollback still "running" while we hold the lease has no driver: its process died.
+            # It cannot be resumed (a new `sluice rollback` plans again from the ledger), so it
+            # ends here rather than claiming to run forever.
+            conn.execute(
+                "UPDATE rollouts SET outcome = 'interrupted', finished = ?, summary = ? "
+                "WHERE kind = 'rollback' AND outcome = 'running'",
+                [now, INTERRUPTED_ROLLBACK],
+            )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

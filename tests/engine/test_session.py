@@ -454,3 +454,24 @@ async def test_a_resumed_wave_compares_with_baselines_recorded_before_the_crash(
         assert not [e for e in seen if isinstance(e, ApplyStarted)]  # nothing applied twice
     finally:
         session.close()
+
+
+@pytest.mark.timeout(60)
+async def test_a_rollback_whose_driver_died_ends_interrupted_at_the_next_start(estate):
+    session = Session.open(estate)
+    try:
+        first, _ = await drive(session, f"{MODULE}@2.0.0")  # halts at dev
+        source = session.history.rollout(first.rollout_id)
+        target = first.plan.waves[0].targets[0].name
+        back = session.rollback_rollout(source, [target], clock=Clock(0))
+        assert session.history.rollout(back.rollout_id).outcome == "running"
+    finally:
+        session.close()  # the rollback never ran to its end: as if its process died
+    after = Session.open(estate)
+    try:
+        record = after.history.rollout(back.rollout_id)
+        assert record.outcome == "interrupted" and record.finished is not None
+        assert "run `sluice rollback` again" in record.summary
+        assert after.history.rollout(first.rollout_id).outcome == source.outcome  # untouched
+    finally:
+        after.close()
