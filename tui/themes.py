@@ -15,8 +15,10 @@ from rich.style import Style
 from textual.color import Color
 from textual.theme import Theme
 
-#: Where the theme files live: ``themes/`` beside the ``tui`` package.
-THEME_DIR = Path(__file__).resolve().parent.parent / "themes"
+import themes as theme_files
+
+#: Where the theme files live: the ``themes`` package (installed as package data).
+THEME_DIR = Path(theme_files.__file__).resolve().parent
 DEFAULT_THEME = "sluice-dark"
 _COLOR_KEYS = (
     "primary",
