@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from engine.cli import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_OK, error
+from engine.cli import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_OK, error, long_running
 from engine.estate import Estate, EstateError, load_estate
 from engine.plan import (
     PLAN_COLUMNS,
@@ -340,6 +340,7 @@ def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     from engine.headless import JsonPrinter, TextPrinter, run_headless
 
     printer = JsonPrinter() if args.json else TextPrinter()
+    long_running()
 
     async def go() -> int:
         outcome = await run_headless(rollout, printer, runner=session.drive)
@@ -353,6 +354,7 @@ def _console(args: argparse.Namespace, estate: Estate, **how: Any) -> int:
         from tui.app import run_console
     except ImportError as exc:
         raise BadInput(f"sluice: the console cannot start: {exc}") from None
+    long_running()
     return int(
         run_console(
             str(estate.path),

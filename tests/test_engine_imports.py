@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
@@ -47,3 +49,148 @@ def test_every_engine_module_imports_without_textual() -> None:
     assert any(name.startswith("engine.executors.") for name in imported)
     assert report["textual"] == []
     assert report["tui"] == []
+
+
+# ------------------------------------------------------------------ what `sluice run` loads
+
+#: Run as the ``sluice`` program would be (``main()`` with no argv, so with its collector policy);
+#: the modules loaded by the end go to a file, and whether the collector was on while the rollout
+#: ran is noted from inside it.
+RUN_PROBE = """
+import atexit, gc, json, sys
+out, *argv = sys.argv[1:]
+seen = {}
+import engine.headless
+drive = engine.headless.run_headless
+
+async def run_headless(*args, **kwargs):
+    seen["collector_on_during_rollout"] = gc.isenabled()
+    return await drive(*args, **kwargs)
+
+engine.headless.run_headless = run_headless
+
+def report():
+    with open(out, "w") as f:
+        json.dump({"modules": sorted(sys.modules), **seen}, f)
+
+atexit.register(report)
+sys.argv = ["sluice", *argv]
+if "--as-module" in sys.argv:  # `python -m engine.cli`
+    import runpy
+    sys.argv.remove("--as-module")
+    runpy.run_module("engine.cli", run_name="__main__", alter_sys=True)
+else:
+    from engine.cli import main
+    sys.exit(main())
+"""
+
+#: Never needed by a rollout over SSH with no checks and no webhooks.
+NOT_FOR_SSH = (
+    "aiohttp",  # HTTP/Prometheus checks and executors, webhook notifications
+    "textual",
+    "rich",  # tables of `sluice plan` / `history`
+    "tomli_w",  # `sluice export`
+    "tui",
+    "engine.checks.prometheus",
+    "engine.checks.http",
+    "engine.executors.http",
+    "engine.executors.local",
+    "engine.report",
+    "engine.replay",
+)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ssh_estate(folder: Path) -> Path:
+    """Two targets over SSH to a port nobody listens on: the SSH path runs, and fails fast."""
+    (folder / "known_hosts").write_text("")
+    path = folder / "estate.toml"
+    path.write_text(
+        f"""
+[estate]
+name = "probe"
+history = "history.db"
+
+[[channels]]
+name = "fleet"
+max_parallel = 2
+max_failures = 2
+
+[targets.node-1]
+channel = "fleet"
+executor = "box"
+
+[targets.node-2]
+channel = "fleet"
+executor = "box"
+
+[executors.box]
+kind = "ssh"
+host = "127.0.0.1"
+port = {_free_port()}
+user = "deploy"
+known_hosts = "known_hosts"
+connect_timeout = "5s"
+apply = "echo {{version}} > /tmp/{{target}}.version"
+
+[modules.app]
+versions = ["1.0.0", "2.0.0"]
+initial = "1.0.0"
+"""
+    )
+    return path
+
+
+def _run_probe(tmp_path: Path, *argv: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    out = tmp_path / "probe.json"
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_PROBE, str(out), *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=100,
+    )
+    assert out.exists(), result.stderr
+    return result, json.loads(out.read_text())
+
+
+@pytest.mark.parametrize("how", ["script", "module"])
+def test_sluice_run_over_ssh_loads_only_what_ssh_needs(tmp_path: Path, how: str) -> None:
+    estate = _ssh_estate(tmp_path)
+    extra = ["--as-module"] if how == "module" else []
+    result, report = _run_probe(
+        tmp_path, "run", str(estate), "app@2.0.0", "--headless", "--json", *extra
+    )
+    # Both targets failed to connect (refused): the rollout ran over the SSH executor to its end.
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    failed = [e for e in events if e["kind"] == "apply_finished" and e["outcome"] == "failed"]
+    assert len(failed) == 2, result.stdout
+    modules = set(report["modules"])
+    assert {"asyncssh", "engine.executors.ssh", "engine.history"} <= modules
+    loaded = sorted(
+        m for m in modules for name in NOT_FOR_SSH if m == name or m.startswith(name + ".")
+    )
+    assert loaded == []
+    # Start-up runs without the cyclic collector; the rollout itself must not.
+    assert report["collector_on_during_rollout"] is True
+
+
+def test_sluice_run_of_a_simulated_estate_loads_no_network_client(tmp_path: Path) -> None:
+    estate = tmp_path / "estate.toml"
+    estate.write_text((ROOT / "sample_estate.toml").read_text())
+    result, report = _run_probe(
+        tmp_path, "run", str(estate), "postgres-operator@2.0.0", "--headless", "--until-wave", "1",
+        "--time-scale", "0",
+    )  # fmt: skip
+    assert result.returncode == 4, result.stderr  # stopped after wave 1, resumable
+    loaded = {m.split(".")[0] for m in report["modules"]}
+    assert not loaded & {"asyncssh", "aiohttp", "textual", "rich", "tomli_w", "tui"}
+    assert report["collector_on_during_rollout"] is True
