@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import tomllib
@@ -215,6 +214,8 @@ def _display(path: KeyPath) -> str:
 
 
 def _suggest(word: str, choices: Any) -> str:
+    import difflib  # only a bad estate needs suggestions
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 

@@ -108,6 +108,10 @@ class TextPrinter:
         return "\n".join(lines)
 
 
+#: ``json.dumps(value, default=str)``, with its encoder built once rather than for every line.
+_encode = json.JSONEncoder(default=str).encode
+
+
 class JsonPrinter:
     """NDJSON: one event per line, exactly the stream history records."""
 
@@ -115,8 +119,8 @@ class JsonPrinter:
         self.out = out
 
     def __call__(self, event: Event) -> None:
-        self.out.write(json.dumps(event.to_dict(), default=str) + "\n")
-        self.out.flush()
+        self.out.write(_encode(event.to_dict()) + "\n")
+        self.out.flush()  # a line per event as it happens: a pipeline follows the rollout live
 
 
 async def run_headless(
