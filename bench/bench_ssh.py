@@ -10,8 +10,13 @@ applies at once. Each apply runs ``echo VERSION > DIR/TARGET.version`` on the ho
                     SSH settings (ControlMaster=auto, ControlPersist=60s, in a fresh ControlPath
                     directory each run, so every run starts cold)
 * ``ansible-nocm``  the same with ``ssh_args = -o ControlMaster=no`` (one SSH connection per task)
-* ``floor``         this script in a fresh interpreter: one asyncssh connection, the same commands
-                    in the same waves with the same concurrency, and nothing else
+* ``floor``         bare asyncssh in a fresh interpreter: one connection, the same commands in the
+                    same waves with the same concurrency, and nothing else (this module imported
+                    from its cached bytecode, with no harness imports the floor does not need)
+* ``floor-gc``      the floor under sluice's garbage-collector policy (``engine.cli.main``: off
+                    during start-up, start-up objects frozen before the work, everything frozen
+                    before exit, which alone spares ~0.1 s of interpreter teardown once asyncssh
+                    is loaded): sluice/floor-gc is the part of the gap that is the engine's own
 * ``sluice-noop``   ``sluice run`` of the same plan with a zero-time simulated executor: the
                     engine's own cost (start-up, history, events), to read the sluice/floor gap
 
@@ -21,7 +26,7 @@ N version files written) outside the timed section. Medians and ratios are print
 issue 6 is sluice ≥ 5× faster than Ansible and within 1.3× of the floor.
 
     .venv/bin/python bench/bench_ssh.py                 # N = 20 and 200, 5 and 3 repetitions
-    .venv/bin/python bench/bench_ssh.py --sizes 20 --reps 3 --runners sluice,floor
+    .venv/bin/python bench/bench_ssh.py --sizes 20 --reps 3 --runners sluice,floor,floor-gc
 
 Needs root (or an sshd you may start), /usr/sbin/sshd, and ansible-core in the venv
 (``uv pip install ansible-core``) for the Ansible runners.
@@ -31,10 +36,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -47,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 BIN = Path(sys.executable).parent
 
-RUNNERS = ("sluice", "ansible", "ansible-nocm", "floor", "sluice-noop")
+RUNNERS = ("sluice", "ansible", "ansible-nocm", "floor", "floor-gc", "sluice-noop")
 #: engine.executors.ssh.CIPHERS, copied so the floor imports nothing but asyncssh.
 CIPHERS = (
     "aes128-gcm@openssh.com",
@@ -174,7 +179,9 @@ def run_ansible(
     ]
 
 
-def run_floor(setup: Setup, n: int, parallel: int, version: str, rep: str) -> list[str]:
+def run_floor(
+    setup: Setup, n: int, parallel: int, version: str, rep: str, *, tuned: bool = False
+) -> list[str]:
     spec = {
         "host": setup.host,
         "port": setup.port,
@@ -186,8 +193,26 @@ def run_floor(setup: Setup, n: int, parallel: int, version: str, rep: str) -> li
         "waves": wave_sizes(n),
         "parallel": parallel,
         "version": version,
+        "tuned": tuned,
     }
-    return [sys.executable, str(Path(__file__).resolve()), "--floor", json.dumps(spec)]
+    # This module imported (from cached bytecode), not run as a script, which would be compiled
+    # from source in every process; ``tuned``: start-up without the collector, as sluice's.
+    program = "import sys; sys.path.insert(0, sys.argv[1]); import bench_ssh; "
+    program += "bench_ssh.floor_process(sys.argv[2])"
+    if tuned:
+        program = "import gc; gc.disable(); " + program
+    return [sys.executable, "-c", program, str(Path(__file__).resolve().parent), json.dumps(spec)]
+
+
+def floor_process(spec_json: str) -> None:
+    """The floor's process body; ``tuned``: sluice's collector policy (``engine.cli.main``)."""
+    spec = json.loads(spec_json)
+    if spec["tuned"]:  # start-up is over (engine.cli.long_running)
+        gc.freeze()
+        gc.enable()
+    asyncio.run(floor(spec))
+    if spec["tuned"]:  # the exit (engine.cli.main)
+        gc.freeze()
 
 
 async def floor(spec: dict[str, object]) -> None:
@@ -264,6 +289,7 @@ def bench(
         "ansible": lambda *a: run_ansible(*a, control_master=True),
         "ansible-nocm": lambda *a: run_ansible(*a, control_master=False),
         "floor": run_floor,
+        "floor-gc": lambda *a: run_floor(*a, tuned=True),
         "sluice-noop": lambda *a: run_sluice(*a, noop=True),
     }
     results: dict[tuple[int, str], list[float]] = {}
@@ -307,6 +333,8 @@ def bench(
 def report(
     results: dict[tuple[int, str], list[float]], sizes: list[int], runners: list[str]
 ) -> None:
+    import statistics  # here: the floor's process imports this module and needs none of it
+
     print("\nmedians (s)       " + "".join(f"{r:>14}" for r in runners))
     for n in sizes:
         row = "".join(f"{statistics.median(results[(n, r)]):14.2f}" for r in runners)
@@ -326,6 +354,8 @@ def report(
             over = med["sluice"] / med["floor"]
             goal = "ok" if over <= 1.3 else "MISSED"
             parts.append(f"sluice/floor {over:4.2f}× (goal ≤1.3: {goal})")
+        if "floor-gc" in med:
+            parts.append(f"sluice/floor-gc {med['sluice'] / med['floor-gc']:4.2f}×")
         if "sluice-noop" in med and "floor" in med:
             ssh_part = med["sluice"] - med["sluice-noop"]
             parts.append(
@@ -341,11 +371,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=0, help="default: 5 for N≤50, else 3")
     parser.add_argument("--runners", default=",".join(RUNNERS))
     parser.add_argument("--parallel", default="20:20,200:50", help="N:P pairs")
-    parser.add_argument("--floor", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.floor:
-        asyncio.run(floor(json.loads(args.floor)))
-        return
     from servers import start_sshd
 
     sizes = [int(s) for s in args.sizes.split(",")]
