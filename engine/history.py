@@ -4,6 +4,12 @@ One :class:`History` owns the connection (sqlite-utils over a connection in auto
 ``db.atomic()`` is one explicit transaction). The file is created 0600 in a 0700 directory, in WAL
 mode. Rows are appended, never rewritten — except that an apply row and a rollout row are
 *completed* (finished, outcome) once. Migrations run forward from the recorded schema version.
+
+The event stream is stored in two tables since schema 3: a check sample (two thirds of a
+rollout's events) is one ``samples`` row, its fields in columns, keyed by its ``seq``; every other
+event is an ``event_log`` row with its fields as JSON. The ``events`` view joins them back into the
+whole stream, as JSON, for any SQL reader; sluice itself reads the two tables
+(:meth:`History.event_rows`).
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from engine.events import _KINDS as EVENT_KINDS  # kind → class (events.py has no public name)
-from engine.events import Event
+from engine.events import Event, SampleTaken
 
-SCHEMA_VERSION = 2
+if TYPE_CHECKING:  # imported when a history is opened: it is a tenth of a second at start-up
+    import sqlite_utils
+
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -76,13 +84,80 @@ CREATE TABLE IF NOT EXISTS lease_log (
 );
 """
 
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3, for the recorder's speed (the rows a rollout writes, and their meaning, are the same):
+# - ``applies`` and ``ledger`` lose AUTOINCREMENT: each insert also rewrote ``sqlite_sequence``, a
+#   page more in every apply's own commit. Rows are never deleted from either, so ids are still
+#   never reused; the rows are copied as they are, ids included.
+# - a sample is stored once, in ``samples`` (it was also a JSON ``events`` row): the rows gain the
+#   event's ``seq``, the other events move to ``event_log``, and ``events`` becomes a view of the
+#   whole stream. Older rollouts keep their sample events in ``event_log`` and their samples rows
+#   have no ``seq``, so the view (and History.event_rows) still holds each event once.
+#   ``%!.18g``: SQLite's formatting needs 18 digits (17 are not always enough with it) for the
+#   JSON to read back as the same double.
+_SCHEMA_V3 = """
+CREATE TABLE applies_v3 (
+    id INTEGER PRIMARY KEY, rollout_id INTEGER NOT NULL, wave INTEGER NOT NULL,
+    target TEXT NOT NULL, action TEXT NOT NULL, version TEXT NOT NULL, from_version TEXT NOT NULL,
+    command TEXT, started REAL NOT NULL, finished REAL, outcome TEXT NOT NULL DEFAULT 'started',
+    reason TEXT, duration REAL, output_tail TEXT
+);
+INSERT INTO applies_v3 (id, rollout_id, wave, target, action, version, from_version, command,
+    started, finished, outcome, reason, duration, output_tail)
+    SELECT id, rollout_id, wave, target, action, version, from_version, command, started,
+    finished, outcome, reason, duration, output_tail FROM applies ORDER BY id;
+DROP TABLE applies;
+ALTER TABLE applies_v3 RENAME TO applies;
+CREATE INDEX applies_rollout ON applies (rollout_id, target);
+CREATE TABLE ledger_v3 (
+    id INTEGER PRIMARY KEY, target TEXT NOT NULL, module TEXT NOT NULL,
+    version TEXT NOT NULL, since REAL NOT NULL, rollout_id INTEGER NOT NULL, action TEXT NOT NULL
+);
+INSERT INTO ledger_v3 (id, target, module, version, since, rollout_id, action)
+    SELECT id, target, module, version, since, rollout_id, action FROM ledger ORDER BY id;
+DROP TABLE ledger;
+ALTER TABLE ledger_v3 RENAME TO ledger;
+CREATE INDEX ledger_target ON ledger (module, target, id);
+ALTER TABLE events RENAME TO event_log;
+ALTER TABLE samples ADD COLUMN seq INTEGER;
+DROP INDEX IF EXISTS samples_rollout;
+CREATE UNIQUE INDEX IF NOT EXISTS samples_seq ON samples (rollout_id, seq);
+CREATE VIEW IF NOT EXISTS events (rollout_id, seq, ts, kind, data) AS
+    SELECT rollout_id, seq, ts, kind, data FROM event_log
+    UNION ALL
+    SELECT rollout_id, seq, ts, 'sample', json_object(
+        'wave', wave, 'check', check_name, 'target', target, 'phase', phase,
+        'value', CASE WHEN value IS NULL THEN NULL ELSE json(printf('%!.18g', value)) END,
+        'baseline', CASE WHEN baseline IS NULL THEN NULL ELSE json(printf('%!.18g', baseline)) END,
+        'outcome', outcome, 'reason', reason
+    ) FROM samples WHERE seq IS NOT NULL
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+
+#: The ``samples`` columns a reader sees (``seq`` is the stream's business, not the report's).
+SAMPLE_COLUMNS = (
+    "rollout_id", "wave", "check_name", "target", "phase", "ts", "value", "baseline", "outcome",
+    "reason",
+)  # fmt: skip
+
+#: The page size of a new file. A commit writes every page it changes, whole, to the WAL, and each
+#: apply's start and finish is a commit of its own changing 2–4 pages: at SQLite's default of 4 KB
+#: that is ~25 KB of WAL per apply for ~300 bytes of rows, every byte of it fsynced at the next
+#: checkpoint. 1 KB pages write a quarter of that; the batched rows fill pages just as densely.
+PAGE_SIZE = 1024
+#: The WAL is checkpointed into the file (two fsyncs) when it holds this much (SQLite's default is
+#: 1,000 pages). Fewer, larger checkpoints also copy a page rewritten by many commits only once.
+WAL_CHECKPOINT_BYTES = 16 * 1024 * 1024
 
 #: Wave outcomes that count as done (a resumed rollout starts after them).
 DONE_OUTCOMES = ("passed", "approved", "bypassed", "skipped")
 
-#: ``(seq, ts, kind, data)``: one row of the ``events`` table.
-EventRow = tuple[int, float, str, str]
+#: One recorded event, undecoded: ``(seq, ts, kind, data)`` with its other fields as JSON in
+#: ``data`` (an ``event_log`` row), or ``(seq, ts, "sample", wave, check, target, phase, value,
+#: baseline, outcome, reason)`` (a ``samples`` row). Either way ``row[0]`` is the seq, ``row[1]``
+#: the timestamp and ``row[2]`` the kind.
+EventRow = tuple[Any, ...]
+_SAMPLE_FIELDS = ("wave", "check", "target", "phase", "value", "baseline", "outcome", "reason")
 
 
 def _tuplify(value: Any) -> Any:
@@ -125,22 +200,45 @@ def known_kind(kind: str) -> bool:
     return kind in EVENT_KINDS
 
 
+def _sample(row: EventRow) -> SampleTaken:
+    seq, ts, _, wave, check, target, phase, value, baseline, outcome, reason = row
+    return SampleTaken(
+        seq=seq, ts=ts, wave=wave, check=check, target=target, phase=phase, value=value,
+        baseline=baseline, outcome=outcome, reason=reason,
+    )  # fmt: skip
+
+
 def decode_event(row: EventRow) -> Event | None:
     """One row → its event (``None`` for a kind this sluice does not know)."""
+    if len(row) != 4:
+        return _sample(row)
     seq, ts, kind, data = row
     return _decode(seq, ts, kind, json.loads(data))
 
 
 def decode_events(rows: Sequence[EventRow]) -> list[Event]:
     """Rows → events, in order. The JSON of all rows is parsed in one ``json.loads`` call (half
-    the cost of one call per row)."""
-    payloads = json.loads("[" + ",".join(row[3] for row in rows) + "]") if rows else []
-    events = []
-    for (seq, ts, kind, _), payload in zip(rows, payloads, strict=True):
-        event = _decode(seq, ts, kind, payload)
+    the cost of one call per row); samples are built from their columns."""
+    texts = [row[3] for row in rows if len(row) == 4]
+    payloads = iter(json.loads("[" + ",".join(texts) + "]") if texts else [])
+    events: list[Event] = []
+    for row in rows:
+        if len(row) != 4:
+            events.append(_sample(row))
+            continue
+        event = _decode(row[0], row[1], row[2], next(payloads))
         if event is not None:
             events.append(event)
     return events
+
+
+def row_dict(row: EventRow) -> dict[str, Any]:
+    """One row → the :meth:`Event.to_dict` form of its event (unknown kinds too)."""
+    if len(row) != 4:
+        fields = dict(zip(_SAMPLE_FIELDS, row[3:], strict=True))
+        return {"kind": row[2], "seq": row[0], "ts": row[1], **fields}
+    seq, ts, kind, data = row
+    return _event_dict(seq, ts, kind, json.loads(data))
 
 
 _decode = _Decoder()
@@ -198,7 +296,8 @@ class History:
         """Open (creating 0600 if needed) and migrate the history at ``path``."""
         path = Path(path)
         try:
-            if not path.exists():
+            new = not path.exists()
+            if new:
                 if not create:
                     raise HistoryError(
                         f"{path}: no history yet (no rollout has run on this estate)"
@@ -207,8 +306,15 @@ class History:
             conn = sqlite3.connect(
                 path, isolation_level=None, timeout=10.0, check_same_thread=False
             )
+            if new:  # only an empty file takes a page size (a WAL-mode file keeps its own)
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
+            conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
+            import sqlite_utils  # here, not at import: most sluice commands never open a history
+
             history = cls(sqlite_utils.Database(conn), path)
             history._migrate()
         except sqlite3.DatabaseError as exc:
@@ -323,24 +429,35 @@ class History:
         return [self._record(r) for r in rows]
 
     def event_rows(self, rollout_id: int) -> list[EventRow]:
-        """The raw ``(seq, ts, kind, data)`` rows of a rollout's events, in order (undecoded)."""
-        return self.db.execute(
-            "SELECT seq, ts, kind, data FROM events WHERE rollout_id = ? ORDER BY seq",
+        """The rows of a rollout's events (:data:`EventRow`), in order, undecoded."""
+        rows: list[EventRow] = self.db.execute(
+            "SELECT seq, ts, kind, data FROM event_log WHERE rollout_id = ? ORDER BY seq",
             [rollout_id],
         ).fetchall()
+        samples = self.db.execute(
+            "SELECT seq, ts, 'sample', wave, check_name, target, phase, value, baseline, outcome, "
+            "reason FROM samples WHERE rollout_id = ? AND seq IS NOT NULL ORDER BY seq",
+            [rollout_id],
+        ).fetchall()
+        if samples:
+            rows += samples
+            rows.sort(key=itemgetter(0))  # two sorted runs: a linear merge
+        return rows
 
     def events(self, rollout_id: int) -> list[Event]:
         """Every recorded event of the rollout, in order (kinds this sluice does not know are skipped)."""
         return decode_events(self.event_rows(rollout_id))
 
     def iter_event_dicts(self, rollout_id: int) -> Iterator[dict[str, Any]]:
-        for seq, ts, kind, data in self.event_rows(rollout_id):
-            yield _event_dict(seq, ts, kind, json.loads(data))
+        for row in self.event_rows(rollout_id):
+            yield row_dict(row)
 
     def last_seq(self, rollout_id: int) -> int:
         return int(
             self.db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE rollout_id = ?", [rollout_id]
+                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM event_log WHERE rollout_id = :id), 0), "
+                "COALESCE((SELECT MAX(seq) FROM samples WHERE rollout_id = :id), 0))",
+                {"id": rollout_id},
             ).fetchone()[0]
         )
 
@@ -359,7 +476,11 @@ class History:
 
     def samples(self, rollout_id: int) -> list[dict[str, Any]]:
         return list(
-            self.db.query("SELECT * FROM samples WHERE rollout_id = ? ORDER BY rowid", [rollout_id])
+            self.db.query(
+                f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE rollout_id = ? "
+                "ORDER BY rowid",
+                [rollout_id],
+            )
         )
 
     def operator_actions(self, rollout_id: int) -> list[dict[str, Any]]:

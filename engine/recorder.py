@@ -10,9 +10,11 @@ ends, gate verdicts, operator actions and the end of the rollout write everythin
 them. A kill loses at most the last moment's batched events (output lines, samples), never an
 apply's state.
 
-An event row keeps ``seq``, ``ts`` and ``kind`` in columns and the other fields as compact JSON in
-``data`` (readers merge them back: :meth:`engine.history.History.events`). Serialising is most of
-the recorder's cost, so the field names of each event class are looked up once, not per event.
+A check sample — most of a rollout's events — is one ``samples`` row, its fields in columns (no
+JSON). Every other event is an ``event_log`` row that keeps ``seq``, ``ts`` and ``kind`` in columns
+and the other fields as compact JSON in ``data`` (readers merge the two:
+:meth:`engine.history.History.event_rows`). Serialising is most of the recorder's cost, so the
+field names of each event class are looked up once, not per event.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -84,6 +87,30 @@ def _make_encoder() -> Callable[[Any], str]:
 
 
 _encode = _make_encoder()
+_EVENT_SQL = (
+    "INSERT OR IGNORE INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?)"
+)
+_SAMPLE_SQL = (
+    "INSERT OR IGNORE INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
+    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _exact(value: object) -> bool:
+    """Whether a sample's ``value``/``baseline`` reads back from a REAL column unchanged.
+
+    NaN would read back as NULL, an int as a float, and -0.0 as 0.0: such a sample (no check
+    makes one today) is stored as JSON like any other event instead, with a samples row beside it.
+    """
+    if value is None:
+        return True
+    return (
+        type(value) is float
+        and math.isfinite(value)
+        and (value != 0.0 or math.copysign(1.0, value) > 0)
+    )
+
+
 #: Event class → a function giving the fields stored in ``data`` (all but seq, ts and kind).
 _PAYLOADS: dict[type[Event], Callable[[Event], dict[str, Any]]] = {}
 _COLUMNS = ("seq", "ts", "kind")
@@ -123,16 +150,17 @@ class Recorder:
 
     def __call__(self, event: Event) -> None:
         cls = type(event)
-        payload = _PAYLOADS.get(cls) or _payload_of(cls)
-        self._events.append(
-            (self.rollout_id, event.seq, event.ts, event.kind, _encode(payload(event)))
-        )
-        if isinstance(event, ApplyOutput):
-            self._tails[event.target].append(f"{event.stream}: {event.line}")
-        elif isinstance(event, SampleTaken):
+        if isinstance(event, SampleTaken):
+            stored = (
+                cls is SampleTaken  # decoded back as exactly this class
+                and _exact(event.value)
+                and _exact(event.baseline)
+                and type(event.wave) is int
+            )
             self._samples.append(
                 (
                     self.rollout_id,
+                    event.seq if stored else None,  # None: the JSON event row is the stream's
                     event.wave,
                     event.check,
                     event.target,
@@ -144,6 +172,15 @@ class Recorder:
                     event.reason,
                 )
             )
+            if stored:
+                self._later()
+                return
+        payload = _PAYLOADS.get(cls) or _payload_of(cls)
+        self._events.append(
+            (self.rollout_id, event.seq, event.ts, event.kind, _encode(payload(event)))
+        )
+        if isinstance(event, ApplyOutput):
+            self._tails[event.target].append(f"{event.stream}: {event.line}")
         elif cls in _APPLY_TYPES:
             # Only the apply's own rows must be durable now; its event row joins the batch. One
             # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
@@ -154,7 +191,12 @@ class Recorder:
                 self._apply(event)
         if cls in _FLUSH_TYPES:
             self.flush(event)
-        elif len(self._events) >= BATCH_SIZE:
+        else:
+            self._later()
+
+    def _later(self) -> None:
+        """A buffered row was added: write the batch when it is full, or on the timer."""
+        if len(self._events) + len(self._samples) >= BATCH_SIZE:
             self.flush()
         elif self._timer is None:
             try:
@@ -172,17 +214,10 @@ class Recorder:
         db = self.history.db
         with db.atomic():
             if self._events:
-                db.conn.executemany(
-                    "INSERT OR IGNORE INTO events (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
-                    self._events,
-                )
+                db.conn.executemany(_EVENT_SQL, self._events)
                 self._events.clear()
             if self._samples:
-                db.conn.executemany(
-                    "INSERT INTO samples (rollout_id, wave, check_name, target, phase, ts, value, baseline, outcome, reason) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    self._samples,
-                )
+                db.conn.executemany(_SAMPLE_SQL, self._samples)
                 self._samples.clear()
             if event is not None:
                 self._apply(event)

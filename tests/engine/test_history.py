@@ -102,7 +102,18 @@ def test_a_new_history_is_at_the_current_schema_version(tmp_path):
     try:
         assert history.schema_version == SCHEMA_VERSION == max(MIGRATIONS)
         tables = {r[0] for r in history.db.execute("SELECT name FROM sqlite_master")}
-        assert {"rollouts", "waves", "applies", "events", "samples", "operator_actions"} <= tables
+        assert {
+            "rollouts",
+            "waves",
+            "applies",
+            "event_log",
+            "samples",
+            "operator_actions",
+        } <= tables
+        views = {
+            r[0] for r in history.db.execute("SELECT name FROM sqlite_master WHERE type = 'view'")
+        }
+        assert views == {"events"}  # the whole stream, samples included, for SQL readers
         assert {"ledger", "lease", "lease_log", "schema_version"} <= tables
     finally:
         history.close()
@@ -159,7 +170,10 @@ def test_a_version_1_history_migrates_to_the_current_version_and_keeps_its_rows(
     # Opening again does not migrate twice.
     history = History.open(path)
     try:
-        assert history.db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 2
+        assert (
+            history.db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0]
+            == SCHEMA_VERSION
+        )
     finally:
         history.close()
 
@@ -222,7 +236,7 @@ def test_events_come_back_as_recorded_and_unknown_kinds_are_skipped(tmp_path):
         ]
         with history.db.atomic():  # a kind from a newer sluice
             history.db.execute(
-                "INSERT INTO events (rollout_id, seq, ts, kind, data) VALUES (?, 99, 1.0, 'x', '{}')",
+                "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, 99, 1.0, 'x', '{}')",
                 [rollout_id],
             )
         assert history.events(rollout_id) == sent

@@ -82,6 +82,12 @@ async def test_every_event_of_a_rollout_is_in_the_history_in_order(tmp_path):
         assert [
             (r["check_name"], r["target"], r["phase"], r["value"], r["outcome"]) for r in rows
         ] == [(e.check, e.target, e.phase, e.value, e.outcome) for e in samples]
+        # Each sample is stored once: its samples row (with its seq), not also a JSON row.
+        db = history.db
+        assert db.execute("SELECT COUNT(*) FROM event_log WHERE kind = 'sample'").fetchone()[0] == 0
+        assert [seq for (seq,) in db.execute("SELECT seq FROM samples ORDER BY rowid")] == [
+            e.seq for e in samples
+        ]
         starts = [e for e in seen if isinstance(e, ApplyStarted)]
         finishes = {e.target: e for e in seen if isinstance(e, ApplyFinished)}
         applies = history.applies(rollout_id)
