@@ -4,13 +4,15 @@ Run: ``.venv/bin/python bench/bench_history.py [--events N] [--repeat R] [--size
 [--profile]``
 
 1. **Recorder append throughput**, on two streams of 100,000 events: (a) the first events of a
-   real simulated rollout — the engine's own mix: samples (each also a ``samples`` row), output
-   lines, and the applies' starts and finishes, each of which the recorder commits at once (that
-   is the durability contract: ~11,000 transactions here); (b) output lines only, the batched hot
-   path. They are fed to a :class:`~engine.recorder.Recorder` inside a running event loop, as the
-   engine does. The same run writes the same rows (the ``events`` and ``samples`` rows) with raw
-   ``sqlite3.executemany`` in one transaction, twice: from the events (``json.dumps`` of
-   ``to_dict()``, the row building any writer pays) and from rows already built (insert only).
+   real simulated rollout — the engine's own mix: samples (two thirds: each a ``samples`` row),
+   output lines, and the applies' starts and finishes, each of which the recorder commits at once
+   (that is the durability contract: ~11,000 transactions here); (b) output lines only, the
+   batched hot path. They are fed to a :class:`~engine.recorder.Recorder` inside a running event
+   loop, as the engine does. The same run writes the same rows — ``event_log``, ``samples``,
+   ``applies`` and ``ledger``, checked equal to the recorder's afterwards — with raw
+   ``sqlite3.executemany`` in one transaction, on a file with the same settings, twice: from the
+   events (the row building any writer pays: a sample's fields as they are, any other event's as
+   ``json.dumps``, each apply's row in its final state) and from rows already built (insert only).
    Goals (issue 4): ≥ 50,000 events/s and within 2× of raw (serialise + insert).
 2. **Replay loading.** Opening that 100,000-event rollout as a
    :class:`~engine.replay.ReplaySource` (ready to play and seek), and decoding every event.
@@ -29,6 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import dataclasses
 import gc
 import json
 import os
@@ -39,6 +42,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
@@ -48,10 +52,17 @@ import tomli_w  # noqa: E402
 
 from engine.clock import Clock  # noqa: E402
 from engine.estate import Estate, load_estate  # noqa: E402
-from engine.events import ApplyOutput, Event, EventBus, SampleTaken  # noqa: E402
-from engine.history import History  # noqa: E402
+from engine.events import (  # noqa: E402
+    ApplyFinished,
+    ApplyOutput,
+    ApplyStarted,
+    Event,
+    EventBus,
+    SampleTaken,
+)
+from engine.history import WAL_CHECKPOINT_BYTES, History  # noqa: E402
 from engine.plan import make_plan  # noqa: E402
-from engine.recorder import Recorder  # noqa: E402
+from engine.recorder import TAIL_LINES, Recorder  # noqa: E402
 from engine.replay import ReplaySource  # noqa: E402
 from engine.rollout import Rollout  # noqa: E402
 from engine.session import Session  # noqa: E402
@@ -61,11 +72,17 @@ GOAL_RATIO = 2.0
 GOAL_LOAD_SECONDS = 1.0
 CHANNELS = 4
 
-EVENTS_SQL = "INSERT INTO events (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?)"
-SAMPLES_SQL = (
-    "INSERT INTO samples (rollout_id, wave, check_name, target, phase, ts, value, baseline, "
-    "outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+#: The raw floor's statements, by table.
+INSERTS = {
+    "event_log": "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?)",
+    "samples": "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
+    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "applies": "INSERT INTO applies (rollout_id, wave, target, action, version, from_version, "
+    "command, started, finished, outcome, reason, duration, output_tail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    "ledger": "INSERT INTO ledger (target, module, version, since, rollout_id, action) "
+    "VALUES (?, ?, ?, ?, ?, ?)",
+}
 
 
 def estate_file(directory: Path, targets: int) -> Path:
@@ -164,33 +181,82 @@ async def record(events: list[Event], directory: Path, name: str) -> tuple[float
     return timer.both
 
 
-def rows_of(events: list[Event], rollout_id: int) -> tuple[list[tuple], list[tuple]]:
-    """The rows a plain writer would build: every field as JSON, and the samples."""
-    rows = [(rollout_id, e.seq, e.ts, e.kind, json.dumps(e.to_dict(), default=str)) for e in events]
-    samples = [
-        (rollout_id, e.wave, e.check, e.target, e.phase, e.ts, e.value, e.baseline, e.outcome,
-         e.reason)
-        for e in events
-        if isinstance(e, SampleTaken)
-    ]  # fmt: skip
-    return rows, samples
+Rows = dict[str, list[tuple]]
+
+
+def rows_of(events: list[Event], rollout_id: int) -> Rows:
+    """Every row the recorder writes, built the plain way, by table: a sample's fields as its
+    ``samples`` row; any other event's fields but seq, ts and kind as compact JSON
+    (``json.dumps``, each class's field names looked up once); each apply's ``applies`` row in its
+    final state (finished, outcome, output tail) and the ledger row of each that succeeded."""
+    names: dict[type, list[str]] = {}
+    rows: Rows = {"event_log": [], "samples": [], "applies": [], "ledger": []}
+    tails: dict[str, deque[str]] = {}
+    applies: dict[str, list] = {}
+    for e in events:
+        cls = type(e)
+        if cls is SampleTaken:
+            rows["samples"].append(
+                (rollout_id, e.seq, e.wave, e.check, e.target, e.phase, e.ts, e.value, e.baseline,
+                 e.outcome, e.reason)
+            )  # fmt: skip
+            continue
+        if cls not in names:
+            names[cls] = [f.name for f in dataclasses.fields(cls) if f.name not in ("seq", "ts")]
+        data = json.dumps(
+            {n: getattr(e, n) for n in names[cls]}, separators=(",", ":"), default=str
+        )
+        rows["event_log"].append((rollout_id, e.seq, e.ts, e.kind, data))
+        if isinstance(e, ApplyOutput):
+            tails.setdefault(e.target, deque(maxlen=TAIL_LINES)).append(f"{e.stream}: {e.line}")
+        elif isinstance(e, ApplyStarted):
+            tails.pop(e.target, None)
+            applies[e.target] = [
+                rollout_id, e.wave, e.target, e.action, e.version, e.from_version, e.command,
+                e.ts, None, "started", None, None, None,
+            ]  # fmt: skip
+            rows["applies"].append(applies[e.target])  # type: ignore[arg-type]
+        elif isinstance(e, ApplyFinished):
+            tail = "\n".join(tails.pop(e.target, ()))
+            applies.pop(e.target)[8:] = [e.ts, e.outcome, e.reason, e.duration, tail]
+            if e.outcome == "ok":
+                rows["ledger"].append((e.target, "op", e.version, e.ts, rollout_id, e.action))
+    return rows
 
 
 def raw(events: list[Event], directory: Path, name: str, *, prebuilt: bool) -> tuple[float, float]:
+    """The rows written with ``sqlite3.executemany`` in one transaction, with the history's own
+    settings (same page size, same checkpointing)."""
     history, rollout_id = new_history(directory, name)
     history.close()
     conn = sqlite3.connect(directory / name, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
     built = rows_of(events, rollout_id) if prebuilt else None
     with Timer() as timer:
-        rows, samples = built or rows_of(events, rollout_id)
+        rows = built or rows_of(events, rollout_id)
         conn.execute("BEGIN")
-        conn.executemany(EVENTS_SQL, rows)
-        conn.executemany(SAMPLES_SQL, samples)
+        for table, sql in INSERTS.items():
+            conn.executemany(sql, rows[table])
         conn.execute("COMMIT")
     conn.close()
     return timer.both
+
+
+def stored(path: Path) -> Rows:
+    """What a file holds of the stream: the rows of each table the recorder writes."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY {key}").fetchall()
+            for table, key in (
+                ("event_log", "seq"), ("samples", "seq"), ("applies", "id"), ("ledger", "id")
+            )
+        }  # fmt: skip
+    finally:
+        conn.close()
 
 
 def load(path: Path, rollout_id: int) -> dict[str, tuple[float, float]]:
@@ -280,11 +346,18 @@ async def append_section(
         timings["raw"].append(raw(events, work, f"{title}-raw-{rep}.db", prebuilt=False))
         timings["insert"].append(raw(events, work, f"{title}-pre-{rep}.db", prebuilt=True))
     n = len(events)
+    # The floor is honest only if it writes what the recorder wrote: the same rows, byte for byte.
+    written = stored(work / f"{title}-rec-0.db")
+    for floor in ("raw", "pre"):
+        if stored(work / f"{title}-{floor}-0.db") != written:
+            raise SystemExit(f"{title}: the {floor} floor did not write the recorder's rows")
+    counts = ", ".join(f"{len(rows):,} {table}" for table, rows in written.items())
     recorder, raw_time, insert_time = (median(timings[k]) for k in ("recorder", "raw", "insert"))
     size = (work / f"{title}-rec-0.db").stat().st_size
     print(f"\n1{title[0]}. append {n:,} events — {title}: {describe(events)}")
     print(
-        f"   file {size / 1e6:.1f} MB ({size / n:.0f} bytes/event, with the rows derived from it)"
+        f"   file {size / 1e6:.1f} MB ({size / n:.0f} bytes/event, with the rows derived from it); "
+        f"rows: {counts}"
     )
     print(
         f"   recorder                             {show(timings['recorder'])}"
