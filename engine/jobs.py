@@ -20,7 +20,16 @@ from engine.estate import Estate
 from engine.events import ApplyFinished, ApplyOutput, ApplyStarted, EventBus
 from engine.executors.base import ApplyResult, Executor, Job, create_executor
 from engine.resources import Resources
-from engine.state import ABORTED, APPLYING, FAILED, OK, ROLLED_BACK, ROLLING_BACK, TargetState
+from engine.state import (
+    ABORTED,
+    APPLYING,
+    FAILED,
+    OK,
+    ROLLED_BACK,
+    ROLLING_BACK,
+    UNKNOWN,
+    TargetState,
+)
 from engine.template import placeholders, redact
 
 if TYPE_CHECKING:
@@ -111,6 +120,7 @@ class JobRunner:
             previous_version=previous,
             action="rollback" if rollback else "apply",
             vars=self.estate.targets[target.name].vars,
+            after_unknown=target.status == UNKNOWN,
         )
         executor = self.executor(target.executor)
         target.status = ROLLING_BACK if rollback else APPLYING

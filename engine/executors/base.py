@@ -35,6 +35,9 @@ class Job:
     previous_version: str
     action: str  # "apply" | "rollback"
     vars: Mapping[str, str] = field(default_factory=dict, hash=False)
+    #: The target's last apply has an unknown outcome (a sluice that stopped mid-apply): an
+    #: executor that can see it may still be running waits for it before starting this one.
+    after_unknown: bool = False
 
     @property
     def context(self) -> Context:

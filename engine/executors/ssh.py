@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import getpass
 import re
+import shlex
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from engine.executors.base import ApplyResult, Job, OutputSink
+from engine.executors.orphans import MARKER, marker_value
 from engine.executors.ssh_reasons import connect_failure, describe_error, one_line, trust_hint
 from engine.template import Context, TemplateError, render
 from engine.units import format_duration
@@ -44,6 +46,14 @@ if TYPE_CHECKING:
 #: How long a signalled remote command gets to exit before SIGKILL (and then the channel close).
 GRACE_SECONDS = 3.0
 TAIL_LINES = 3
+#: Lists the pids whose environment holds the line given as $1 (itself excluded): a remote
+#: apply a stopped sluice left running. POSIX sh, tr and grep; /proc as on Linux hosts.
+_ORPHAN_PROBE = (
+    'for f in /proc/[0-9]*/environ; do p=${f#/proc/}; p=${p%/environ}; [ "$p" = $$ ] && continue; '
+    'tr "\\000" "\\n" < "$f" 2>/dev/null | grep -qxF -e "$1" && echo "$p"; done; exit 0'
+)
+#: How often a wait for a remote orphaned apply looks again.
+ORPHAN_POLL_SECONDS = 1.0
 #: Exit status of the prelude when the variables did not arrive on stdin.
 PRELUDE_FAILED = 97
 #: asyncssh's defaults with AES-GCM first: as strong as ChaCha20-Poly1305, and it runs on AES-NI
@@ -110,6 +120,7 @@ class SshExecutor:
         self.keepalive = 15.0 if keepalive is None else float(keepalive)
         self.max_sessions = int(settings.get("max_sessions") or 8)
         self.timeout = float(settings.get("timeout") or 900.0)
+        self.estate_name = estate.name
         self._pool: dict[Endpoint, asyncio.Future[_Connection]] = {}
         self._keys: Sequence[asyncssh.SSHKeyPair] | None = None
 
@@ -130,9 +141,14 @@ class SshExecutor:
         except TemplateError as exc:
             return ApplyResult(False, one_line(str(exc)))
         try:
+            marker = marker_value(self.estate_name, job.target)
             for _ in range(2):  # a connection that died idle is replaced once, transparently
                 connection = await self._connection(endpoint)
                 with contextlib.suppress(_Stale):
+                    if job.after_unknown:
+                        refused = await self._wait_for_orphans(connection, endpoint, marker, output)
+                        if refused is not None:
+                            return refused
                     return await self._run(connection, endpoint, command, variables, output)
             return ApplyResult(False, f"{endpoint.address}: the connection keeps closing")
         except SshFailure as exc:
@@ -187,10 +203,16 @@ class SshExecutor:
                 raise TemplateError(
                     f"{name} holds a newline; the ssh executor sends each variable as one line"
                 )
+        # The marker names this target's apply in the environment of everything it runs, for a
+        # later resume to find it if a stopped sluice leaves it running (_wait_for_orphans). The
+        # script runs in its own `sh` so that `sh` is marked from the start, whatever the login
+        # shell is. Not secret: it is on the command line.
+        mark = f"env {MARKER}={shlex.quote(marker_value(self.estate_name, job.target))} sh -c"
         if not variables:
-            return rendered.text, variables
+            return f"{mark} {shlex.quote(rendered.text)}", variables
         reads = " ".join(f"IFS= read -r {n} || exit {PRELUDE_FAILED};" for n in variables)
-        return f"{reads} export {' '.join(variables)}\n{rendered.text}", variables
+        script = f"{reads} export {' '.join(variables)}\n{rendered.text}"
+        return f"{mark} {shlex.quote(script)}", variables
 
     # ------------------------------------------------------------------ connections
 
@@ -257,6 +279,51 @@ class SshExecutor:
         return self._keys
 
     # ------------------------------------------------------------------ commands
+
+    async def _wait_for_orphans(
+        self, connection: _Connection, endpoint: Endpoint, marker: str, output: OutputSink
+    ) -> ApplyResult | None:
+        """Wait out a remote apply of this target that a stopped sluice left running.
+
+        When sluice dies, sshd closes its sessions but their commands (no terminal, no hangup)
+        go on. Before re-applying a target whose last apply has an unknown outcome, look on the
+        host for processes carrying its marker, and wait (up to ``timeout``) until none is left.
+        """
+        probe = f"sh -c {shlex.quote(_ORPHAN_PROBE)} sh {shlex.quote(f'{MARKER}={marker}')}"
+        deadline = asyncio.get_running_loop().time() + self.timeout
+        said = False
+        while True:
+            async with connection.sessions:
+                if connection.conn.is_closed():
+                    raise _Stale
+                try:
+                    found = await connection.conn.run(probe, check=False, timeout=30)
+                except (asyncssh.Error, OSError) as exc:
+                    return ApplyResult(
+                        False,
+                        one_line(
+                            f"{endpoint.address}: cannot look for an earlier apply still running "
+                            f"({describe_error(exc)})"
+                        ),
+                    )
+            pids = str(found.stdout or "").split()
+            if not pids:
+                return None
+            if not said:
+                output(
+                    "stderr",
+                    f"sluice: an earlier apply of this target (pid {', '.join(pids)} on "
+                    f"{endpoint.address}), left running by a sluice that stopped, is still "
+                    "running: waiting for it to finish before applying again",
+                )
+                said = True
+            if asyncio.get_running_loop().time() > deadline:
+                return ApplyResult(
+                    False,
+                    f"an earlier apply (pid {', '.join(pids)} on {endpoint.address}) is still "
+                    f"running after {format_duration(self.timeout)}; not starting another",
+                )
+            await asyncio.sleep(ORPHAN_POLL_SECONDS)
 
     async def _run(
         self,

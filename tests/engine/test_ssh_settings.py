@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
@@ -97,7 +98,10 @@ def test_variables_go_through_a_stdin_prelude(
     monkeypatch.setenv("SLUICE_UNIT_TOKEN", "hunter2-secret")
     command, variables = executor._command(JOB)
     assert variables == {"SLUICE_UNIT_TOKEN": "hunter2-secret", "REGION": "eu-west-1"}
-    prelude, body = command.split("\n", 1)
+    wrapper, script = shlex.split(command)[:-1], shlex.split(command)[-1]
+    # Run by a marked `sh` whatever the login shell (a resume can find it left running).
+    assert wrapper == ["env", f"SLUICE_APPLY={executor.estate_name}/{JOB.target}", "sh", "-c"]
+    prelude, body = script.split("\n", 1)
     assert prelude == (
         f"IFS= read -r SLUICE_UNIT_TOKEN || exit {PRELUDE_FAILED}; "
         f"IFS= read -r REGION || exit {PRELUDE_FAILED}; export SLUICE_UNIT_TOKEN REGION"

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -716,3 +717,68 @@ def test_aborting_sluice_run_leaves_no_remote_process(
         assert time.monotonic() < end, "a remote process outlived the abort"
         time.sleep(0.02)
     assert sshd.wait_for_connection_count(0) == 0
+
+
+@pytest.mark.timeout(180)
+def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
+    sshd: SshServer, tmp_path: Path, remote_dir: Path
+) -> None:
+    """kill -9 sluice: sshd drops its sessions but the commands go on; resume must not overlap."""
+    apply = (
+        f"echo start {{target}} $$ >> {remote_dir}/runs.log; "
+        f"while [ ! -e {remote_dir}/release-{{target}} ]; do sleep 0.05; done; "
+        f"echo end {{target}} $$ >> {remote_dir}/runs.log"
+    )
+    estate = tmp_path / "estate.toml"
+    estate.write_text(estate_toml({"box": ssh_settings(sshd, apply)}, {"a": "box", "b": "box"}))
+    log = remote_dir / "runs.log"
+
+    def lines() -> list[str]:
+        return log.read_text().splitlines() if log.exists() else []
+
+    def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[str]) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            assert proc.poll() is None, f"sluice ended before {what}"
+            assert time.monotonic() < deadline, f"gave up waiting for {what}: {lines()}"
+            time.sleep(0.02)
+
+    def sluice(command: str, *args: str) -> subprocess.Popen[str]:
+        argv = [SLUICE, command, str(estate), *args, "--headless", "--json", "--time-scale", "0"]
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+    driver = sluice("run", "app@2.0.0")
+    wait_for(lambda: len(lines()) == 2, "both remote applies to start", driver)
+    driver.kill()
+    driver.communicate(timeout=30)
+    orphans = {line.split()[1]: int(line.split()[2]) for line in lines()}
+    assert all(alive(pid) for pid in orphans.values())  # sshd let them run on
+
+    resume = sluice("resume")
+    printed: list[str] = []
+    reader = threading.Thread(target=lambda: printed.extend(resume.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        wait_for(
+            lambda: sum("left running by a sluice" in line for line in printed) == 2,
+            "the resume to say it waits for both earlier applies",
+            resume,
+        )
+        assert len(lines()) == 2  # nothing started while the orphans run
+        (remote_dir / "release-a").touch()
+        wait_for(lambda: len(lines()) >= 4, "a's orphan to end and a to be applied again", resume)
+        (remote_dir / "release-b").touch()
+        resume.wait(timeout=120)
+        reader.join(timeout=30)
+    finally:
+        if resume.poll() is None:
+            resume.kill()
+    assert resume.returncode == 0, "".join(printed)[-3000:]
+    runs: dict[str, list[tuple[str, str]]] = {}
+    for line in lines():
+        what, target, pid = line.split()
+        runs.setdefault(target, []).append((what, pid))
+    assert set(runs) == {"a", "b"}
+    for target, events in runs.items():
+        assert [what for what, _ in events] == ["start", "end", "start", "end"], (target, events)
+        assert events[0][1] == events[1][1] == str(orphans[target])
