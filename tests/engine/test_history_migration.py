@@ -258,6 +258,7 @@ def test_samples_are_stored_once_and_read_back_exactly(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM samples").fetchone()[0] == len(sent)
         got = history.events(rollout_id)
         assert got == sent
+        assert history.last_seq(rollout_id) == len(sent)  # a resume continues after the samples
         assert [repr(e.value) for e in got] == [repr(e.value) for e in sent]  # type: ignore[attr-defined]
         assert list(history.iter_event_dicts(rollout_id)) == [e.to_dict() for e in sent]
         # The view's JSON reads back as the same doubles too.
