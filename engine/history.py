@@ -428,25 +428,27 @@ class History:
         )
         return [self._record(r) for r in rows]
 
-    def event_rows(self, rollout_id: int) -> list[EventRow]:
-        """The rows of a rollout's events (:data:`EventRow`), in order, undecoded."""
+    def event_rows(self, rollout_id: int, after: int = 0) -> list[EventRow]:
+        """The rows of a rollout's events (:data:`EventRow`) with seq > ``after``, in order, undecoded."""
         rows: list[EventRow] = self.db.execute(
-            "SELECT seq, ts, kind, data FROM event_log WHERE rollout_id = ? ORDER BY seq",
-            [rollout_id],
+            "SELECT seq, ts, kind, data FROM event_log WHERE rollout_id = ? AND seq > ? "
+            "ORDER BY seq",
+            [rollout_id, after],
         ).fetchall()
         samples = self.db.execute(
             "SELECT seq, ts, 'sample', wave, check_name, target, phase, value, baseline, outcome, "
-            "reason FROM samples WHERE rollout_id = ? AND seq IS NOT NULL ORDER BY seq",
-            [rollout_id],
+            "reason FROM samples WHERE rollout_id = ? AND seq > ? ORDER BY seq",
+            [rollout_id, after],
         ).fetchall()
         if samples:
             rows += samples
             rows.sort(key=itemgetter(0))  # two sorted runs: a linear merge
         return rows
 
-    def events(self, rollout_id: int) -> list[Event]:
-        """Every recorded event of the rollout, in order (kinds this sluice does not know are skipped)."""
-        return decode_events(self.event_rows(rollout_id))
+    def events(self, rollout_id: int, after: int = 0) -> list[Event]:
+        """The rollout's recorded events with seq > ``after``, in order (kinds this sluice does not
+        know are skipped)."""
+        return decode_events(self.event_rows(rollout_id, after))
 
     def iter_event_dicts(self, rollout_id: int) -> Iterator[dict[str, Any]]:
         for row in self.event_rows(rollout_id):

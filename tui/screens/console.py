@@ -64,16 +64,15 @@ class ConsoleScreen(Screen[None]):
         bus = EventBus()
         self.view.follow(bus)
         history = self.driver.session.history
-        watched, seen = None, 0
+        watched, seen = None, 0  # seen: the last seq read, so each poll reads only what is new
         while True:
             running = [r for r in history.unfinished() if r.kind == "rollout"]
             if running and running[0].id != watched:
                 watched, seen = running[0].id, 0
             if watched is not None:
-                recorded = history.events(watched)
-                for event in recorded[seen:]:
+                for event in history.events(watched, after=seen):
                     bus.publish(event)
-                seen = len(recorded)
+                    seen = event.seq
             await asyncio.sleep(WATCH_SECONDS)
 
     # ------------------------------------------------------------------ starting
