@@ -108,7 +108,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _ssh_estate(folder: Path) -> Path:
+def _ssh_estate(folder: Path, initial: str = "1.0.0") -> Path:
     """Two targets over SSH to a port nobody listens on: the SSH path runs, and fails fast."""
     (folder / "known_hosts").write_text("")
     path = folder / "estate.toml"
@@ -142,7 +142,7 @@ apply = "echo {{version}} > /tmp/{{target}}.version"
 
 [modules.app]
 versions = ["1.0.0", "2.0.0"]
-initial = "1.0.0"
+initial = "{initial}"
 """
     )
     return path
@@ -194,3 +194,10 @@ def test_sluice_run_of_a_simulated_estate_loads_no_network_client(tmp_path: Path
     loaded = {m.split(".")[0] for m in report["modules"]}
     assert not loaded & {"asyncssh", "aiohttp", "textual", "rich", "tomli_w", "tui"}
     assert report["collector_on_during_rollout"] is True
+
+
+def test_sluice_run_with_nothing_to_apply_loads_no_executor(tmp_path: Path) -> None:
+    estate = _ssh_estate(tmp_path, initial="2.0.0")  # every target is already at 2.0.0
+    result, report = _run_probe(tmp_path, "run", str(estate), "app@2.0.0", "--headless")
+    assert result.returncode == 0, result.stderr
+    assert not {m for m in report["modules"] if m == "asyncssh" or m.startswith("asyncssh.")}

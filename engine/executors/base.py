@@ -83,11 +83,16 @@ EXECUTOR_KINDS = {
 }
 
 
+def executor_class(kind: str) -> Callable[..., Executor]:
+    """The class of executors of ``kind``; the first call imports its module (and asyncssh or
+    aiohttp with it)."""
+    module_name, _, class_name = EXECUTOR_KINDS[kind].partition(":")
+    cls: Callable[..., Executor] = getattr(importlib.import_module(module_name), class_name)
+    return cls
+
+
 def create_executor(
     spec: ExecutorSpec, estate: Estate, clock: Clock, resources: Resources
 ) -> Executor:
     """Instantiate the executor for ``spec`` (``cls(spec, estate, clock, resources)``)."""
-    module_name, _, class_name = EXECUTOR_KINDS[spec.kind].partition(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    executor: Executor = cls(spec, estate, clock, resources)
-    return executor
+    return executor_class(spec.kind)(spec, estate, clock, resources)
