@@ -207,7 +207,9 @@ def run_floor(
 def floor_process(spec_json: str) -> None:
     """The floor's process body; ``tuned``: sluice's collector policy (``engine.cli.main``)."""
     spec = json.loads(spec_json)
-    if spec["tuned"]:  # start-up is over (engine.cli.long_running)
+    if spec["tuned"]:  # start-up ends with asyncssh loaded (engine.commands._drive), then frozen
+        import asyncssh  # noqa: F401
+
         gc.freeze()
         gc.enable()
     asyncio.run(floor(spec))
