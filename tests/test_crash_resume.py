@@ -242,7 +242,7 @@ def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path
     """kill -9 leaves local applies running (own process group): resume must not overlap them."""
     estate = tmp_path / "estate.toml"
     estate.write_text(
-        '[estate]\nname = "orphans"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
+        f'[estate]\nname = "orphans-{time.time_ns()}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
         '[executors.sh]\nkind = "local"\n'
         'apply = "echo start {target} $$ >> runs.log; '
         'while [ ! -e release-{target} ]; do sleep 0.05; done; echo end {target} $$ >> runs.log"\n'
@@ -263,7 +263,13 @@ def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path
             time.sleep(0.02)
 
     driver = start("run", estate, "op@2", *FAST)
-    wait_for(lambda: len(lines()) == 2, "both applies to start", driver)
+    try:
+        wait_for(lambda: len(lines()) == 2, "both applies to start", driver)
+    except AssertionError:
+        driver.kill()
+        for target in ("a", "b"):
+            (tmp_path / f"release-{target}").touch()
+        raise
     driver.kill()
     driver.communicate(timeout=60)
     orphans = {line.split()[1]: int(line.split()[2]) for line in lines()}
@@ -290,6 +296,8 @@ def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path
     finally:
         if resume.poll() is None:
             resume.kill()
+        for target in ("a", "b"):  # whatever happened, no apply is left waiting
+            (tmp_path / f"release-{target}").touch()
     out = "".join(printed)
     assert resume.returncode == 0, out
     runs: dict[str, list[tuple[str, str]]] = {}

@@ -50,7 +50,7 @@ TAIL_LINES = 3
 #: apply a stopped sluice left running. POSIX sh, tr and grep; /proc as on Linux hosts.
 _ORPHAN_PROBE = (
     'for f in /proc/[0-9]*/environ; do p=${f#/proc/}; p=${p%/environ}; [ "$p" = $$ ] && continue; '
-    'tr "\\000" "\\n" < "$f" 2>/dev/null | grep -qxF -e "$1" && echo "$p"; done; exit 0'
+    'tr "\\000" "\\n" 2>/dev/null < "$f" | grep -qxF -e "$1" && echo "$p"; done; exit 0'
 )
 #: How often a wait for a remote orphaned apply looks again.
 ORPHAN_POLL_SECONDS = 1.0

@@ -161,6 +161,21 @@ def survivors(pids: list[int | None]) -> list[str]:
     return found
 
 
+def orphans_seen(lines: list[str]) -> list[int]:
+    """The pids in ``start TARGET PID`` / ``end TARGET PID`` lines."""
+    return [int(line.split()[2]) for line in lines if len(line.split()) == 3]
+
+
+def wait_until_sync(condition: Callable[[], bool], deadline: float) -> bool:
+    """Poll ``condition`` (from synchronous code) until it holds or ``deadline`` seconds pass."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def read_pid(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
@@ -730,7 +745,11 @@ def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
         f"echo end {{target}} $$ >> {remote_dir}/runs.log"
     )
     estate = tmp_path / "estate.toml"
-    estate.write_text(estate_toml({"box": ssh_settings(sshd, apply)}, {"a": "box", "b": "box"}))
+    name = f"orphans-{time.time_ns()}"  # a marker no other run's leftovers carry
+    own = {"estate": {"name": name, "history": "history.db"}}
+    estate.write_text(
+        estate_toml({"box": ssh_settings(sshd, apply)}, {"a": "box", "b": "box"}, extra=own)
+    )
     log = remote_dir / "runs.log"
 
     def lines() -> list[str]:
@@ -748,7 +767,13 @@ def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
         return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     driver = sluice("run", "app@2.0.0")
-    wait_for(lambda: len(lines()) == 2, "both remote applies to start", driver)
+    try:
+        wait_for(lambda: len(lines()) == 2, "both remote applies to start", driver)
+    except AssertionError:
+        driver.kill()
+        for target in ("a", "b"):
+            (remote_dir / f"release-{target}").touch()
+        raise
     driver.kill()
     driver.communicate(timeout=30)
     orphans = {line.split()[1]: int(line.split()[2]) for line in lines()}
@@ -773,6 +798,9 @@ def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
     finally:
         if resume.poll() is None:
             resume.kill()
+        for target in ("a", "b"):  # whatever happened, no remote loop is left waiting
+            (remote_dir / f"release-{target}").touch()
+        wait_until_sync(lambda: not any(alive(pid) for pid in orphans_seen(lines())), 30)
     assert resume.returncode == 0, "".join(printed)[-3000:]
     runs: dict[str, list[tuple[str, str]]] = {}
     for line in lines():
