@@ -203,7 +203,8 @@ class History:
             conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
             import sqlite_utils  # here, not at import: most sluice commands never open a history
 
-            history = cls(sqlite_utils.Database(conn), path)
+            # No sqlite-utils plugins in the history store (and no scan for them at every start).
+            history = cls(sqlite_utils.Database(conn, execute_plugins=False), path)
             history._migrate()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{path}: not a usable sluice history ({exc})") from None

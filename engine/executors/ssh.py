@@ -205,9 +205,10 @@ class SshExecutor:
                 )
         # The marker names this target's apply in the environment of everything it runs, for a
         # later resume to find it if a stopped sluice leaves it running (_wait_for_orphans). The
-        # script runs in its own `sh` so that `sh` is marked from the start, whatever the login
-        # shell is. Not secret: it is on the command line.
-        mark = f"env {MARKER}={shlex.quote(marker_value(self.estate_name, job.target))} sh -c"
+        # script runs in an `sh` the login shell execs after exporting it, so that `sh` is marked
+        # from the start (one program more than the bare command). Not secret: on the command line.
+        value = shlex.quote(marker_value(self.estate_name, job.target))
+        mark = f"export {MARKER}={value}; exec sh -c"
         if not variables:
             return f"{mark} {shlex.quote(rendered.text)}", variables
         reads = " ".join(f"IFS= read -r {n} || exit {PRELUDE_FAILED};" for n in variables)

@@ -99,8 +99,9 @@ def test_variables_go_through_a_stdin_prelude(
     command, variables = executor._command(JOB)
     assert variables == {"SLUICE_UNIT_TOKEN": "hunter2-secret", "REGION": "eu-west-1"}
     wrapper, script = shlex.split(command)[:-1], shlex.split(command)[-1]
-    # Run by a marked `sh` whatever the login shell (a resume can find it left running).
-    assert wrapper == ["env", f"SLUICE_APPLY={executor.estate_name}/{JOB.target}", "sh", "-c"]
+    # Run by a marked `sh` (a resume can find it left running).
+    marker = f"SLUICE_APPLY={executor.estate_name}/{JOB.target};"
+    assert wrapper == ["export", marker, "exec", "sh", "-c"]
     prelude, body = script.split("\n", 1)
     assert prelude == (
         f"IFS= read -r SLUICE_UNIT_TOKEN || exit {PRELUDE_FAILED}; "
