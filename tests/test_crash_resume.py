@@ -16,12 +16,12 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from orphan_applies import OrphanRuns, apply_command, estate_name
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = ("--headless", "--time-scale", "0")
@@ -242,70 +242,14 @@ def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path
     """kill -9 leaves local applies running (own process group): resume must not overlap them."""
     estate = tmp_path / "estate.toml"
     estate.write_text(
-        f'[estate]\nname = "orphans-{time.time_ns()}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
-        '[executors.sh]\nkind = "local"\n'
-        'apply = "echo start {target} $$ >> runs.log; '
-        'while [ ! -e release-{target} ]; do sleep 0.05; done; echo end {target} $$ >> runs.log"\n'
+        f'[estate]\nname = "{estate_name()}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
+        f'[executors.sh]\nkind = "local"\napply = "{apply_command(tmp_path)}"\n'
         '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
         '[targets.a]\nchannel = "only"\nexecutor = "sh"\n'
         '[targets.b]\nchannel = "only"\nexecutor = "sh"\n'
     )
-    log = tmp_path / "runs.log"
-
-    def lines() -> list[str]:
-        return log.read_text().splitlines() if log.exists() else []
-
-    def wait_for(condition, what: str, proc: subprocess.Popen[str] | None = None) -> None:
-        deadline = time.monotonic() + 60
-        while not condition():
-            assert proc is None or proc.poll() is None, f"ended before {what}"
-            assert time.monotonic() < deadline, f"gave up waiting for {what}: {lines()}"
-            time.sleep(0.02)
-
-    driver = start("run", estate, "op@2", *FAST)
-    try:
-        wait_for(lambda: len(lines()) == 2, "both applies to start", driver)
-    except AssertionError:
-        driver.kill()
-        for target in ("a", "b"):
-            (tmp_path / f"release-{target}").touch()
-        raise
-    driver.kill()
-    driver.communicate(timeout=60)
-    orphans = {line.split()[1]: int(line.split()[2]) for line in lines()}
-    assert all(os.path.exists(f"/proc/{pid}") for pid in orphans.values())  # still running
-
-    resume = start("resume", estate, *FAST, "--json")
-    printed: list[str] = []
-    reader = threading.Thread(target=lambda: printed.extend(resume.stdout or ()), daemon=True)
-    reader.start()
-    try:
-        # The resume finds both orphans and says it waits: then give it every chance to (wrongly)
-        # start a second run before the orphans end.
-        wait_for(
-            lambda: sum("left running by a sluice" in line for line in printed) == 2,
-            "the resume to say it waits for both earlier applies",
-            resume,
-        )
-        assert len(lines()) == 2  # nothing started while the orphans run
-        (tmp_path / "release-a").touch()
-        wait_for(lambda: len(lines()) >= 4, "a's orphan to end and a to be applied again", resume)
-        (tmp_path / "release-b").touch()
-        resume.wait(timeout=120)
-        reader.join(timeout=30)
-    finally:
-        if resume.poll() is None:
-            resume.kill()
-        for target in ("a", "b"):  # whatever happened, no apply is left waiting
-            (tmp_path / f"release-{target}").touch()
-    out = "".join(printed)
-    assert resume.returncode == 0, out
-    runs: dict[str, list[tuple[str, str]]] = {}
-    for line in lines():
-        what, target, pid = line.split()
-        runs.setdefault(target, []).append((what, pid))
-    for target, events in runs.items():
-        # Two runs of each target, one after the other: the orphan's end before the new start.
-        assert [what for what, _ in events] == ["start", "end", "start", "end"], (target, events)
-        assert events[0][1] == events[1][1] == str(orphans[target])
-        assert events[2][1] != str(orphans[target])
+    OrphanRuns(tmp_path).kill_mid_apply_then_resume(
+        start("run", estate, "op@2", *FAST),
+        lambda: start("resume", estate, *FAST, "--json"),
+        alive=lambda pid: os.path.exists(f"/proc/{pid}"),
+    )

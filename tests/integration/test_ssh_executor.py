@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 import tomli_w
+from orphan_applies import OrphanRuns, apply_command, estate_name
 from servers import HOST, SshServer, free_port, generate_key
 
 from engine.clock import Clock
@@ -159,21 +159,6 @@ def survivors(pids: list[int | None]) -> list[str]:
                 continue
             found.append(f"{stat} [{cmdline.decode(errors='replace').strip()}]")
     return found
-
-
-def orphans_seen(lines: list[str]) -> list[int]:
-    """The pids in ``start TARGET PID`` / ``end TARGET PID`` lines."""
-    return [int(line.split()[2]) for line in lines if len(line.split()) == 3]
-
-
-def wait_until_sync(condition: Callable[[], bool], deadline: float) -> bool:
-    """Poll ``condition`` (from synchronous code) until it holds or ``deadline`` seconds pass."""
-    end = time.monotonic() + deadline
-    while not condition():
-        if time.monotonic() > end:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def read_pid(path: Path) -> int | None:
@@ -739,74 +724,15 @@ def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
     sshd: SshServer, tmp_path: Path, remote_dir: Path
 ) -> None:
     """kill -9 sluice: sshd drops its sessions but the commands go on; resume must not overlap."""
-    apply = (
-        f"echo start {{target}} $$ >> {remote_dir}/runs.log; "
-        f"while [ ! -e {remote_dir}/release-{{target}} ]; do sleep 0.05; done; "
-        f"echo end {{target}} $$ >> {remote_dir}/runs.log"
-    )
     estate = tmp_path / "estate.toml"
-    name = f"orphans-{time.time_ns()}"  # a marker no other run's leftovers carry
-    own = {"estate": {"name": name, "history": "history.db"}}
-    estate.write_text(
-        estate_toml({"box": ssh_settings(sshd, apply)}, {"a": "box", "b": "box"}, extra=own)
-    )
-    log = remote_dir / "runs.log"
-
-    def lines() -> list[str]:
-        return log.read_text().splitlines() if log.exists() else []
-
-    def wait_for(condition: Callable[[], bool], what: str, proc: subprocess.Popen[str]) -> None:
-        deadline = time.monotonic() + 60
-        while not condition():
-            assert proc.poll() is None, f"sluice ended before {what}"
-            assert time.monotonic() < deadline, f"gave up waiting for {what}: {lines()}"
-            time.sleep(0.02)
+    own = {"estate": {"name": estate_name(), "history": "history.db"}}
+    settings = ssh_settings(sshd, apply_command(remote_dir))
+    estate.write_text(estate_toml({"box": settings}, {"a": "box", "b": "box"}, extra=own))
 
     def sluice(command: str, *args: str) -> subprocess.Popen[str]:
         argv = [SLUICE, command, str(estate), *args, "--headless", "--json", "--time-scale", "0"]
         return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
-    driver = sluice("run", "app@2.0.0")
-    try:
-        wait_for(lambda: len(lines()) == 2, "both remote applies to start", driver)
-    except AssertionError:
-        driver.kill()
-        for target in ("a", "b"):
-            (remote_dir / f"release-{target}").touch()
-        raise
-    driver.kill()
-    driver.communicate(timeout=30)
-    orphans = {line.split()[1]: int(line.split()[2]) for line in lines()}
-    assert all(alive(pid) for pid in orphans.values())  # sshd let them run on
-
-    resume = sluice("resume")
-    printed: list[str] = []
-    reader = threading.Thread(target=lambda: printed.extend(resume.stdout or ()), daemon=True)
-    reader.start()
-    try:
-        wait_for(
-            lambda: sum("left running by a sluice" in line for line in printed) == 2,
-            "the resume to say it waits for both earlier applies",
-            resume,
-        )
-        assert len(lines()) == 2  # nothing started while the orphans run
-        (remote_dir / "release-a").touch()
-        wait_for(lambda: len(lines()) >= 4, "a's orphan to end and a to be applied again", resume)
-        (remote_dir / "release-b").touch()
-        resume.wait(timeout=120)
-        reader.join(timeout=30)
-    finally:
-        if resume.poll() is None:
-            resume.kill()
-        for target in ("a", "b"):  # whatever happened, no remote loop is left waiting
-            (remote_dir / f"release-{target}").touch()
-        wait_until_sync(lambda: not any(alive(pid) for pid in orphans_seen(lines())), 30)
-    assert resume.returncode == 0, "".join(printed)[-3000:]
-    runs: dict[str, list[tuple[str, str]]] = {}
-    for line in lines():
-        what, target, pid = line.split()
-        runs.setdefault(target, []).append((what, pid))
-    assert set(runs) == {"a", "b"}
-    for target, events in runs.items():
-        assert [what for what, _ in events] == ["start", "end", "start", "end"], (target, events)
-        assert events[0][1] == events[1][1] == str(orphans[target])
+    OrphanRuns(remote_dir).kill_mid_apply_then_resume(
+        sluice("run", "app@2.0.0"), lambda: sluice("resume"), alive=alive
+    )
