@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.executors.orphans import MARKER, find_running, marker_value, still_running
+from engine.executors.orphans import (
+    MARKER,
+    find_running,
+    marker_value,
+    still_running,
+    wait_out,
+)
 from engine.template import TemplateError, render
 from engine.units import format_duration
 
@@ -123,23 +129,13 @@ class LocalExecutor:
         pids = (await asyncio.shield(self._orphans)).pop(target, [])
         if not pids:
             return None
-        which = ", ".join(map(str, pids))
-        output(
-            "stderr",
-            f"sluice: an earlier apply of {target} (pid {which}), left running by a sluice that "
-            "stopped, is still running: waiting for it to finish before applying again",
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeout
-        while still_running(pids, self.estate_name, target):
-            if loop.time() > deadline:
-                return ApplyResult(
-                    False,
-                    f"an earlier apply of {target} (pid {which}) is still running after "
-                    f"{format_duration(self.timeout)}; not starting another",
-                )
-            await asyncio.sleep(ORPHAN_POLL_SECONDS)
-        return None
+
+        async def look() -> list[int]:
+            nonlocal pids
+            pids = still_running(pids, self.estate_name, target)
+            return pids
+
+        return await wait_out(look, target, output, self.timeout, ORPHAN_POLL_SECONDS)
 
     async def close(self) -> None:
         return None

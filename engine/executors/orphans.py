@@ -13,9 +13,14 @@ Linux only (``/proc``); elsewhere nothing is found and applies start as before.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+from engine.executors.base import ApplyResult, OutputSink
+from engine.units import format_duration
 
 #: The environment variable every local apply carries: ``<estate>/<target>``.
 MARKER = "SLUICE_APPLY"
@@ -23,6 +28,40 @@ MARKER = "SLUICE_APPLY"
 
 def marker_value(estate: str, target: str) -> str:
     return f"{estate}/{target}"
+
+
+async def wait_out(
+    look: Callable[[], Awaitable[list[int]]],
+    what: str,
+    output: OutputSink,
+    timeout: float,
+    poll: float,
+) -> ApplyResult | None:
+    """Wait until ``look()`` finds no orphaned apply of ``what`` (a target, maybe "on host").
+
+    Says once, in the target's output, that it waits; None when none is (or is any longer)
+    running, a failed result if one still runs after ``timeout`` seconds — never an overlap.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    said = False
+    while pids := await look():
+        which = ", ".join(map(str, pids))
+        if not said:
+            output(
+                "stderr",
+                f"sluice: an earlier apply of {what} (pid {which}), left running by a sluice that "
+                "stopped, is still running: waiting for it to finish before applying again",
+            )
+            said = True
+        if loop.time() > deadline:
+            return ApplyResult(
+                False,
+                f"an earlier apply of {what} (pid {which}) is still running after "
+                f"{format_duration(timeout)}; not starting another",
+            )
+        await asyncio.sleep(poll)
+    return None
 
 
 def find_running(estate: str, proc: Path = Path("/proc")) -> dict[str, list[int]]:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.executors.orphans import MARKER, marker_value
+from engine.executors.orphans import MARKER, marker_value, wait_out
 from engine.executors.ssh_reasons import connect_failure, describe_error, one_line, trust_hint
 from engine.template import Context, TemplateError, render
 from engine.units import format_duration
@@ -141,12 +141,11 @@ class SshExecutor:
         except TemplateError as exc:
             return ApplyResult(False, one_line(str(exc)))
         try:
-            marker = marker_value(self.estate_name, job.target)
             for _ in range(2):  # a connection that died idle is replaced once, transparently
                 connection = await self._connection(endpoint)
                 with contextlib.suppress(_Stale):
                     if job.after_unknown:
-                        refused = await self._wait_for_orphans(connection, endpoint, marker, output)
+                        refused = await self._wait_for_orphans(connection, endpoint, job, output)
                         if refused is not None:
                             return refused
                     return await self._run(connection, endpoint, command, variables, output)
@@ -282,7 +281,7 @@ class SshExecutor:
     # ------------------------------------------------------------------ commands
 
     async def _wait_for_orphans(
-        self, connection: _Connection, endpoint: Endpoint, marker: str, output: OutputSink
+        self, connection: _Connection, endpoint: Endpoint, job: Job, output: OutputSink
     ) -> ApplyResult | None:
         """Wait out a remote apply of this target that a stopped sluice left running.
 
@@ -290,41 +289,24 @@ class SshExecutor:
         go on. Before re-applying a target whose last apply has an unknown outcome, look on the
         host for processes carrying its marker, and wait (up to ``timeout``) until none is left.
         """
-        probe = f"sh -c {shlex.quote(_ORPHAN_PROBE)} sh {shlex.quote(f'{MARKER}={marker}')}"
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        said = False
-        while True:
+        marker = f"{MARKER}={marker_value(self.estate_name, job.target)}"
+        probe = f"sh -c {shlex.quote(_ORPHAN_PROBE)} sh {shlex.quote(marker)}"
+
+        async def look() -> list[int]:
             async with connection.sessions:
                 if connection.conn.is_closed():
                     raise _Stale
                 try:
                     found = await connection.conn.run(probe, check=False, timeout=30)
                 except (asyncssh.Error, OSError) as exc:
-                    return ApplyResult(
-                        False,
-                        one_line(
-                            f"{endpoint.address}: cannot look for an earlier apply still running "
-                            f"({describe_error(exc)})"
-                        ),
-                    )
-            pids = str(found.stdout or "").split()
-            if not pids:
-                return None
-            if not said:
-                output(
-                    "stderr",
-                    f"sluice: an earlier apply of this target (pid {', '.join(pids)} on "
-                    f"{endpoint.address}), left running by a sluice that stopped, is still "
-                    "running: waiting for it to finish before applying again",
-                )
-                said = True
-            if asyncio.get_running_loop().time() > deadline:
-                return ApplyResult(
-                    False,
-                    f"an earlier apply (pid {', '.join(pids)} on {endpoint.address}) is still "
-                    f"running after {format_duration(self.timeout)}; not starting another",
-                )
-            await asyncio.sleep(ORPHAN_POLL_SECONDS)
+                    raise SshFailure(
+                        f"{endpoint.address}: cannot look for an earlier apply still running "
+                        f"({describe_error(exc)})"
+                    ) from None
+            return [int(pid) for pid in str(found.stdout or "").split() if pid.isdigit()]
+
+        what = f"{job.target} on {endpoint.address}"
+        return await wait_out(look, what, output, self.timeout, ORPHAN_POLL_SECONDS)
 
     async def _run(
         self,
