@@ -35,13 +35,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import tomli_w  # noqa: E402
 from textual import events  # noqa: E402
 
-from engine.clock import Clock  # noqa: E402
-from engine.estate import load_estate  # noqa: E402
-from tui.app import SluiceApp  # noqa: E402
-from tui.driver import RolloutDriver, open_session  # noqa: E402
-from tui.widgets.metrics import MetricsPanel  # noqa: E402
-from tui.widgets.rollout_log import RolloutLog  # noqa: E402
-from tui.widgets.rollout_view import RolloutView  # noqa: E402
+from sluice.engine.model.estate import load_estate  # noqa: E402
+from sluice.engine.support.clock import Clock  # noqa: E402
+from sluice.tui.app import SluiceApp  # noqa: E402
+from sluice.tui.driver import RolloutDriver, open_session  # noqa: E402
+from sluice.tui.widgets.metrics import MetricsPanel  # noqa: E402
+from sluice.tui.widgets.rollout_log import RolloutLog  # noqa: E402
+from sluice.tui.widgets.rollout_view import RolloutView  # noqa: E402
 
 TARGETS = 1000
 CHANNELS = (  # name, share of the estate, waves (big ones: the load comes early)

@@ -27,11 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tomli_w  # noqa: E402
 
-from engine.clock import Clock  # noqa: E402
-from engine.estate import Estate, parse_estate  # noqa: E402
-from engine.events import EventBus  # noqa: E402
-from engine.plan import Plan, make_plan  # noqa: E402
-from engine.rollout import Rollout  # noqa: E402
+from sluice.engine.model.estate import Estate, parse_estate  # noqa: E402
+from sluice.engine.model.plan import Plan, make_plan  # noqa: E402
+from sluice.engine.rollout.events import EventBus  # noqa: E402
+from sluice.engine.rollout.orchestrator import Rollout  # noqa: E402
+from sluice.engine.support.clock import Clock  # noqa: E402
 
 CHANNELS = 5
 MAX_PARALLEL = 1000

@@ -7,7 +7,7 @@ Run: ``.venv/bin/python bench/bench_history.py [--events N] [--repeat R] [--size
    real simulated rollout — the engine's own mix: samples (two thirds: each a ``samples`` row),
    output lines, and the applies' starts and finishes, each of which the recorder commits at once
    (that is the durability contract: ~11,000 transactions here); (b) output lines only, the
-   batched hot path. They are fed to a :class:`~engine.recorder.Recorder` inside a running event
+   batched hot path. They are fed to a :class:`~sluice.engine.store.recorder.Recorder` inside a running event
    loop, as the engine does. The same run writes the same rows — ``event_log``, ``samples``,
    ``applies`` and ``ledger``, checked equal to the recorder's afterwards — with raw
    ``sqlite3.executemany`` in one transaction, on a file with the same settings, twice: from the
@@ -15,10 +15,10 @@ Run: ``.venv/bin/python bench/bench_history.py [--events N] [--repeat R] [--size
    ``json.dumps``, each apply's row in its final state) and from rows already built (insert only).
    Goals (issue 4): ≥ 50,000 events/s and within 2× of raw (serialise + insert).
 2. **Replay loading.** Opening that 100,000-event rollout as a
-   :class:`~engine.replay.ReplaySource` (ready to play and seek), and decoding every event.
+   :class:`~sluice.engine.store.replay.ReplaySource` (ready to play and seek), and decoding every event.
    Goal: < 1 s.
 3. **Database size per 10,000-target rollout.** A 10,000-target simulated rollout run through a
-   :class:`~engine.session.Session` at ``--time-scale 0`` (4 channels, 2 checks, 60 s soaks
+   :class:`~sluice.engine.app.session.Session` at ``--time-scale 0`` (4 channels, 2 checks, 60 s soaks
    measured every 10 s — the history of a real rollout), then the file's size after closing.
 
 Every timing is the median of ``--repeat`` repetitions (fresh files each time), as wall time and
@@ -50,9 +50,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import tomli_w  # noqa: E402
 
-from engine.clock import Clock  # noqa: E402
-from engine.estate import Estate, load_estate  # noqa: E402
-from engine.events import (  # noqa: E402
+from sluice.engine.app.session import Session  # noqa: E402
+from sluice.engine.model.estate import Estate, load_estate  # noqa: E402
+from sluice.engine.model.plan import make_plan  # noqa: E402
+from sluice.engine.rollout.events import (  # noqa: E402
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -60,12 +61,11 @@ from engine.events import (  # noqa: E402
     EventBus,
     SampleTaken,
 )
-from engine.history import WAL_CHECKPOINT_BYTES, History  # noqa: E402
-from engine.plan import make_plan  # noqa: E402
-from engine.recorder import TAIL_LINES, Recorder  # noqa: E402
-from engine.replay import ReplaySource  # noqa: E402
-from engine.rollout import Rollout  # noqa: E402
-from engine.session import Session  # noqa: E402
+from sluice.engine.rollout.orchestrator import Rollout  # noqa: E402
+from sluice.engine.store.history import WAL_CHECKPOINT_BYTES, History  # noqa: E402
+from sluice.engine.store.recorder import TAIL_LINES, Recorder  # noqa: E402
+from sluice.engine.store.replay import ReplaySource  # noqa: E402
+from sluice.engine.support.clock import Clock  # noqa: E402
 
 GOAL_EVENTS_PER_SECOND = 50_000
 GOAL_RATIO = 2.0

@@ -13,7 +13,7 @@ applies at once. Each apply runs ``echo VERSION > DIR/TARGET.version`` on the ho
 * ``floor``         bare asyncssh in a fresh interpreter: one connection, the same commands in the
                     same waves with the same concurrency, and nothing else (this module imported
                     from its cached bytecode, with no harness imports the floor does not need)
-* ``floor-gc``      the floor under sluice's garbage-collector policy (``engine.cli.main``: off
+* ``floor-gc``      the floor under sluice's garbage-collector policy (``sluice.cli.main``: off
                     during start-up, start-up objects frozen before the work, everything frozen
                     before exit, which alone spares ~0.1 s of interpreter teardown once asyncssh
                     is loaded): sluice/floor-gc is the part of the gap that is the engine's own
@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT / "tests" / "integration"))
 BIN = Path(sys.executable).parent
 
 RUNNERS = ("sluice", "ansible", "ansible-nocm", "floor", "floor-gc", "sluice-noop")
-#: engine.executors.ssh.CIPHERS, copied so the floor imports nothing but asyncssh.
+#: sluice.engine.executors.ssh.CIPHERS, copied so the floor imports nothing but asyncssh.
 CIPHERS = (
     "aes128-gcm@openssh.com",
     "aes256-gcm@openssh.com",
@@ -205,15 +205,17 @@ def run_floor(
 
 
 def floor_process(spec_json: str) -> None:
-    """The floor's process body; ``tuned``: sluice's collector policy (``engine.cli.main``)."""
+    """The floor's process body; ``tuned``: sluice's collector policy (``sluice.cli.main``)."""
     spec = json.loads(spec_json)
-    if spec["tuned"]:  # start-up ends with asyncssh loaded (engine.commands._drive), then frozen
+    if spec[
+        "tuned"
+    ]:  # start-up ends with asyncssh loaded (sluice.cli.commands._drive), then frozen
         import asyncssh  # noqa: F401
 
         gc.freeze()
         gc.enable()
     asyncio.run(floor(spec))
-    if spec["tuned"]:  # the exit (engine.cli.main)
+    if spec["tuned"]:  # the exit (sluice.cli.main)
         gc.freeze()
 
 

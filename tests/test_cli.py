@@ -23,7 +23,7 @@ def env() -> dict[str, str]:
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "sluice.cli", *args],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -83,10 +83,10 @@ def test_help(run) -> None:
 @pytest.mark.parametrize("argv", [["--help"], ["check", str(SAMPLE)], ["plan", "--help"]])
 def test_help_and_check_do_not_import_the_console(argv: list[str]) -> None:
     code = (
-        "import json, sys, engine.cli\n"
+        "import json, sys, sluice.cli\n"
         "import contextlib, io\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
-        f"    code = engine.cli.main({argv!r})\n"
+        f"    code = sluice.cli.main({argv!r})\n"
         "print(json.dumps({'code': code, 'modules': sorted(sys.modules)}))\n"
     )
     result = subprocess.run(
@@ -111,7 +111,7 @@ def test_help_import_time_has_no_console() -> None:
             "-X",
             "importtime",
             "-c",
-            "import sys, engine.cli; sys.exit(engine.cli.main(['--help']))",
+            "import sys, sluice.cli; sys.exit(sluice.cli.main(['--help']))",
         ],
         capture_output=True,
         text=True,
@@ -121,7 +121,7 @@ def test_help_import_time_has_no_console() -> None:
     )
     assert result.returncode == 0
     imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines()]
-    assert "engine.cli" in imported
+    assert "sluice.cli" in imported
     assert not [name for name in imported if name.split(".")[0] in HEAVY]
 
 

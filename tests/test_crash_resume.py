@@ -60,7 +60,7 @@ def write_estate(directory: Path) -> Path:
 
 def start(*args: object) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", *map(str, args)],
+        [sys.executable, "-m", "sluice.cli", *map(str, args)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -119,7 +119,7 @@ def one_trial(directory: Path, rng: random.Random, kills: int) -> dict[str, int]
                 assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
         command = ("resume", estate, *FAST)
     final = subprocess.run(
-        [sys.executable, "-m", "engine.cli", *map(str, command)],
+        [sys.executable, "-m", "sluice.cli", *map(str, command)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -214,7 +214,7 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
     subprocess.run(["pkill", "-f", "sleep 61.37"], check=False)
 
     halted = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "resume", str(estate), *FAST, "--no-reapply-unknown"],
+        [sys.executable, "-m", "sluice.cli", "resume", str(estate), *FAST, "--no-reapply-unknown"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -226,7 +226,7 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
 
     estate.write_text(estate.read_text().replace("sleep 61.37", "true"))
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "resume", str(estate), *FAST],
+        [sys.executable, "-m", "sluice.cli", "resume", str(estate), *FAST],
         cwd=REPO,
         capture_output=True,
         text=True,

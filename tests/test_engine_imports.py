@@ -13,15 +13,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import importlib, json, pkgutil, sys, traceback
-import engine
+import sluice.cli, sluice.engine
 
 failures = {}
 def onerror(name):
     failures[name] = traceback.format_exc()
 
-names = ["engine"]
-for info in pkgutil.walk_packages(engine.__path__, "engine.", onerror=onerror):
-    names.append(info.name)
+names = ["sluice.engine", "sluice.cli"]
+for package in (sluice.engine, sluice.cli):
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".", onerror=onerror):
+        if not info.name.endswith(".__main__"):  # `python -m sluice.cli`: runs the program
+            names.append(info.name)
 for name in names:
     try:
         importlib.import_module(name)
@@ -31,7 +33,7 @@ print(json.dumps({
     "imported": names,
     "failures": failures,
     "textual": sorted(m for m in sys.modules if m == "textual" or m.startswith("textual.")),
-    "tui": sorted(m for m in sys.modules if m == "tui" or m.startswith("tui.")),
+    "tui": sorted(m for m in sys.modules if m == "sluice.tui" or m.startswith("sluice.tui.")),
 }))
 """
 
@@ -45,8 +47,13 @@ def test_every_engine_module_imports_without_textual() -> None:
     assert report["failures"] == {}, "\n".join(report["failures"].values())
     # The walk really found the engine, subpackages included.
     imported = set(report["imported"])
-    assert {"engine.estate", "engine.plan", "engine.cli", "engine.commands"} <= imported
-    assert any(name.startswith("engine.executors.") for name in imported)
+    assert {
+        "sluice.engine.model.estate",
+        "sluice.engine.model.plan",
+        "sluice.cli",
+        "sluice.cli.commands",
+    } <= imported
+    assert any(name.startswith("sluice.engine.executors.") for name in imported)
     assert report["textual"] == []
     assert report["tui"] == []
 
@@ -60,14 +67,14 @@ RUN_PROBE = """
 import atexit, gc, json, sys
 out, *argv = sys.argv[1:]
 seen = {}
-import engine.headless
-drive = engine.headless.run_headless
+import sluice.engine.app.headless
+drive = sluice.engine.app.headless.run_headless
 
 async def run_headless(*args, **kwargs):
     seen["collector_on_during_rollout"] = gc.isenabled()
     return await drive(*args, **kwargs)
 
-engine.headless.run_headless = run_headless
+sluice.engine.app.headless.run_headless = run_headless
 
 def report():
     with open(out, "w") as f:
@@ -75,12 +82,12 @@ def report():
 
 atexit.register(report)
 sys.argv = ["sluice", *argv]
-if "--as-module" in sys.argv:  # `python -m engine.cli`
+if "--as-module" in sys.argv:  # `python -m sluice.cli`
     import runpy
     sys.argv.remove("--as-module")
-    runpy.run_module("engine.cli", run_name="__main__", alter_sys=True)
+    runpy.run_module("sluice.cli", run_name="__main__", alter_sys=True)
 else:
-    from engine.cli import main
+    from sluice.cli import main
     sys.exit(main())
 """
 
@@ -90,13 +97,13 @@ NOT_FOR_SSH = (
     "textual",
     "rich",  # tables of `sluice plan` / `history`
     "tomli_w",  # `sluice export`
-    "tui",
-    "engine.checks.prometheus",
-    "engine.checks.http",
-    "engine.executors.http",
-    "engine.executors.local",
-    "engine.report",
-    "engine.replay",
+    "sluice.tui",
+    "sluice.engine.checks.prometheus",
+    "sluice.engine.checks.http",
+    "sluice.engine.executors.http",
+    "sluice.engine.executors.local",
+    "sluice.engine.app.report",
+    "sluice.engine.store.replay",
 )
 
 
@@ -174,7 +181,7 @@ def test_sluice_run_over_ssh_loads_only_what_ssh_needs(tmp_path: Path, how: str)
     failed = [e for e in events if e["kind"] == "apply_finished" and e["outcome"] == "failed"]
     assert len(failed) == 2, result.stdout
     modules = set(report["modules"])
-    assert {"asyncssh", "engine.executors.ssh", "engine.history"} <= modules
+    assert {"asyncssh", "sluice.engine.executors.ssh", "sluice.engine.store.history"} <= modules
     loaded = sorted(
         m for m in modules for name in NOT_FOR_SSH if m == name or m.startswith(name + ".")
     )
@@ -192,7 +199,8 @@ def test_sluice_run_of_a_simulated_estate_loads_no_network_client(tmp_path: Path
     )  # fmt: skip
     assert result.returncode == 4, result.stderr  # stopped after wave 1, resumable
     loaded = {m.split(".")[0] for m in report["modules"]}
-    assert not loaded & {"asyncssh", "aiohttp", "textual", "rich", "tomli_w", "tui"}
+    assert not loaded & {"asyncssh", "aiohttp", "textual", "rich", "tomli_w"}
+    assert not [m for m in report["modules"] if m.startswith("sluice.tui")]
     assert report["collector_on_during_rollout"] is True
 
 

@@ -24,7 +24,7 @@ FAST = ["--time-scale", "0.005"]
 
 def sluice(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "sluice.cli", *args],
         cwd=cwd,
         env=_env(),
         capture_output=True,
@@ -211,7 +211,7 @@ def test_a_signal_mid_run_aborts_with_3_and_stops_the_applies(tmp_path, sig):
     estate = tmp_path / "estate.toml"
     estate.write_text(LOCAL_ESTATE)
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", str(estate), "op@2.0", "--headless", "--json"],
+        [sys.executable, "-m", "sluice.cli", "run", str(estate), "op@2.0", "--headless", "--json"],
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.PIPE,

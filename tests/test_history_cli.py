@@ -28,7 +28,7 @@ OP = "postgres-operator"
 
 def sluice(*args: object, env: dict[str, str] | None = None, timeout: float = 120):
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *map(str, args)],
+        [sys.executable, "-m", "sluice.cli", *map(str, args)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -329,7 +329,7 @@ def test_a_second_driver_is_refused_with_exit_5_naming_the_holder(tmp_path):
     estate = tmp_path / "estate.toml"
     estate.write_text(SLOW_ESTATE)
     first = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", str(estate), "m@2", *FAST],
+        [sys.executable, "-m", "sluice.cli", "run", str(estate), "m@2", *FAST],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -66,7 +66,7 @@ async def test_run_posts_chosen_events_to_the_webhook(tmp_path: Path) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "engine.cli",
+            "sluice.cli",
             "run",
             str(estate),
             "m@2",

@@ -9,22 +9,21 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from engine.clock import Clock
-from engine.estate import Estate, EstateError, load_estate
-from engine.history import HistoryError, RolloutRecord
-from engine.plan import PlanError
-from tui.commands import SluiceCommands
-from tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
-from tui.model import ConsoleModel
-from tui.screens.console import ConsoleScreen
-from tui.screens.help import HelpScreen
-from tui.screens.history import HistoryScreen
-from tui.screens.modals import ConfirmScreen
-from tui.screens.replay import ReplayScreen
-from tui.themes import ThemeError, load_themes, resolve_theme_name, variable_defaults
-from tui.widgets.rollout_view import RolloutView
-
-EXIT_OK, EXIT_BAD_INPUT, EXIT_STOPPED, EXIT_LOCKED = 0, 2, 4, 5
+from sluice.engine.model.estate import Estate, EstateError, load_estate
+from sluice.engine.model.plan import PlanError
+from sluice.engine.rollout.state import ExitCode
+from sluice.engine.store.history import HistoryError, RolloutRecord
+from sluice.engine.support.clock import Clock
+from sluice.tui.commands import SluiceCommands
+from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
+from sluice.tui.model import ConsoleModel
+from sluice.tui.screens.console import ConsoleScreen
+from sluice.tui.screens.help import HelpScreen
+from sluice.tui.screens.history import HistoryScreen
+from sluice.tui.screens.modals import ConfirmScreen
+from sluice.tui.screens.replay import ReplayScreen
+from sluice.tui.themes import ThemeError, load_themes, resolve_theme_name, variable_defaults
+from sluice.tui.widgets.rollout_view import RolloutView
 
 
 class SluiceApp(App[int]):
@@ -180,14 +179,14 @@ class SluiceApp(App[int]):
         def answered(yes: bool | None) -> None:
             if yes:
                 self.farewell = f"sluice: {farewell}"
-                self.exit(EXIT_STOPPED)
+                self.exit(ExitCode.STOPPED)
 
         self.push_screen(ConfirmScreen("Quit while a rollout runs?", ask, confirm="Quit"), answered)
 
     def _exit_code(self) -> int:
         outcome = self.driver.outcome
         asked = self.start_spec is not None or self.resume_id is not None
-        return outcome.exit_code if asked and outcome is not None else EXIT_OK
+        return outcome.exit_code if asked and outcome is not None else ExitCode.OK
 
 
 def _trust_the_terminal() -> None:
@@ -219,10 +218,10 @@ def run_console(
     except EstateError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     except ThemeError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     read_only: str | None = None
     try:
         try:
@@ -230,12 +229,12 @@ def run_console(
         except LeaseHeld as exc:
             if start is not None or resume is not None:
                 print(f"sluice: {exc}; it may be watched, not driven, from here", file=sys.stderr)
-                return EXIT_LOCKED
+                return ExitCode.LOCKED
             session = open_session(estate, drive=False)
             read_only = f"{exc}: this console only watches"
     except HistoryError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     _trust_the_terminal()
     driver = RolloutDriver(session, Clock(time_scale), read_only=read_only)
     try:

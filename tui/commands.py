@@ -12,7 +12,7 @@ from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from tui.keys import TITLES, active_keys
+from sluice.tui.keys import TITLES, active_keys
 
 
 class SluiceCommands(Provider):

@@ -10,14 +10,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from engine.clock import Clock
-from engine.estate import Estate
-from engine.events import Event
-from engine.history import RolloutRecord
-from engine.plan import Plan
-from engine.rollout import Rollout
-from engine.session import LeaseHeld, ResumeError, Session
-from engine.state import CommandResult, Outcome
+from sluice.engine.app.session import LeaseHeld, ResumeError, Session
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.plan import Plan
+from sluice.engine.rollout.events import Event
+from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.rollout.state import CommandResult, Outcome
+from sluice.engine.store.history import RolloutRecord
+from sluice.engine.support.clock import Clock
 
 __all__ = ["LeaseHeld", "ResumeError", "RolloutDriver", "open_session"]
 
@@ -87,7 +87,7 @@ class RolloutDriver:
     # ------------------------------------------------------------------ starting
 
     def plan(self, module: str, version: str) -> Plan:
-        """Raises engine.plan.PlanError for an unknown module or version."""
+        """Raises sluice.engine.model.plan.PlanError for an unknown module or version."""
         return self.session.plan(module, version)
 
     def start(self, plan: Plan) -> Rollout:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 
-from tui.themes import Palette
+from sluice.tui.themes import Palette
 
 #: Target status → (glyph, theme variable, word).
 TARGET = {

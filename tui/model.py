@@ -12,8 +12,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from engine.estate import Estate
-from engine.events import (
+from sluice.engine.app.headless import TextPrinter
+from sluice.engine.model.estate import Estate
+from sluice.engine.rollout.events import (
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -28,8 +29,7 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.headless import TextPrinter
-from tui.views import (
+from sluice.tui.views import (
     APPLY_OUTCOME_STATUS,
     EVENT_LOG_LINES,
     WAITING_STATES,

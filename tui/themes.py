@@ -15,7 +15,7 @@ from rich.style import Style
 from textual.color import Color
 from textual.theme import Theme
 
-import themes as theme_files
+import sluice.themes as theme_files
 
 #: Where the theme files live: the ``themes`` package (installed as package data).
 THEME_DIR = Path(theme_files.__file__).resolve().parent

@@ -1,4 +1,4 @@
-"""The check-source protocol: a source only *reads* a number; the gate (engine.gate) judges it.
+"""The check-source protocol: a source only *reads* a number; the gate (sluice.engine.rollout.gate) judges it.
 
 A source turns one target's check into a :class:`Reading`: a value, no data (``value is None``,
 inconclusive) or an error (the source failed). NaN and ±Inf are no data. Sources never raise
@@ -11,12 +11,12 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from engine.template import Context
+from sluice.engine.model.template import Context
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import CheckSpec, Estate
-    from engine.resources import Resources
+    from sluice.engine.model.estate import CheckSpec, Estate
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 
 @dataclass(frozen=True)
@@ -48,9 +48,9 @@ class CheckSource(Protocol):
 
 
 CHECK_SOURCES = {
-    "simulated": "engine.checks.simulated:SimulatedCheck",
-    "prometheus": "engine.checks.prometheus:PrometheusCheck",
-    "http": "engine.checks.http:HttpCheck",
+    "simulated": "sluice.engine.checks.simulated:SimulatedCheck",
+    "prometheus": "sluice.engine.checks.prometheus:PrometheusCheck",
+    "http": "sluice.engine.checks.http:HttpCheck",
 }
 
 

@@ -23,8 +23,10 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from engine.checks.base import Reading
-from engine.http_client import (
+from sluice.engine.checks.base import Reading
+from sluice.engine.model.template import Context, TemplateError, render
+from sluice.engine.model.units import format_duration
+from sluice.engine.support.http_client import (
     MISSING,
     TlsSettings,
     client_error,
@@ -32,13 +34,11 @@ from engine.http_client import (
     lookup,
     parse_json,
 )
-from engine.template import Context, TemplateError, render
-from engine.units import format_duration
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import CheckSpec, Estate
-    from engine.resources import Resources
+    from sluice.engine.model.estate import CheckSpec, Estate
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 
 class HttpCheck:

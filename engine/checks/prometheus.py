@@ -17,7 +17,7 @@ The result is read exactly as Prometheus returns it:
 
 Credentials: ``token`` (bearer) or ``username``/``password`` (basic auth), normally from
 ``{env.X}``. They are sent but never shown: every message passes through
-:func:`engine.template.redact` with them, and URLs are shown in their ``display`` form.
+:func:`sluice.engine.model.template.redact` with them, and URLs are shown in their ``display`` form.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.checks.base import Reading
-from engine.http_client import (
+from sluice.engine.checks.base import Reading
+from sluice.engine.model.template import Context, TemplateError, redact, render
+from sluice.engine.model.units import format_duration
+from sluice.engine.support.http_client import (
     TlsSettings,
     body_snippet,
     client_error,
@@ -38,13 +40,11 @@ from engine.http_client import (
     one_line,
     parse_json,
 )
-from engine.template import Context, TemplateError, redact, render
-from engine.units import format_duration
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import CheckSpec, Estate
-    from engine.resources import Resources
+    from sluice.engine.model.estate import CheckSpec, Estate
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 #: Prometheus refuses a range query of more than 11,000 points per series.
 MAX_POINTS = 11_000

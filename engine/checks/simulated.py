@@ -7,13 +7,13 @@ import random
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from engine.checks.base import Reading
-from engine.template import Context
+from sluice.engine.checks.base import Reading
+from sluice.engine.model.template import Context
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import CheckSpec, Estate
-    from engine.resources import Resources
+    from sluice.engine.model.estate import CheckSpec, Estate
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 #: Healthy levels for well-known metric names, when the check does not give ``base``.
 DEFAULT_BASES = {"p99_latency": 0.12, "error_rate": 0.002, "restarts": 0.0}

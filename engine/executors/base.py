@@ -13,12 +13,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from engine.template import Context
+from sluice.engine.model.template import Context
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import Estate, ExecutorSpec
-    from engine.resources import Resources
+    from sluice.engine.model.estate import Estate, ExecutorSpec
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 #: ``sink(stream, line)`` with ``stream`` "stdout" or "stderr"; lines have no trailing newline.
 OutputSink = Callable[[str, str], None]
@@ -76,10 +76,10 @@ class Executor(Protocol):
 
 #: kind → "module:Class"; imported lazily so an estate without SSH never loads asyncssh.
 EXECUTOR_KINDS = {
-    "local": "engine.executors.local:LocalExecutor",
-    "simulated": "engine.executors.simulated:SimulatedExecutor",
-    "ssh": "engine.executors.ssh:SshExecutor",
-    "http": "engine.executors.http:HttpExecutor",
+    "local": "sluice.engine.executors.local:LocalExecutor",
+    "simulated": "sluice.engine.executors.simulated:SimulatedExecutor",
+    "ssh": "sluice.engine.executors.ssh:SshExecutor",
+    "http": "sluice.engine.executors.http:HttpExecutor",
 }
 
 

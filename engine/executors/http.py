@@ -25,8 +25,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.http_client import (
+from sluice.engine.executors.base import ApplyResult, Job, OutputSink
+from sluice.engine.model.template import Context, TemplateError, placeholders, render
+from sluice.engine.model.units import format_duration
+from sluice.engine.support.http_client import (
     MISSING,
     TlsSettings,
     body_snippet,
@@ -35,13 +37,11 @@ from engine.http_client import (
     lookup,
     parse_json,
 )
-from engine.template import Context, TemplateError, placeholders, render
-from engine.units import format_duration
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import Estate, ExecutorSpec
-    from engine.resources import Resources
+    from sluice.engine.model.estate import Estate, ExecutorSpec
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 #: Real seconds a cancel request may take (an abort must not hang on a dead API).
 CANCEL_TIMEOUT = 10.0

@@ -15,21 +15,21 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.executors.orphans import (
+from sluice.engine.executors.base import ApplyResult, Job, OutputSink
+from sluice.engine.executors.orphans import (
     MARKER,
     find_running,
     marker_value,
     still_running,
     wait_out,
 )
-from engine.template import TemplateError, render
-from engine.units import format_duration
+from sluice.engine.model.template import TemplateError, render
+from sluice.engine.model.units import format_duration
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import Estate, ExecutorSpec
-    from engine.resources import Resources
+    from sluice.engine.model.estate import Estate, ExecutorSpec
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 #: How long a terminated process group gets before SIGKILL.
 GRACE_SECONDS = 3.0

@@ -19,8 +19,8 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from engine.executors.base import ApplyResult, OutputSink
-from engine.units import format_duration
+from sluice.engine.executors.base import ApplyResult, OutputSink
+from sluice.engine.model.units import format_duration
 
 #: The environment variable every local apply carries: ``<estate>/<target>``.
 MARKER = "SLUICE_APPLY"

@@ -13,13 +13,13 @@ import random
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.units import format_duration
+from sluice.engine.executors.base import ApplyResult, Job, OutputSink
+from sluice.engine.model.units import format_duration
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import Estate, ExecutorSpec
-    from engine.resources import Resources
+    from sluice.engine.model.estate import Estate, ExecutorSpec
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 
 class SimulatedExecutor:

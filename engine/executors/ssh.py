@@ -32,16 +32,22 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.executors.orphans import MARKER, marker_value, wait_out
-from engine.executors.ssh_reasons import connect_failure, describe_error, one_line, trust_hint
-from engine.template import Context, TemplateError, render
-from engine.units import format_duration
+from sluice.engine.executors.base import ApplyResult, Job, OutputSink
+from sluice.engine.executors.orphans import MARKER, marker_value, wait_out
+from sluice.engine.executors.ssh_reasons import (
+    Endpoint,
+    connect_failure,
+    describe_error,
+    one_line,
+    trust_hint,
+)
+from sluice.engine.model.template import Context, TemplateError, render
+from sluice.engine.model.units import format_duration
 
 if TYPE_CHECKING:
-    from engine.clock import Clock
-    from engine.estate import Estate, ExecutorSpec
-    from engine.resources import Resources
+    from sluice.engine.model.estate import Estate, ExecutorSpec
+    from sluice.engine.support.clock import Clock
+    from sluice.engine.support.resources import Resources
 
 #: How long a signalled remote command gets to exit before SIGKILL (and then the channel close).
 GRACE_SECONDS = 3.0
@@ -74,24 +80,6 @@ _JUMP = re.compile(
 
 class SshFailure(Exception):
     """A connection problem, already phrased as the target's one-line reason."""
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """Where a command runs: also the connection pool's key."""
-
-    host: str
-    port: int
-    user: str
-    jump: Endpoint | None = None
-
-    @property
-    def address(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-    def __str__(self) -> str:
-        via = f" via {self.jump}" if self.jump else ""
-        return f"{self.user}@{self.address}{via}"
 
 
 class _Stale(Exception):

@@ -1,4 +1,5 @@
-"""One-line reasons for SSH failures, phrased for the operator who has to act on them.
+"""Where an SSH command runs (:class:`Endpoint`), and one-line reasons for SSH failures, phrased
+for the operator who has to act on them.
 
 A host-key refusal says which host, whether its key is unknown or changed, and the command that
 would trust it; the other connection failures say what went wrong where, without a traceback.
@@ -8,15 +9,30 @@ from __future__ import annotations
 
 import shlex
 import socket
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import asyncssh
 
-from engine.units import format_duration
+from sluice.engine.model.units import format_duration
 
-if TYPE_CHECKING:
-    from engine.executors.ssh import Endpoint
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a command runs: also the connection pool's key."""
+
+    host: str
+    port: int
+    user: str
+    jump: Endpoint | None = None
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        via = f" via {self.jump}" if self.jump else ""
+        return f"{self.user}@{self.address}{via}"
 
 
 def connect_failure(

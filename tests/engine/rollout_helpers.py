@@ -17,14 +17,14 @@ from typing import Any
 
 import tomli_w
 
-from engine.checks.base import Reading
-from engine.clock import Clock
-from engine.estate import Estate, parse_estate
-from engine.events import Event, StateChanged
-from engine.executors.base import ApplyResult, Executor, Job, OutputSink, create_executor
-from engine.plan import make_plan
-from engine.rollout import Rollout
-from engine.template import Context
+from sluice.engine.checks.base import Reading
+from sluice.engine.executors.base import ApplyResult, Executor, Job, OutputSink, create_executor
+from sluice.engine.model.estate import Estate, parse_estate
+from sluice.engine.model.plan import make_plan
+from sluice.engine.model.template import Context
+from sluice.engine.rollout.events import Event, StateChanged
+from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.support.clock import Clock
 
 MODULE = "op"
 SIM = {"kind": "simulated", "duration": "0s"}

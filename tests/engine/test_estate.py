@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.estate import Estate, EstateError, Problem, load_estate
+from sluice.engine.model.estate import Estate, EstateError, Problem, load_estate
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
 

@@ -13,9 +13,9 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.estate import Estate, EstateError, parse_estate
-from engine.plan import PlanError, make_plan
-from engine.units import format_duration
+from sluice.engine.model.estate import Estate, EstateError, parse_estate
+from sluice.engine.model.plan import PlanError, make_plan
+from sluice.engine.model.units import format_duration
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
 SAMPLE_RAW: dict[str, Any] = tomllib.loads(SAMPLE.read_text(encoding="utf-8"))

@@ -8,7 +8,7 @@ import json
 import pytest
 from rollout_helpers import build_estate, channel, make_rollout, members
 
-from engine.events import (
+from sluice.engine.rollout.events import (
     ApplyOutput,
     Event,
     EventBus,

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine.checks.base import Reading
-from engine.estate import CheckSpec
-from engine.gate import ERROR, FAIL, INCONCLUSIVE, PASS, Gate, classify
+from sluice.engine.checks.base import Reading
+from sluice.engine.model.estate import CheckSpec
+from sluice.engine.rollout.gate import ERROR, FAIL, INCONCLUSIVE, PASS, Gate, classify
 
 pytestmark = pytest.mark.timeout(30)
 

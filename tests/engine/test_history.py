@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import ApplyOutput, EventBus, Notice, WaveStarted
-from engine.history import MIGRATIONS, SCHEMA_VERSION, History, HistoryError
-from engine.recorder import Recorder
+from sluice.engine.rollout.events import ApplyOutput, EventBus, Notice, WaveStarted
+from sluice.engine.store.history import MIGRATIONS, SCHEMA_VERSION, History, HistoryError
+from sluice.engine.store.recorder import Recorder
 
 
 def mode(path: Path) -> int:

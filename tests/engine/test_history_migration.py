@@ -16,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 
-from engine.events import (
+from sluice.engine.rollout.events import (
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -26,9 +26,9 @@ from engine.events import (
     SampleTaken,
     WaveStarted,
 )
-from engine.history import MIGRATIONS, SAMPLE_COLUMNS, SCHEMA_VERSION, History
-from engine.recorder import Recorder
-from engine.replay import ReplaySource
+from sluice.engine.store.history import MIGRATIONS, SAMPLE_COLUMNS, SCHEMA_VERSION, History
+from sluice.engine.store.recorder import Recorder
+from sluice.engine.store.replay import ReplaySource
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -365,7 +365,7 @@ def test_a_new_file_has_small_pages_and_an_old_file_keeps_its_own(tmp_path):
 @pytest.mark.timeout(60)
 def test_importing_the_history_does_not_import_sqlite_utils():
     code = (
-        "import sys, engine.history, engine.recorder, engine.replay; "
+        "import sys, sluice.engine.store.history, sluice.engine.store.recorder, sluice.engine.store.replay; "
         "print('sqlite_utils' in sys.modules)"
     )
     result = subprocess.run(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from engine.events import ApplyOutput, EventBus, SampleTaken, WaveStarted
-from engine.history import History
-from engine.recorder import Recorder
+from sluice.engine.rollout.events import ApplyOutput, EventBus, SampleTaken, WaveStarted
+from sluice.engine.store.history import History
+from sluice.engine.store.recorder import Recorder
 
 
 def test_events_after_a_seq_are_only_the_newer_ones_samples_included(tmp_path):

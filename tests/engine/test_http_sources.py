@@ -19,11 +19,13 @@ import pytest
 import tomli_w
 from aiohttp import web
 
-from engine.checks.base import Reading, create_check
-from engine.checks.http import HttpCheck
-from engine.clock import Clock
-from engine.estate import Estate, load_estate
-from engine.events import (
+from sluice.engine.app.notify import Notifications
+from sluice.engine.checks.base import Reading, create_check
+from sluice.engine.checks.http import HttpCheck
+from sluice.engine.executors.base import Job, create_executor
+from sluice.engine.model.estate import Estate, load_estate
+from sluice.engine.model.template import MASK, Context
+from sluice.engine.rollout.events import (
     Event,
     EventBus,
     GateEvaluated,
@@ -35,11 +37,9 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.executors.base import Job, create_executor
-from engine.gate import FAIL, PASS, classify
-from engine.notify import Notifications
-from engine.resources import Resources
-from engine.template import MASK, Context
+from sluice.engine.rollout.gate import FAIL, PASS, classify
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 SECRET = "s3cr3t-t0ken-XYZ"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -893,7 +893,7 @@ async def test_probe_tls_default_refuses_a_self_signed_certificate(tmp_path, res
 def test_example_estate_is_valid_and_its_queries_render() -> None:
     example = Path(__file__).resolve().parents[2] / "examples" / "prometheus_estate.toml"
     estate = load_estate(example)
-    from engine.template import render
+    from sluice.engine.model.template import render
 
     target = estate.targets["stg-eu-1"]
     ctx = Context(target=target.name, channel=target.channel, vars=target.vars)

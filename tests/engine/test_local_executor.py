@@ -19,12 +19,12 @@ from rollout_helpers import (
     wait_gone,
 )
 
-from engine.clock import Clock
-from engine.events import ApplyFinished, ApplyOutput, ApplyStarted
-from engine.executors import local
-from engine.executors.base import Job, create_executor
-from engine.resources import Resources
-from engine.template import MASK
+from sluice.engine.executors import local
+from sluice.engine.executors.base import Job, create_executor
+from sluice.engine.model.template import MASK
+from sluice.engine.rollout.events import ApplyFinished, ApplyOutput, ApplyStarted
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 SECRET = "s3cr3t-value-42"
 
@@ -241,7 +241,7 @@ async def test_env_secret_reaches_the_process_but_never_an_event(tmp_path, monke
 
 @pytest.mark.timeout(30)
 def test_applies_left_running_are_found_by_their_marker() -> None:
-    from engine.executors.orphans import MARKER, find_running, still_running
+    from sluice.engine.executors.orphans import MARKER, find_running, still_running
 
     def spawn(value: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(["sleep", "30"], env={**os.environ, MARKER: value})

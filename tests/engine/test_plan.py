@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from engine.estate import Estate, load_estate, parse_estate
-from engine.plan import DEFAULT_APPLY_SECONDS, PlanError, make_plan, parse_spec, wave_sizes
-from engine.units import parse_share
+from sluice.engine.model.estate import Estate, load_estate, parse_estate
+from sluice.engine.model.plan import (
+    DEFAULT_APPLY_SECONDS,
+    PlanError,
+    make_plan,
+    parse_spec,
+    wave_sizes,
+)
+from sluice.engine.model.units import parse_share
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import Clock
-from engine.estate import load_estate
-from engine.events import (
+from sluice.engine.app.session import Session
+from sluice.engine.executors.base import ApplyResult
+from sluice.engine.model.estate import load_estate
+from sluice.engine.rollout.events import (
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -25,10 +26,9 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.executors.base import ApplyResult
-from engine.history import History
-from engine.recorder import BATCH_SIZE, TAIL_LINES, Recorder
-from engine.session import Session
+from sluice.engine.store.history import History
+from sluice.engine.store.recorder import BATCH_SIZE, TAIL_LINES, Recorder
+from sluice.engine.support.clock import Clock
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
 

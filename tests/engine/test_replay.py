@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import Clock
-from engine.estate import load_estate
-from engine.events import (
+from sluice.engine.app.session import Session
+from sluice.engine.model.estate import load_estate
+from sluice.engine.rollout.events import (
     ApplyOutput,
     Event,
     EventBus,
@@ -20,10 +20,10 @@ from engine.events import (
     RolloutStarted,
     WaveStarted,
 )
-from engine.history import History
-from engine.recorder import Recorder
-from engine.replay import MAX_GAP_SECONDS, ReplaySource
-from engine.session import Session
+from sluice.engine.store.history import History
+from sluice.engine.store.recorder import Recorder
+from sluice.engine.store.replay import MAX_GAP_SECONDS, ReplaySource
+from sluice.engine.support.clock import Clock
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
 

@@ -16,8 +16,7 @@ from rollout_helpers import (
     start,
 )
 
-from engine.clock import Clock
-from engine.events import (
+from sluice.engine.rollout.events import (
     ApplyFinished,
     ApplyStarted,
     RolloutFinished,
@@ -27,7 +26,8 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.state import FAILED, OK, PENDING
+from sluice.engine.rollout.state import FAILED, OK, PENDING
+from sluice.engine.support.clock import Clock
 
 
 @pytest.mark.timeout(30)
@@ -206,8 +206,8 @@ async def test_percentage_budget_of_the_wave(tmp_path):
 
 @pytest.mark.timeout(30)
 async def test_noop_targets_are_not_applied_and_an_all_noop_wave_is_skipped(tmp_path):
-    from engine.plan import make_plan
-    from engine.rollout import Rollout
+    from sluice.engine.model.plan import make_plan
+    from sluice.engine.rollout.orchestrator import Rollout
 
     estate = build_estate(
         tmp_path,

@@ -22,9 +22,9 @@ from rollout_helpers import (
     wait_gone,
 )
 
-from engine.checks.base import Reading
-from engine.clock import Clock
-from engine.events import (
+from sluice.engine.checks.base import Reading
+from sluice.engine.executors.base import ApplyResult, Job, OutputSink
+from sluice.engine.rollout.events import (
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -37,8 +37,8 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.executors.base import ApplyResult, Job, OutputSink
-from engine.state import ABORTED, FAILED, OK, PENDING, ROLLED_BACK, CommandResult
+from sluice.engine.rollout.state import ABORTED, FAILED, OK, PENDING, ROLLED_BACK, CommandResult
+from sluice.engine.support.clock import Clock
 
 HEALTHY = scripted(lambda ctx, n, base: Reading(0.1))
 CHECKS = {"lat": {"source": "simulated", "metric": "p99_latency", "max": 0.25, "interval": "1s"}}

@@ -15,9 +15,15 @@ from rollout_helpers import (
     scripted,
 )
 
-from engine.checks.base import Reading
-from engine.events import GateEvaluated, SampleTaken, SoakStarted, WaveFinished, WaveStarted
-from engine.state import OK, ROLLED_BACK
+from sluice.engine.checks.base import Reading
+from sluice.engine.rollout.events import (
+    GateEvaluated,
+    SampleTaken,
+    SoakStarted,
+    WaveFinished,
+    WaveStarted,
+)
+from sluice.engine.rollout.state import OK, ROLLED_BACK
 
 #: 5 s soak, 1 s interval: five measurements per target (timers are zero on Clock(0))
 ROUNDS = 5

@@ -12,11 +12,23 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import Clock
-from engine.estate import load_estate
-from engine.events import ApplyFinished, ApplyStarted, Notice, SampleTaken, WaveStarted
-from engine.history import History
-from engine.session import LEASE_TIMEOUT, LeaseHeld, ResumeError, Session, plan_from_record
+from sluice.engine.app.session import (
+    LEASE_TIMEOUT,
+    LeaseHeld,
+    ResumeError,
+    Session,
+    plan_from_record,
+)
+from sluice.engine.model.estate import load_estate
+from sluice.engine.rollout.events import (
+    ApplyFinished,
+    ApplyStarted,
+    Notice,
+    SampleTaken,
+    WaveStarted,
+)
+from sluice.engine.store.history import History
+from sluice.engine.support.clock import Clock
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
 MODULE = "postgres-operator"
@@ -315,7 +327,7 @@ async def test_a_rollback_returns_targets_to_the_ledger_before_the_rollout(estat
 
 @pytest.mark.timeout(30)
 def test_a_recorded_plan_rebuilds_the_same_waves(estate):
-    from engine.plan import make_plan
+    from sluice.engine.model.plan import make_plan
 
     plan = make_plan(estate, MODULE, "2.0.1", {"eph-101": "2.0.1"})
     again = plan_from_record(estate, plan.to_dict())

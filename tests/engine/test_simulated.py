@@ -8,12 +8,12 @@ import time
 import pytest
 from rollout_helpers import Events, build_estate, channel, make_rollout, members
 
-from engine.checks.base import create_check
-from engine.clock import Clock
-from engine.events import ApplyFinished
-from engine.executors.base import Job, create_executor
-from engine.resources import Resources
-from engine.template import Context
+from sluice.engine.checks.base import create_check
+from sluice.engine.executors.base import Job, create_executor
+from sluice.engine.model.template import Context
+from sluice.engine.rollout.events import ApplyFinished
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 
 def sim_estate(tmp_path, *, seed=0, checks=None, simulation=None, **executor):

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.clock import Clock
-from engine.estate import parse_estate
-from engine.executors.base import Job, create_executor
-from engine.executors.ssh import PRELUDE_FAILED, Endpoint, SshExecutor, _parse_jump
-from engine.resources import Resources
-from engine.template import MASK, TemplateError
+from sluice.engine.executors.base import Job, create_executor
+from sluice.engine.executors.ssh import PRELUDE_FAILED, Endpoint, SshExecutor, _parse_jump
+from sluice.engine.model.estate import parse_estate
+from sluice.engine.model.template import MASK, TemplateError
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 ESTATE = """
 [estate]

@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from engine.template import (
+from sluice.engine.model.template import (
     MASK,
     Context,
     TemplateError,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 
-from engine.toml_lines import key_lines
+from sluice.engine.model.toml_lines import key_lines
 
 
 def lines_of(source: str) -> dict:

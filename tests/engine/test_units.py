@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.units import (
+from sluice.engine.model.units import (
     Share,
     format_duration,
     parse_duration,

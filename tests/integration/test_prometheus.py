@@ -34,13 +34,13 @@ from servers import (
     start_prometheus,
 )
 
-from engine.checks.base import Reading, create_check
-from engine.checks.prometheus import PrometheusCheck, PrometheusError
-from engine.clock import Clock
-from engine.estate import Estate, load_estate
-from engine.gate import FAIL, INCONCLUSIVE, PASS, Gate, classify
-from engine.resources import Resources
-from engine.template import MASK, Context
+from sluice.engine.checks.base import Reading, create_check
+from sluice.engine.checks.prometheus import PrometheusCheck, PrometheusError
+from sluice.engine.model.estate import Estate, load_estate
+from sluice.engine.model.template import MASK, Context
+from sluice.engine.rollout.gate import FAIL, INCONCLUSIVE, PASS, Gate, classify
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 REPO = Path(__file__).resolve().parents[2]
 SLUICE = str(Path(sys.executable).with_name("sluice"))

@@ -26,11 +26,11 @@ import tomli_w
 from orphan_applies import OrphanRuns, apply_command, estate_name
 from servers import HOST, SshServer, free_port, generate_key
 
-from engine.clock import Clock
-from engine.estate import Estate, parse_estate
-from engine.executors.base import ApplyResult, Job, create_executor
-from engine.executors.ssh import SshExecutor
-from engine.resources import Resources
+from sluice.engine.executors.base import ApplyResult, Job, create_executor
+from sluice.engine.executors.ssh import SshExecutor
+from sluice.engine.model.estate import Estate, parse_estate
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 SLUICE = str(Path(sys.executable).parent / "sluice")
 

@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 from tui_support import FROZEN_AT, SAMPLE, STEPS, Console, FrozenClock, HeldExecutor
 
-import engine.session
-from engine.clock import Clock
-from engine.estate import load_estate
-from engine.events import EventBus
-from tui.app import SluiceApp
-from tui.driver import RolloutDriver, open_session
+import sluice.engine.app.session
+from sluice.engine.model.estate import load_estate
+from sluice.engine.rollout.events import EventBus
+from sluice.engine.support.clock import Clock
+from sluice.tui.app import SluiceApp
+from sluice.tui.driver import RolloutDriver, open_session
 
 
 @pytest.fixture(autouse=True)
@@ -49,9 +49,11 @@ def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> None:
     def bus(start_seq: int = 1) -> EventBus:
         return EventBus(start_seq=start_seq, clock=STEPS.tick)
 
-    monkeypatch.setattr(engine.session, "EventBus", bus)
+    monkeypatch.setattr(sluice.engine.app.session, "EventBus", bus)
     monkeypatch.setattr(
-        engine.session, "time", types.SimpleNamespace(time=lambda: FROZEN_AT, sleep=time.sleep)
+        sluice.engine.app.session,
+        "time",
+        types.SimpleNamespace(time=lambda: FROZEN_AT, sleep=time.sleep),
     )
     monkeypatch.setattr(Clock, "monotonic", staticmethod(lambda: 0.0))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from tui_support import estate_with, running, start_rollout, state_is, until
 
-from engine.events import ApplyStarted, OperatorAction
-from tui.screens.modals import ConfirmScreen, ReasonScreen
-from tui.screens.new_rollout import NewRolloutScreen
-from tui.widgets.estate_tree import EstateTree
+from sluice.engine.rollout.events import ApplyStarted, OperatorAction
+from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
+from sluice.tui.screens.new_rollout import NewRolloutScreen
+from sluice.tui.widgets.estate_tree import EstateTree
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -296,11 +296,11 @@ async def test_h_history_enter_shows_p_replays(make_console) -> None:
 
 
 async def test_question_mark_lists_every_key(make_console) -> None:
-    from tui.app import SluiceApp
-    from tui.keys import KEY_HELP
-    from tui.screens.console import ConsoleScreen
-    from tui.screens.history import HistoryScreen
-    from tui.screens.replay import ReplayScreen
+    from sluice.tui.app import SluiceApp
+    from sluice.tui.keys import KEY_HELP
+    from sluice.tui.screens.console import ConsoleScreen
+    from sluice.tui.screens.history import HistoryScreen
+    from sluice.tui.screens.replay import ReplayScreen
 
     console = make_console()
     async with running(console) as pilot:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from tui_support import FrozenClock
 
-from engine.estate import load_estate
-from engine.events import ApplyOutput, Event
-from tui.driver import open_session
-from tui.model import ConsoleModel
-from tui.views import Limits, Series
-from tui.widgets.metrics import _limit, combine
+from sluice.engine.model.estate import load_estate
+from sluice.engine.rollout.events import ApplyOutput, Event
+from sluice.tui.driver import open_session
+from sluice.tui.model import ConsoleModel
+from sluice.tui.views import Limits, Series
+from sluice.tui.widgets.metrics import _limit, combine
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from tui_support import caught_up, running, start_rollout, state_is, until
 
-from tui.screens.replay import SPEEDS, ReplayScreen
-from tui.widgets.estate_tree import EstateTree
-from tui.widgets.header import RolloutHeader
-from tui.widgets.metrics import MetricRow
-from tui.widgets.rollout_log import RolloutLog
-from tui.widgets.wave_progress import WaveRow
+from sluice.tui.screens.replay import SPEEDS, ReplayScreen
+from sluice.tui.widgets.estate_tree import EstateTree
+from sluice.tui.widgets.header import RolloutHeader
+from sluice.tui.widgets.metrics import MetricRow
+from sluice.tui.widgets.rollout_log import RolloutLog
+from sluice.tui.widgets.wave_progress import WaveRow
 
 pytestmark = pytest.mark.timeout(90)
 

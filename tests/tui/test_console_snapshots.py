@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from tui_support import SIZE, Console, caught_up, start_rollout, state_is, until
 
-from tui.screens.replay import ReplayScreen
+from sluice.tui.screens.replay import ReplayScreen
 
 pytestmark = pytest.mark.timeout(90)
 

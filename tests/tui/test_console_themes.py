@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from tui_support import running, start_rollout, state_is, until
 
-from tui.commands import SluiceCommands
-from tui.screens.console import ConsoleScreen
-from tui.themes import DEFAULT_THEME, ThemeError, load_themes, resolve_theme_name
-from tui.widgets.rollout_view import RolloutView
+from sluice.tui.commands import SluiceCommands
+from sluice.tui.screens.console import ConsoleScreen
+from sluice.tui.themes import DEFAULT_THEME, ThemeError, load_themes, resolve_theme_name
+from sluice.tui.widgets.rollout_view import RolloutView
 
 pytestmark = pytest.mark.timeout(60)
 TUI = Path(__file__).resolve().parents[2] / "tui"

@@ -77,7 +77,7 @@ def _region(screen: str, top: int, bottom: int, left: int, right: int) -> str:
 def test_console_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     estate = tmp_path / "sample_estate.toml"
     shutil.copy(ROOT / "sample_estate.toml", estate)
-    command = shlex.join([sys.executable, "-m", "engine.cli", str(estate), "--time-scale", "0.05"])
+    command = shlex.join([sys.executable, "-m", "sluice.cli", str(estate), "--time-scale", "0.05"])
     tmux.start(f"cd {shlex.quote(str(ROOT))} && {command}")
 
     tmux.wait_for(lambda s: "eph-101" in s and "1.12.0" in s, "the estate tree")

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from tui_support import ROOT, FrozenClock, until
 
-from engine.estate import load_estate
-from tui.app import EXIT_LOCKED, SluiceApp, run_console
-from tui.driver import LeaseHeld, RolloutDriver, open_session
+from sluice.engine.model.estate import load_estate
+from sluice.tui.app import EXIT_LOCKED, SluiceApp, run_console
+from sluice.tui.driver import LeaseHeld, RolloutDriver, open_session
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.timeout(120)
 def _driven_elsewhere(estate_path: Path) -> subprocess.Popen[str]:
     """A headless ``sluice run`` in another process: it holds the estate's lease."""
     command = [
-        sys.executable, "-m", "engine.cli", "run", str(estate_path), "postgres-operator@2.0.1",
+        sys.executable, "-m", "sluice.cli", "run", str(estate_path), "postgres-operator@2.0.1",
         "--headless", "--time-scale", "0.1",
     ]  # fmt: skip
     process = subprocess.Popen(

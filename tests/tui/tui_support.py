@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.clock import Clock
-from engine.executors.base import ApplyResult, create_executor
-from tui.app import SluiceApp
-from tui.driver import RolloutDriver
+from sluice.engine.executors.base import ApplyResult, create_executor
+from sluice.engine.support.clock import Clock
+from sluice.tui.app import SluiceApp
+from sluice.tui.driver import RolloutDriver
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "sample_estate.toml"
@@ -136,7 +136,7 @@ async def running(console: Console) -> AsyncIterator[Any]:
 
 def caught_up(console: Console) -> bool:
     """The screen's view has folded in every event so far and repainted."""
-    from tui.widgets.rollout_view import RolloutView
+    from sluice.tui.widgets.rollout_view import RolloutView
 
     views = list(console.app.screen.query(RolloutView))
     if not views:

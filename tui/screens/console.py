@@ -10,16 +10,16 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from engine.events import EventBus
-from engine.plan import Plan
-from engine.rollout import Rollout
-from engine.state import CommandResult
-from engine.template import Context, TemplateError, render
-from tui.driver import RolloutDriver
-from tui.model import ConsoleModel
-from tui.screens.modals import ConfirmScreen, ReasonScreen
-from tui.screens.new_rollout import NewRolloutScreen
-from tui.widgets.rollout_view import RolloutView
+from sluice.engine.model.plan import Plan
+from sluice.engine.model.template import Context, TemplateError, render
+from sluice.engine.rollout.events import EventBus
+from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.rollout.state import CommandResult
+from sluice.tui.driver import RolloutDriver
+from sluice.tui.model import ConsoleModel
+from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
+from sluice.tui.screens.new_rollout import NewRolloutScreen
+from sluice.tui.widgets.rollout_view import RolloutView
 
 #: How often a watching (read-only) console reads the driving console's progress from history.
 WATCH_SECONDS = 1.0

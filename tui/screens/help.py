@@ -10,7 +10,7 @@ from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Label, Static
 
-from tui.keys import KeyInfo, active_keys, class_keys
+from sluice.tui.keys import KeyInfo, active_keys, class_keys
 
 
 def _table(title: str, keys: list[KeyInfo]) -> Table:

@@ -12,12 +12,12 @@ from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label
 
-from engine import report
-from engine.estate import Estate
-from engine.history import History, RolloutRecord
-from engine.units import format_duration
-from tui.screens.modals import TextScreen
-from tui.screens.replay import ReplayScreen
+from sluice.engine.app import report
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.units import format_duration
+from sluice.engine.store.history import History, RolloutRecord
+from sluice.tui.screens.modals import TextScreen
+from sluice.tui.screens.replay import ReplayScreen
 
 COLUMNS = ("id", "kind", "module", "from → to", "who", "started", "duration", "outcome", "waves")
 

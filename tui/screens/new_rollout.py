@@ -13,10 +13,10 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, DataTable, Label, Select, Static
 
-from engine.estate import Estate
-from engine.plan import PLAN_COLUMNS as COLUMNS
-from engine.plan import Plan, PlanError, plan_rows
-from engine.units import format_duration
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.plan import PLAN_COLUMNS as COLUMNS
+from sluice.engine.model.plan import Plan, PlanError, plan_rows
+from sluice.engine.model.units import format_duration
 
 
 def default_version(

@@ -16,12 +16,12 @@ from textual.reactive import reactive
 from textual.screen import Screen
 from textual.widgets import Footer, Label
 
-from engine.estate import Estate
-from engine.events import EventBus
-from engine.history import History
-from engine.replay import ReplaySource
-from tui.model import ConsoleModel, clock_text
-from tui.widgets.rollout_view import RolloutView
+from sluice.engine.model.estate import Estate
+from sluice.engine.rollout.events import EventBus
+from sluice.engine.store.history import History
+from sluice.engine.store.replay import ReplaySource
+from sluice.tui.model import ConsoleModel, clock_text
+from sluice.tui.widgets.rollout_view import RolloutView
 
 SPEEDS = (1, 2, 5, 10, 20, 30, 60)
 SEEK_SECONDS = 30.0

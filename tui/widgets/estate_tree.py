@@ -7,10 +7,10 @@ from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from engine.units import format_duration
-from tui.glyphs import counts_text, target_glyph, wave_glyph
-from tui.model import ConsoleModel, TargetView, WaveView
-from tui.themes import Palette
+from sluice.engine.model.units import format_duration
+from sluice.tui.glyphs import counts_text, target_glyph, wave_glyph
+from sluice.tui.model import ConsoleModel, TargetView, WaveView
+from sluice.tui.themes import Palette
 
 #: What a node stands for: ("channel", name), ("wave", number) or ("target", name).
 NodeRef = tuple[str, str | int]

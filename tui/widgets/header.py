@@ -7,8 +7,8 @@ from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Label
 
-from engine.units import format_duration
-from tui.model import ConsoleModel, clock_text
+from sluice.engine.model.units import format_duration
+from sluice.tui.model import ConsoleModel, clock_text
 
 #: State → the CSS class (and so the theme colour) of the state badge.
 STATE_CLASS = {

@@ -12,8 +12,8 @@ from textual.containers import Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Label, Sparkline
 
-from tui.model import ConsoleModel, Limits, Series
-from tui.themes import Palette
+from sluice.tui.model import ConsoleModel, Limits, Series
+from sluice.tui.themes import Palette
 
 BARS = "▁▂▃▄▅▆▇█"
 SEVERITY = {"fail": 3, "error": 2, "inconclusive": 1, "pass": 0}

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
-from tui.model import ConsoleModel
-from tui.themes import Palette
+from sluice.tui.model import ConsoleModel
+from sluice.tui.themes import Palette
 
 SHOWN_LINES = 1000
 

@@ -2,7 +2,7 @@
 
 The live console and the replay screen both use this view: the only difference is where the
 events come from. :meth:`RolloutView.follow` is the one adapter from the engine's event stream to
-Textual: an async worker folds each event into the :class:`~tui.model.ConsoleModel` (cheap, no
+Textual: an async worker folds each event into the :class:`~sluice.tui.model.ConsoleModel` (cheap, no
 widgets touched) and schedules at most one :class:`RolloutView.Changed` message per frame; the
 handler repaints only what the model marked dirty, inside ``app.batch_update()``.
 """
@@ -23,7 +23,7 @@ from textual.notifications import SeverityLevel
 from textual.reactive import reactive
 from textual.widgets import Input, Tree
 
-from engine.events import (
+from sluice.engine.rollout.events import (
     EventBus,
     Lagged,
     Notice,
@@ -31,13 +31,13 @@ from engine.events import (
     StateChanged,
     Subscription,
 )
-from tui.model import ConsoleModel
-from tui.themes import Palette
-from tui.widgets.estate_tree import EstateTree, NodeRef
-from tui.widgets.header import RolloutHeader
-from tui.widgets.metrics import MetricsPanel
-from tui.widgets.rollout_log import RolloutLog
-from tui.widgets.wave_progress import WaveProgress
+from sluice.tui.model import ConsoleModel
+from sluice.tui.themes import Palette
+from sluice.tui.widgets.estate_tree import EstateTree, NodeRef
+from sluice.tui.widgets.header import RolloutHeader
+from sluice.tui.widgets.metrics import MetricsPanel
+from sluice.tui.widgets.rollout_log import RolloutLog
+from sluice.tui.widgets.wave_progress import WaveProgress
 
 #: Repaint at most this often, however fast events arrive.
 FRAME_SECONDS = 1 / 20

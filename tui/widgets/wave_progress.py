@@ -11,10 +11,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.reactive import reactive
 from textual.widgets import Label, ProgressBar
 
-from engine.units import format_duration
-from tui.glyphs import counts_text, wave_glyph
-from tui.model import ConsoleModel, WaveView
-from tui.themes import Palette
+from sluice.engine.model.units import format_duration
+from sluice.tui.glyphs import counts_text, wave_glyph
+from sluice.tui.model import ConsoleModel, WaveView
+from sluice.tui.themes import Palette
 
 FINISHED = ("ok", "failed", "noop", "rolled_back", "aborted", "unknown")
 WHY_LINES = 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, NamedTuple
 
 #: Target statuses: pending, applying, ok, failed, rolling_back, rolled_back, unknown, noop, aborted.
@@ -16,17 +17,24 @@ ROLLING_BACK, ROLLED_BACK, UNKNOWN, NOOP, ABORTED = (
     "aborted",
 )
 
-#: Rollout outcomes and their exit codes (DESIGN.md: the command line).
-OUTCOME_EXIT = {"done": 0, "halted": 1, "aborted": 3, "stopped": 4}
-ACTIVE_STATES = {
-    "running",
-    "paused",
-    "soaking",
-    "awaiting_approval",
-    "inconclusive",
-    "halted",
-    "rolled_back",
-    "rolling_back",
+
+class ExitCode(IntEnum):
+    """sluice's exit codes, a firm contract (docs/design.md: the command line)."""
+
+    OK = 0
+    HALTED = 1  # a gate failed or was inconclusive, the failure budget was spent
+    BAD_INPUT = 2  # estate file, arguments, an unusable history
+    ABORTED = 3  # operator, Ctrl-C, SIGTERM
+    STOPPED = 4  # stopped before the end and resumable
+    LOCKED = 5  # another process drives the estate
+
+
+#: Rollout outcomes and their exit codes.
+OUTCOME_EXIT = {
+    "done": ExitCode.OK,
+    "halted": ExitCode.HALTED,
+    "aborted": ExitCode.ABORTED,
+    "stopped": ExitCode.STOPPED,
 }
 
 

@@ -1,4 +1,4 @@
-"""What each ``sluice`` command does; ``engine.cli`` parses, this module acts."""
+"""What each ``sluice`` command does; ``sluice.cli`` parses, this module acts."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from engine.cli import EXIT_BAD_INPUT, EXIT_LOCKED, EXIT_OK, error, long_running
-from engine.estate import Estate, EstateError, load_estate
-from engine.plan import (
+from sluice.cli.process import error, long_running
+from sluice.engine.model.estate import Estate, EstateError, load_estate
+from sluice.engine.model.plan import (
     PLAN_COLUMNS,
     PLAN_NUMERIC,
     Plan,
@@ -21,7 +21,8 @@ from engine.plan import (
     plan_rows,
     wave_sizes,
 )
-from engine.units import format_duration
+from sluice.engine.model.units import format_duration
+from sluice.engine.rollout.state import ExitCode
 
 
 class BadInput(Exception):
@@ -59,16 +60,16 @@ def dispatch(args: argparse.Namespace) -> int:
     handler = handlers.get(args.command)
     if handler is None:
         error(f"`sluice {args.command}` is not available in this build yet")
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
     try:
         return handler(args)
     except Locked as exc:
         print(exc, file=sys.stderr)
-        return EXIT_LOCKED
+        return ExitCode.LOCKED
     except BadInput as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return ExitCode.BAD_INPUT
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -79,7 +80,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         f"{len(estate.channels)} channels ({waves} waves), {len(estate.executors)} executors, "
         f"{len(estate.checks)} checks, {len(estate.modules)} modules"
     )
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def plan_for(estate: Estate, spec: str, current: dict[str, str] | None = None) -> Plan:
@@ -97,12 +98,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
         print_plan(estate, plan)
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def current_versions(estate: Estate, spec: str) -> dict[str, str]:
     """Each target's current version of the module, from the history's ledger (if any)."""
-    from engine.history import History, HistoryError
+    from sluice.engine.store.history import History, HistoryError
 
     if not estate.history_path.exists():
         return {}
@@ -119,7 +120,7 @@ def current_versions(estate: Estate, spec: str) -> dict[str, str]:
 def print_plan(estate: Estate, plan: Plan) -> None:
     from rich.console import Console
 
-    from engine.report import make_table
+    from sluice.engine.app.report import make_table
 
     console = Console(width=max(Console().width, 100))
     applies = sum(len(w.applies) for w in plan.waves)
@@ -175,7 +176,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from engine.session import ResumeError
+    from sluice.engine.app.session import ResumeError
 
     estate = load(args.estate)
     if not args.headless:
@@ -198,7 +199,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from engine.session import ResumeError
+    from sluice.engine.app.session import ResumeError
 
     estate = load(args.estate)
     with _session(estate) as session:
@@ -236,18 +237,18 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from engine import report
+    from sluice.engine.app import report
 
     with _history(load(args.estate)) as history:
         if args.json:
             print(report.history_json(history))
         else:
             report.print_wide(report.history_table(history))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from engine import report
+    from sluice.engine.app import report
 
     with _history(load(args.estate)) as history:
         rec = _record(history, args.rollout_id)
@@ -255,15 +256,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(json.dumps(report.record(history, rec), indent=2, default=str))
         else:
             print("\n".join(report.show_text(history, rec)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from engine import report
+    from sluice.engine.app import report
 
     with _history(load(args.estate)) as history:
         sys.stdout.write(report.export_toml(history, _record(history, args.rollout_id)))
-    return EXIT_OK
+    return ExitCode.OK
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -284,7 +285,7 @@ def _spec(spec: str) -> tuple[str, str]:
 
 
 def _clock(args: argparse.Namespace) -> Any:
-    from engine.clock import Clock
+    from sluice.engine.support.clock import Clock
 
     return Clock(args.time_scale)
 
@@ -298,8 +299,8 @@ def _check_until(args: argparse.Namespace, plan: Plan) -> None:
 
 @contextlib.contextmanager
 def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
-    from engine.history import HistoryError
-    from engine.session import LeaseHeld, Session
+    from sluice.engine.app.session import LeaseHeld, Session
+    from sluice.engine.store.history import HistoryError
 
     try:
         session = Session.open(estate, drive=drive)
@@ -315,7 +316,7 @@ def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def _history(estate: Estate) -> Iterator[Any]:
-    from engine.history import History, HistoryError
+    from sluice.engine.store.history import History, HistoryError
 
     try:
         history = History.open(estate.history_path, create=False)
@@ -337,7 +338,7 @@ def _record(history: Any, rollout_id: int) -> Any:
 def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     import asyncio
 
-    from engine.headless import JsonPrinter, TextPrinter, run_headless
+    from sluice.engine.app.headless import JsonPrinter, TextPrinter, run_headless
 
     printer = JsonPrinter() if args.json else TextPrinter()
     _import_executors(session.estate, rollout.plan, getattr(args, "until_wave", None))
@@ -357,7 +358,7 @@ def _import_executors(estate: Estate, plan: Plan, until_wave: int | None) -> Non
     than scanned by the collections of the run (a 200-target rollout ran ~70 fewer of them). A
     plan of no-ops loads none, as before.
     """
-    from engine.executors.base import executor_class
+    from sluice.engine.executors.base import executor_class
 
     kinds = {
         estate.executors[t.executor].kind
@@ -371,7 +372,7 @@ def _import_executors(estate: Estate, plan: Plan, until_wave: int | None) -> Non
 
 def _console(args: argparse.Namespace, estate: Estate, **how: Any) -> int:
     try:
-        from tui.app import run_console
+        from sluice.tui.app import run_console
     except ImportError as exc:
         raise BadInput(f"sluice: the console cannot start: {exc}") from None
     long_running()

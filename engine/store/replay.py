@@ -1,7 +1,7 @@
 """Replay: a recorded rollout's events, fed back with their original pacing (scaled).
 
 Consumers (the console) publish what :meth:`ReplaySource.play` yields into an ordinary
-:class:`~engine.events.EventBus`, so a replayed rollout is drawn by the same code as a live one.
+:class:`~sluice.engine.rollout.events.EventBus`, so a replayed rollout is drawn by the same code as a live one.
 
 Loading is cheap whatever the rollout's size: the rows are read once and each event is decoded
 when it is first needed (playing decodes at the pace it plays; a seek decodes only what it skips
@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import overload
 
-from engine.events import Event, WaveStarted
-from engine.history import EventRow, History, decode_event, decode_events, known_kind
+from sluice.engine.rollout.events import Event, WaveStarted
+from sluice.engine.store.history import EventRow, History, decode_event, decode_events, known_kind
 
 #: A recorded pause longer than this (an operator away at a manual gate) replays as this long.
 MAX_GAP_SECONDS = 30.0

@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.checks.base import Reading
-from engine.estate import CheckSpec
+from sluice.engine.checks.base import Reading
+from sluice.engine.model.estate import CheckSpec
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
 PASSED, FAILED, VERDICT_INCONCLUSIVE = "passed", "failed", "inconclusive"

@@ -14,15 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.clock import Clock
-from engine.estate import Estate
-from engine.events import EventBus
-from engine.history import DONE_OUTCOMES, History, RolloutRecord
-from engine.jobs import current_user
-from engine.plan import Plan, PlannedTarget, Wave, make_plan
-from engine.recorder import Recorder
-from engine.rollout import Rollout
-from engine.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.plan import Plan, PlannedTarget, Wave, make_plan
+from sluice.engine.rollout.events import EventBus
+from sluice.engine.rollout.jobs import current_user
+from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.rollout.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
+from sluice.engine.store.history import DONE_OUTCOMES, History, RolloutRecord
+from sluice.engine.store.recorder import Recorder
+from sluice.engine.support.clock import Clock
 
 #: A lease whose holder has not written a heartbeat for this long is taken over.
 LEASE_TIMEOUT = 30.0
@@ -172,7 +172,7 @@ class Session:
             except Exception:  # a busy database: try again at the next beat
                 continue
             if not ours and rollout is not None:
-                from engine.events import Notice
+                from sluice.engine.rollout.events import Notice
 
                 rollout.bus.emit(
                     Notice,
@@ -375,14 +375,14 @@ class Session:
 
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
-        from engine.notify import Notifications
+        from sluice.engine.app.notify import Notifications
 
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
         try:
             if self.takeover:
-                from engine.events import Notice
+                from sluice.engine.rollout.events import Notice
 
                 rollout.bus.emit(Notice, level="warning", message=self.takeover)
             return await rollout.run()

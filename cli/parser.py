@@ -1,19 +1,11 @@
-"""The ``sluice`` command line. Firm contract: see docs/DESIGN.md ("The command line").
-
-Imports stay lazy: ``sluice --help`` and ``sluice check`` never load textual (or asyncssh,
-aiohttp, rich) — the console is imported only when it opens.
-"""
+"""The ``sluice`` argument parsers. Firm contract: docs/design.md ("The command line")."""
 
 from __future__ import annotations
 
 import argparse
-import gc
-import sys
-from collections.abc import Sequence
 
-from engine import __version__
+from sluice.engine import __version__
 
-EXIT_OK, EXIT_HALTED, EXIT_BAD_INPUT, EXIT_ABORTED, EXIT_STOPPED, EXIT_LOCKED = 0, 1, 2, 3, 4, 5
 DEFAULT_ESTATE = "sample_estate.toml"
 
 COMMANDS = ("check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export")
@@ -123,76 +115,3 @@ def build_console_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", metavar="NAME")
     parser.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
     return parser
-
-
-def error(message: str) -> None:
-    print(f"sluice: {message}", file=sys.stderr)
-
-
-_collector_paused = False
-
-
-def long_running() -> None:
-    """Call where a command's long-running part begins (a rollout, the console).
-
-    Everything start-up loaded (modules, classes, functions) lives until exit: frozen, it is left
-    out of the cyclic collector's scans (a full scan of it costs ~0.1 s in the middle of a
-    200-target rollout), and collection, paused by :func:`main`, is back on for what the run
-    allocates. A no-op when :func:`main` did not pause it (in-process callers, tests).
-    """
-    global _collector_paused
-    if _collector_paused:
-        gc.freeze()
-        gc.enable()
-        _collector_paused = False
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``sluice`` console script.
-
-    As the program (``argv`` None), it starts without the cyclic garbage collector: start-up
-    makes tens of thousands of long-lived objects and no garbage worth finding, yet sets off a
-    hundred collections (~30 ms). :func:`long_running` turns it back on; short commands end
-    without it. At exit, everything is frozen first, which spares the interpreter's final
-    collections over objects that die with the process anyway (~0.1 s once asyncssh is loaded).
-    """
-    global _collector_paused
-    program = argv is None
-    if program and gc.isenabled():
-        gc.disable()
-        _collector_paused = True
-    try:
-        return _main(sys.argv[1:] if argv is None else argv)
-    finally:
-        if program:
-            gc.freeze()
-
-
-def _main(argv: Sequence[str]) -> int:
-    args_list = list(argv)
-    try:
-        if args_list and (
-            args_list[0] in COMMANDS or args_list[0] in ("-h", "--help", "--version")
-        ):
-            args = build_parser().parse_args(args_list)
-        else:
-            args = build_console_parser().parse_args(args_list)
-            args.command = None
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    from engine import commands
-
-    try:
-        return commands.dispatch(args)
-    except KeyboardInterrupt:
-        error("interrupted")
-        return EXIT_ABORTED
-    except BrokenPipeError:
-        return EXIT_OK
-
-
-if __name__ == "__main__":
-    # ``python -m engine.cli``: run the package's own module, whose state commands share.
-    from engine.cli import main as program
-
-    sys.exit(program())

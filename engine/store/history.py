@@ -24,9 +24,11 @@ from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.events import _KINDS as EVENT_KINDS  # kind → class (events.py has no public name)
-from engine.events import Event, SampleTaken
-from engine.history_schema import (  # the schema's names are known from here too
+from sluice.engine.rollout.events import (
+    _KINDS as EVENT_KINDS,
+)  # kind → class (events.py has no public name)
+from sluice.engine.rollout.events import Event, SampleTaken
+from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
     SAMPLE_COLUMNS,
@@ -49,7 +51,7 @@ _SAMPLE_FIELDS = ("wave", "check", "target", "phase", "value", "baseline", "outc
 
 
 def _tuplify(value: Any) -> Any:
-    """JSON arrays back to the tuples events hold (as :func:`engine.events.event_from_dict`)."""
+    """JSON arrays back to the tuples events hold (as :func:`sluice.engine.rollout.events.event_from_dict`)."""
     return tuple(_tuplify(v) for v in value) if type(value) is list else value
 
 

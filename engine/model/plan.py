@@ -6,8 +6,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from engine.estate import Channel, Estate, ExecutorSpec
-from engine.units import Share
+from sluice.engine.model.estate import Channel, Estate, ExecutorSpec
+from sluice.engine.model.units import Share
 
 #: What an apply is expected to take when the executor does not say (``expected_duration``).
 DEFAULT_APPLY_SECONDS = 60.0
@@ -207,7 +207,7 @@ PLAN_NUMERIC = {"wave", "n", "par", "budget", "blast", "ETA"}
 
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
     """One row of text per wave (see :data:`PLAN_COLUMNS`), the ETA cumulative."""
-    from engine.units import format_duration
+    from sluice.engine.model.units import format_duration
 
     rows: list[tuple[str, ...]] = []
     elapsed = 0.0

@@ -9,7 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from engine.units import parse_duration, parse_duration_range, parse_increase, parse_share
+from sluice.engine.model.units import (
+    parse_duration,
+    parse_duration_range,
+    parse_increase,
+    parse_share,
+)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
-from engine.events import (
+from sluice.engine.model.units import format_duration
+from sluice.engine.rollout.events import (
     ApplyFinished,
     Event,
     GateEvaluated,
@@ -22,9 +23,8 @@ from engine.events import (
     WaveApplied,
     WaveStarted,
 )
-from engine.rollout import Rollout
-from engine.state import Outcome
-from engine.units import format_duration
+from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.rollout.state import Outcome
 
 
 class TextPrinter:

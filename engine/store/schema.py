@@ -1,6 +1,6 @@
 """The history file's schema: the DDL of each version, the forward migrations, the file settings.
 
-:meth:`engine.history.History.open` runs ``MIGRATIONS[v]`` for every version ``v`` above the file's
+:meth:`sluice.engine.store.history.History.open` runs ``MIGRATIONS[v]`` for every version ``v`` above the file's
 recorded one, in one transaction. A migration keeps every row: it adds tables, columns, indexes and
 views, renames, or copies a table's rows as they are into a new definition of it.
 """

@@ -11,11 +11,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from engine import schema
-from engine.schema import Key
-from engine.template import placeholder_problem, placeholders
-from engine.toml_lines import key_lines
-from engine.units import Share
+from sluice.engine.model import schema
+from sluice.engine.model.schema import Key
+from sluice.engine.model.template import placeholder_problem, placeholders
+from sluice.engine.model.toml_lines import key_lines
+from sluice.engine.model.units import Share
 
 KeyPath = tuple[str | int, ...]
 

@@ -7,8 +7,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from engine.history import History, RolloutRecord
-from engine.units import format_duration
+from sluice.engine.model.units import format_duration
+from sluice.engine.store.history import History, RolloutRecord
 
 EXPORT_FORMAT = 1
 

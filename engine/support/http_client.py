@@ -2,7 +2,7 @@
 error messages with secrets masked, dotted JSON paths.
 
 Every request goes through the rollout's one ``aiohttp.ClientSession``
-(:meth:`engine.resources.Resources.http`) with an explicit per-request timeout. aiohttp is imported
+(:meth:`sluice.engine.support.resources.Resources.http`) with an explicit per-request timeout. aiohttp is imported
 lazily so that ``sluice check`` never loads it.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.template import MASK, redact
-from engine.units import format_duration
+from sluice.engine.model.template import MASK, redact
+from sluice.engine.model.units import format_duration
 
 #: Header names whose values are masked in anything shown or recorded, secret or not.
 SENSITIVE_HEADER_WORDS = ("authorization", "token", "secret", "key", "cookie", "password")

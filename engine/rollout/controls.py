@@ -5,7 +5,7 @@ gate waits for) and takes the operator commands — ``pause``, ``resume``, ``adv
 ``retry``, ``rollback_wave``, ``rollback_target``, ``bypass`` — as plain methods, safe to call at
 any moment: a command that makes no sense now returns a refusal saying why, never raises. Each
 accepted command is emitted as an ``OperatorAction`` with its actor and reason.
-:class:`engine.rollout.Rollout` adds the driving: waves, soaks and gates.
+:class:`sluice.engine.rollout.orchestrator.Rollout` adds the driving: waves, soaks and gates.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.checks.base import CheckSource, create_check
-from engine.clock import Clock
-from engine.estate import Estate
-from engine.events import EventBus, OperatorAction, StateChanged, WaveFinished
-from engine.executors.base import Executor, create_executor
-from engine.jobs import JobRunner, current_user, run_bounded
-from engine.plan import Plan, Wave
-from engine.resources import Resources
-from engine.state import (
+from sluice.engine.checks.base import CheckSource, create_check
+from sluice.engine.executors.base import Executor, create_executor
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.plan import Plan, Wave
+from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged, WaveFinished
+from sluice.engine.rollout.jobs import JobRunner, current_user, run_bounded
+from sluice.engine.rollout.state import (
     ABORTED,
     APPLYING,
     FAILED,
@@ -38,13 +36,15 @@ from engine.state import (
     TargetState,
     WaveState,
 )
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 #: Operator decisions that end a wait at a gate.
 APPROVED, BYPASSED = "approved", "bypassed"
 
 
 class RolloutControls:
-    """A rollout's live state and its operator commands (see :class:`engine.rollout.Rollout`).
+    """A rollout's live state and its operator commands (see :class:`sluice.engine.rollout.orchestrator.Rollout`).
 
     Args:
         interactive: wait for the operator at gates (the console). Headless runs stop instead:
@@ -124,8 +124,8 @@ class RolloutControls:
         self._phase = "running"
         self._unpaused = asyncio.Event()
         self._unpaused.set()
-        self._end_soak = asyncio.Event()
-        self._bypass_soak = False
+        self.soak_ended = asyncio.Event()
+        self.soak_bypassed = False
         self._decision: asyncio.Future[str] | None = None
         self._waiting: str | None = None  # awaiting_approval | inconclusive | halted | budget
         self._task: asyncio.Task[Outcome] | None = None
@@ -194,9 +194,9 @@ class RolloutControls:
             return CommandResult(
                 False, "the gate failed: roll back, bypass (with a reason) or abort"
             )
-        if self._phase == "soaking" and not self._end_soak.is_set():
+        if self._phase == "soaking" and not self.soak_ended.is_set():
             self._operator("advance", actor, reason or "soak ended early", wave=self.current_wave)
-            self._end_soak.set()
+            self.soak_ended.set()
             return CommandResult(True, "soak ended early; judging the gate on what was measured")
         return CommandResult(False, "nothing to advance: no gate is waiting and no soak is running")
 
@@ -210,10 +210,10 @@ class RolloutControls:
             self._operator("bypass", actor, reason, wave=self.current_wave)
             self._decide(BYPASSED)
             return CommandResult(True, f"gate of wave {self.current_wave} bypassed")
-        if self._phase == "soaking" and not self._end_soak.is_set():
+        if self._phase == "soaking" and not self.soak_ended.is_set():
             self._operator("bypass", actor, reason, wave=self.current_wave)
-            self._bypass_soak = True
-            self._end_soak.set()
+            self.soak_bypassed = True
+            self.soak_ended.set()
             return CommandResult(True, f"gate of wave {self.current_wave} bypassed")
         return CommandResult(False, "no gate to bypass right now")
 

@@ -6,16 +6,16 @@ import asyncio
 import statistics
 from typing import TYPE_CHECKING, Any
 
-from engine.checks.base import CheckSource, Reading
-from engine.estate import CheckSpec
-from engine.events import GateEvaluated, SampleTaken, SoakStarted
-from engine.gate import Gate
-from engine.plan import Wave
-from engine.state import PENDING, TargetState
-from engine.template import Context
+from sluice.engine.checks.base import CheckSource, Reading
+from sluice.engine.model.estate import CheckSpec
+from sluice.engine.model.plan import Wave
+from sluice.engine.model.template import Context
+from sluice.engine.rollout.events import GateEvaluated, SampleTaken, SoakStarted
+from sluice.engine.rollout.gate import Gate
+from sluice.engine.rollout.state import PENDING, TargetState
 
 if TYPE_CHECKING:
-    from engine.rollout import Rollout
+    from sluice.engine.rollout.controls import RolloutControls as Rollout
 
 #: Measurements in flight at once across a wave (a large wave must not flood a Prometheus).
 SAMPLE_CONCURRENCY = 64
@@ -122,7 +122,7 @@ async def run_soak(
     )
     semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
     control = _control_group(rollout, wave)
-    done = rollout._end_soak
+    done = rollout.soak_ended
 
     async def measure_round(spec: CheckSpec) -> None:
         control_median: float | None = None
@@ -197,7 +197,7 @@ async def run_soak(
             loop.cancel()
         await asyncio.gather(*loops, ender, all_loops, return_exceptions=True)
     ended_early = done.is_set()
-    if rollout._bypass_soak:
+    if rollout.soak_bypassed:
         verdict, reasons = "bypassed", ["gate bypassed by the operator"]
     elif not checks:
         verdict, reasons = "passed", ["no checks configured for this channel"]

@@ -13,7 +13,7 @@ apply's state.
 A check sample — most of a rollout's events — is one ``samples`` row, its fields in columns (no
 JSON). Every other event is an ``event_log`` row that keeps ``seq``, ``ts`` and ``kind`` in columns
 and the other fields as compact JSON in ``data`` (readers merge the two:
-:meth:`engine.history.History.event_rows`). Serialising is most of the recorder's cost, so the
+:meth:`sluice.engine.store.history.History.event_rows`). Serialising is most of the recorder's cost, so the
 field names of each event class are looked up once, not per event.
 """
 
@@ -27,7 +27,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from engine.events import (
+from sluice.engine.rollout.events import (
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -39,7 +39,7 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.history import History
+from sluice.engine.store.history import History
 
 #: Events written the moment they happen (the rest wait for the next batch).
 DURABLE = (

@@ -15,12 +15,11 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from engine.clock import Clock
-from engine.estate import Estate
-from engine.events import ApplyFinished, ApplyOutput, ApplyStarted, EventBus
-from engine.executors.base import ApplyResult, Executor, Job, create_executor
-from engine.resources import Resources
-from engine.state import (
+from sluice.engine.executors.base import ApplyResult, Executor, Job, create_executor
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.template import placeholders, redact
+from sluice.engine.rollout.events import ApplyFinished, ApplyOutput, ApplyStarted, EventBus
+from sluice.engine.rollout.state import (
     ABORTED,
     APPLYING,
     FAILED,
@@ -30,10 +29,11 @@ from engine.state import (
     UNKNOWN,
     TargetState,
 )
-from engine.template import placeholders, redact
+from sluice.engine.support.clock import Clock
+from sluice.engine.support.resources import Resources
 
 if TYPE_CHECKING:
-    from engine.checks.base import CheckSource
+    from sluice.engine.checks.base import CheckSource
 
 
 def current_user() -> str:

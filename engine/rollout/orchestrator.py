@@ -2,8 +2,8 @@
 
 A :class:`Rollout` drives one plan. It publishes everything it does on an :class:`EventBus` (the
 one stream the console, the headless printer and history read). Its operator commands and live
-state come from :class:`engine.controls.RolloutControls`; one target's apply or rollback from
-:class:`engine.jobs.JobRunner`; baselines and soaks from :mod:`engine.soak`.
+state come from :class:`sluice.engine.rollout.controls.RolloutControls`; one target's apply or rollback from
+:class:`sluice.engine.rollout.jobs.JobRunner`; baselines and soaks from :mod:`sluice.engine.rollout.soak`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from engine.checks.base import CheckSource
-from engine.controls import APPROVED, BYPASSED, RolloutControls
-from engine.events import (
+from sluice.engine.checks.base import CheckSource
+from sluice.engine.model.plan import Wave
+from sluice.engine.rollout.controls import APPROVED, BYPASSED, RolloutControls
+from sluice.engine.rollout.events import (
     Notice,
     OperatorAction,
     RolloutFinished,
@@ -22,10 +23,9 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.jobs import run_bounded
-from engine.plan import Wave
-from engine.soak import run_soak
-from engine.state import (
+from sluice.engine.rollout.jobs import run_bounded
+from sluice.engine.rollout.soak import run_soak
+from sluice.engine.rollout.state import (
     FAILED,
     NOOP,
     OK,
@@ -146,8 +146,8 @@ class Rollout(RolloutControls):
                 f"{len(unknown)} target(s) of unknown outcome: {', '.join(unknown)}; retry or bypass",
             )
         state.status = "soaking"
-        self._end_soak.clear()
-        self._bypass_soak = False
+        self.soak_ended.clear()
+        self.soak_bypassed = False
         self._set_phase("soaking")
         verdict, reasons = await run_soak(
             self, wave, checks, sources, gate_and_baselines, gate_targets
@@ -218,7 +218,7 @@ class Rollout(RolloutControls):
         sources: dict[str, CheckSource],
         targets: list[TargetState],
     ) -> Any:
-        from engine.soak import take_baselines
+        from sluice.engine.rollout.soak import take_baselines
 
         return await take_baselines(self, wave, checks, sources, targets)
 

@@ -1,6 +1,6 @@
 """Regenerate the README's screenshot: the sample rollout halting at the dev gate.
 
-Run: ``.venv/bin/python -m tui.screenshot [--out docs/screenshot.svg] [--time-scale 1]``
+Run: ``.venv/bin/python -m sluice.tui.screenshot [--out docs/screenshot.svg] [--time-scale 1]``
 
 It opens the console on a scratch copy of ``sample_estate.toml`` (so no history is touched),
 starts ``postgres-operator@2.0.0`` as a user would, waits for the dev gate to halt on the p99
@@ -16,10 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.clock import Clock
-from engine.estate import load_estate
-from tui.app import SluiceApp
-from tui.driver import RolloutDriver, open_session
+from sluice.engine.model.estate import load_estate
+from sluice.engine.support.clock import Clock
+from sluice.tui.app import SluiceApp
+from sluice.tui.driver import RolloutDriver, open_session
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,11 +1,11 @@
 """Webhook notifications (``[[notify]]``): chosen rollout events, posted as Slack-compatible text
 or as a generic JSON event.
 
-:class:`Notifications` subscribes to the rollout's :class:`~engine.events.EventBus` and delivers
+:class:`Notifications` subscribes to the rollout's :class:`~sluice.engine.rollout.events.EventBus` and delivers
 from its own tasks, so a slow or dead receiver never blocks or fails the rollout: every attempt
 is bounded by the notifier's ``timeout``, failed attempts (connection errors, timeouts, HTTP 5xx,
 408, 429) are retried ``retries`` times with exponential backoff, and a delivery that finally
-fails is published on the bus as a :class:`~engine.events.Notice` (so the console shows it and
+fails is published on the bus as a :class:`~sluice.engine.rollout.events.Notice` (so the console shows it and
 history records it). Each notifier delivers in event order.
 
 Notification names (``events = [...]``) and the events they come from:
@@ -36,7 +36,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.events import (
+from sluice.engine.model.template import Context, TemplateError, render
+from sluice.engine.rollout.events import (
     Event,
     EventBus,
     GateEvaluated,
@@ -50,12 +51,11 @@ from engine.events import (
     WaveFinished,
     WaveStarted,
 )
-from engine.http_client import client_error, header_secrets, one_line
-from engine.resources import Resources
-from engine.template import Context, TemplateError, render
+from sluice.engine.support.http_client import client_error, header_secrets, one_line
+from sluice.engine.support.resources import Resources
 
 if TYPE_CHECKING:
-    from engine.estate import Notifier
+    from sluice.engine.model.estate import Notifier
 
 #: Undelivered notifications a notifier may queue before new ones are dropped (with a Notice).
 QUEUE_SIZE = 1000
