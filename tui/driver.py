@@ -24,9 +24,10 @@ __all__ = ["LeaseHeld", "ResumeError", "RolloutDriver", "open_session"]
 NOT_RUNNING = "no rollout is running — press n to start one"
 
 
-def open_session(estate: Estate, *, drive: bool = True) -> Session:
-    """The console's one way to an engine session (raises LeaseHeld when another drives)."""
-    return Session.open(estate, drive=drive)
+def open_session(estate: Estate, *, drive: bool = True, **options: Any) -> Session:
+    """The console's one way to an engine session (raises LeaseHeld when another drives);
+    ``options`` go to :meth:`Session.open` (tests pass a frozen ``wall`` and ``bus``)."""
+    return Session.open(estate, drive=drive, **options)
 
 
 class RolloutDriver:

@@ -299,6 +299,13 @@ class ConsoleModel:
         self.detail = e.summary
         self.dirty.waves.update(self.waves)  # their hints ("press a", "n starts…") end here
 
+    def crashed(self, message: str) -> None:
+        """A failure outside the engine's stream (the console's own task): say so as an end."""
+        self.state = self.outcome = "crashed"
+        self.detail = message
+        self._log(f"! {message}")
+        self.dirty.waves.update(self.waves)
+
     _handlers: dict[type, Callable[[ConsoleModel, Any], None]] = {
         RolloutStarted: _started,
         StateChanged: _state,

@@ -11,6 +11,8 @@ import contextlib
 import os
 import socket
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from sluice.engine.model.plan import Plan, PlannedTarget, Wave, make_plan
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
 from sluice.engine.rollout.orchestrator import Rollout
-from sluice.engine.rollout.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
+from sluice.engine.rollout.state import FAILED, OK, RESUMABLE, ROLLED_BACK, UNKNOWN, Outcome
 from sluice.engine.store.history import DONE_OUTCOMES, History, RolloutRecord
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.support.clock import Clock
@@ -61,9 +63,21 @@ def _alive(pid: int) -> bool:
 class Session:
     """Open with :meth:`open`; always :meth:`close` (releases the lease)."""
 
-    def __init__(self, estate: Estate, history: History, *, drive: bool):
+    def __init__(
+        self,
+        estate: Estate,
+        history: History,
+        *,
+        drive: bool,
+        wall: Callable[[], float] = time.time,
+        bus: Callable[..., EventBus] = EventBus,
+    ):
         self.estate = estate
         self.history = history
+        #: Wall-clock seconds for what the session records (lease, rollouts' start); tests
+        #: pass a frozen one, with an EventBus factory whose events they stamp themselves.
+        self.wall = wall
+        self.bus_factory = bus
         self.driving = drive
         self.recorders: list[Recorder] = []
         self.user = current_user()
@@ -73,11 +87,17 @@ class Session:
 
     @classmethod
     def open(
-        cls, estate: Estate, *, drive: bool = True, history_path: Path | None = None
+        cls,
+        estate: Estate,
+        *,
+        drive: bool = True,
+        history_path: Path | None = None,
+        wall: Callable[[], float] = time.time,
+        bus: Callable[..., EventBus] = EventBus,
     ) -> Session:
         """Open the estate's history; with ``drive``, take the lease or raise :class:`LeaseHeld`."""
         history = History.open(history_path or estate.history_path)
-        session = cls(estate, history, drive=drive)
+        session = cls(estate, history, drive=drive, wall=wall, bus=bus)
         if drive:
             try:
                 session._acquire()
@@ -89,12 +109,12 @@ class Session:
     # ------------------------------------------------------------------ lease
 
     def _holder_text(self, row: dict[str, Any]) -> str:
-        age = time.time() - row["heartbeat"]
+        age = self.wall() - row["heartbeat"]
         return f"{row['user']}@{row['host']} (pid {row['pid']}, last heartbeat {age:.0f}s ago)"
 
     def _acquire(self) -> None:
         conn = self.history.db.conn
-        now = time.time()
+        now = self.wall()
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute(
@@ -158,7 +178,7 @@ class Session:
         with self.history.db.atomic():
             cursor = self.history.db.execute(
                 "UPDATE lease SET heartbeat = ? WHERE estate = ? AND pid = ? AND host = ?",
-                [time.time(), self.estate.name, self.pid, self.host],
+                [self.wall(), self.estate.name, self.pid, self.host],
             )
         return cursor.rowcount > 0
 
@@ -192,7 +212,7 @@ class Session:
                 # Taken over while we were silent: the lease is someone else's now; say so.
                 self.history.db.execute(
                     "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, ?, ?)",
-                    [time.time(), self.estate.name, "release" if released else "lost", self._me()],
+                    [self.wall(), self.estate.name, "release" if released else "lost", self._me()],
                 )
         self.history.close()
 
@@ -206,7 +226,7 @@ class Session:
         return make_plan(self.estate, module, version, self.current_versions(module))
 
     def _wire(self, rollout_id: int, module: str, *, start_seq: int = 1) -> EventBus:
-        bus = EventBus(start_seq=start_seq)
+        bus = self.bus_factory(start_seq=start_seq)
         recorder = Recorder(self.history, rollout_id, module)
         self.recorders.append(recorder)
         bus.listen(recorder)
@@ -225,7 +245,7 @@ class Session:
             actor=self.user,
             host=self.host,
             plan=plan.to_dict(),
-            started=time.time(),
+            started=self.wall(),
         )
         bus = self._wire(rollout_id, plan.module)
         return Rollout(
@@ -245,7 +265,7 @@ class Session:
             record = self.history.rollout(rollout_id)
             if record is None:
                 raise ResumeError(f"there is no rollout #{rollout_id} in {self.history.path}")
-            if record.outcome not in ("running", "stopped"):
+            if record.outcome not in RESUMABLE:
                 raise ResumeError(
                     f"rollout #{rollout_id} ended {record.outcome}; start a new rollout instead"
                 )
@@ -356,7 +376,7 @@ class Session:
             actor=self.user,
             host=self.host,
             plan={**plan.to_dict(), "rollback_of": source.id},
-            started=time.time(),
+            started=self.wall(),
             kind="rollback",
         )
         bus = self._wire(rollout_id, module)
@@ -373,10 +393,26 @@ class Session:
             rollback_only=True,
         )
 
+    def write_crash_log(self, exc: BaseException) -> str | None:
+        """The traceback of an engine failure, in a file beside the history (owner-only)."""
+        folder = self.history.path.parent / "logs"
+        try:
+            folder.mkdir(mode=0o700, exist_ok=True)
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.wall()))
+            path = folder / f"crash-{stamp}-{os.getpid()}.log"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write("".join(traceback.format_exception(exc)))
+        except OSError:
+            return None
+        return str(path)
+
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
         from sluice.engine.app.notify import Notifications
 
+        if rollout.on_crash is None:
+            rollout.on_crash = self.write_crash_log
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)

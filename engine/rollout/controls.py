@@ -121,6 +121,9 @@ class RolloutControls:
         self.current_wave: int | None = None
         self.paused = False
         self.outcome: Outcome | None = None
+        #: Called with an exception that escaped the engine; returns where its traceback went
+        #: (the session writes it to a log file beside the history).
+        self.on_crash: Callable[[BaseException], str | None] | None = None
         self._phase = "running"
         self._unpaused = asyncio.Event()
         self._unpaused.set()

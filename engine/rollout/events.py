@@ -199,7 +199,7 @@ class WaveFinished(Event):
 class RolloutFinished(Event):
     kind: ClassVar[str] = "rollout_finished"
     rollout_id: int
-    outcome: str  # done | halted | aborted | stopped
+    outcome: str  # done | halted | aborted | stopped | crashed
     exit_code: int
     summary: str
 

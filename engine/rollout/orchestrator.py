@@ -36,6 +36,16 @@ from sluice.engine.rollout.state import (
 )
 
 
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message`` of the first real failure (task groups wrap them in a group)."""
+    others = 0
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        others += len(exc.exceptions) - 1
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text + (f" (and {others} more)" if others else "")
+
+
 class _Finish(Exception):
     def __init__(self, outcome: str, summary: str):
         self.outcome = Outcome(outcome, summary)
@@ -96,6 +106,8 @@ class Rollout(RolloutControls):
                 ) from None
         except _Finish as finish:
             self.outcome = finish.outcome
+        except Exception as exc:  # a defect or an unforeseen failure inside the engine
+            self.outcome = self._crashed(exc)
         finally:
             await self._cancel_side_tasks()
             await self._close()
@@ -108,6 +120,19 @@ class Rollout(RolloutControls):
             summary=self.outcome.summary,
         )
         return self.outcome
+
+    def _crashed(self, exc: BaseException) -> Outcome:
+        """The engine failed: say so on the stream (the console, the log, history) and end
+        ``crashed`` — resumable, like a driver that died, so `sluice resume` continues."""
+        where = self.on_crash(exc) if self.on_crash is not None else None
+        error = describe_failure(exc)
+        trace = f"; traceback in {where}" if where else ""
+        self.bus.emit(Notice, level="error", message=f"the engine failed: {error}{trace}")
+        return Outcome(
+            "crashed",
+            f"the engine failed ({error}){trace}; continue with "
+            f"`sluice resume {self.estate.path} {self.rollout_id}`",
+        )
 
     async def _run_wave(self, wave: Wave) -> None:
         state = self.waves[wave.number]

@@ -29,12 +29,17 @@ class ExitCode(IntEnum):
     LOCKED = 5  # another process drives the estate
 
 
+#: Recorded outcomes of a rollout that `sluice resume` continues: left running by a process that
+#: died, stopped on purpose (``--until-wave``, a manual gate headless), or crashed (the engine failed).
+RESUMABLE = ("running", "stopped", "crashed")
+
 #: Rollout outcomes and their exit codes.
 OUTCOME_EXIT = {
     "done": ExitCode.OK,
     "halted": ExitCode.HALTED,
     "aborted": ExitCode.ABORTED,
     "stopped": ExitCode.STOPPED,
+    "crashed": ExitCode.STOPPED,  # the engine failed; resumable like a driver that died
 }
 
 
@@ -100,7 +105,7 @@ class CommandResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str  # done | halted | aborted | stopped
+    outcome: str  # done | halted | aborted | stopped | crashed
     summary: str
 
     @property

@@ -28,6 +28,7 @@ from sluice.engine.rollout.events import (
     _KINDS as EVENT_KINDS,
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
+from sluice.engine.rollout.state import RESUMABLE
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
@@ -313,9 +314,10 @@ class History:
         return self._record(rows[0]) if rows else None
 
     def unfinished(self) -> list[RolloutRecord]:
-        """Rollouts that can be resumed: left running by a dead process, or stopped."""
+        """Rollouts that can be resumed: left running by a dead process, stopped, or crashed."""
+        marks = ", ".join("?" * len(RESUMABLE))
         rows = self.db.query(
-            "SELECT * FROM rollouts WHERE outcome IN ('running', 'stopped') ORDER BY id DESC"
+            f"SELECT * FROM rollouts WHERE outcome IN ({marks}) ORDER BY id DESC", RESUMABLE
         )
         return [self._record(r) for r in rows]
 

@@ -14,7 +14,6 @@ os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")  # before textual is importe
 import asyncio
 import shutil
 import time
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from typing import Any
 import pytest
 from tui_support import FROZEN_AT, SAMPLE, STEPS, Console, FrozenClock, HeldExecutor
 
-import sluice.engine.app.session
 from sluice.engine.model.estate import load_estate
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.support.clock import Clock
@@ -38,24 +36,19 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """Deterministic engine time: events 0.25 s apart from FROZEN_AT, apply durations 0.
 
-    The engine builds its EventBus (session) and times applies (rollout) with the wall clock;
-    the session patches stand in for an injectable clock there; apply durations come from the Clock.
+    The session options to open with: a frozen wall clock and an EventBus whose events are
+    stamped by the step time; apply durations come from the (patched) Clock.
     """
     STEPS.reset()
 
     def bus(start_seq: int = 1) -> EventBus:
         return EventBus(start_seq=start_seq, clock=STEPS.tick)
 
-    monkeypatch.setattr(sluice.engine.app.session, "EventBus", bus)
-    monkeypatch.setattr(
-        sluice.engine.app.session,
-        "time",
-        types.SimpleNamespace(time=lambda: FROZEN_AT, sleep=time.sleep),
-    )
     monkeypatch.setattr(Clock, "monotonic", staticmethod(lambda: 0.0))
+    return {"wall": lambda: FROZEN_AT, "bus": bus}
 
 
 @pytest.fixture
@@ -67,19 +60,30 @@ def estate_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def make_console(estate_path: Path, frozen_engine: None) -> Iterator[Callable[..., Console]]:
-    """Build a console on the private estate: ``make_console(hold=False, **app_kwargs)``."""
+def make_console(
+    estate_path: Path, frozen_engine: dict[str, Any]
+) -> Iterator[Callable[..., Console]]:
+    """Build a console on the private estate: ``make_console(hold=False, **app_kwargs)``
+    (``executor_factory=`` gives the rollout other executors)."""
     sessions = []
 
-    def make(*, path: Path | None = None, hold: bool = False, **kwargs: Any) -> Console:
+    def make(
+        *,
+        path: Path | None = None,
+        hold: bool = False,
+        executor_factory: Callable[..., Any] | None = None,
+        **kwargs: Any,
+    ) -> Console:
         estate = load_estate(path or estate_path)
-        session = open_session(estate)
+        session = open_session(estate, **frozen_engine)
         sessions.append(session)
         clock = FrozenClock()
         release = asyncio.Event()
         options = {}
         if hold:
             options["executor_factory"] = lambda *a: HeldExecutor(release, *a)
+        if executor_factory is not None:
+            options["executor_factory"] = executor_factory
         driver = RolloutDriver(session, clock, rollout_options=options)
         kwargs.setdefault("offer_resume", False)
         return Console(SluiceApp(driver, **kwargs), driver, clock, release)

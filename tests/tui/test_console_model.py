@@ -15,9 +15,9 @@ from sluice.tui.widgets.metrics import _limit, combine
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _recorded(estate_path, version: str) -> tuple[list[Event], object]:  # type: ignore[no-untyped-def]
+async def _recorded(estate_path, version: str, **frozen) -> tuple[list[Event], object]:  # type: ignore[no-untyped-def]
     estate = load_estate(estate_path)
-    session = open_session(estate)
+    session = open_session(estate, **frozen)
     try:
         rollout = session.new_rollout(
             session.plan("postgres-operator", version), clock=FrozenClock(), interactive=False
@@ -31,7 +31,7 @@ async def _recorded(estate_path, version: str) -> tuple[list[Event], object]:  #
 
 
 async def test_folding_a_halted_rollout(estate_path, frozen_engine) -> None:
-    events, rollout = await _recorded(estate_path, "2.0.0")
+    events, rollout = await _recorded(estate_path, "2.0.0", **frozen_engine)
     estate = load_estate(estate_path)
     model = ConsoleModel(estate, now=lambda: events[-1].ts)
     model.apply_all(events)

@@ -9,11 +9,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer
+from textual.worker import Worker, WorkerState
 
 from sluice.engine.model.plan import Plan
 from sluice.engine.model.template import Context, TemplateError, render
 from sluice.engine.rollout.events import EventBus
-from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.rollout.orchestrator import Rollout, describe_failure
 from sluice.engine.rollout.state import CommandResult
 from sluice.tui.driver import RolloutDriver
 from sluice.tui.model import ConsoleModel
@@ -101,7 +102,19 @@ class ConsoleScreen(Screen[None]):
 
     @work(group="rollout", exclusive=True, exit_on_error=False)
     async def _drive(self) -> None:
-        await self.driver.drive()
+        await self.driver.drive()  # an engine failure ends the rollout "crashed", on the stream
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A failure around the rollout (the session, the recorder) is shown, never swallowed:
+        the header, a notification and the log say it, with where its traceback went."""
+        error = event.worker.error
+        if event.state != WorkerState.ERROR or error is None:
+            return
+        where = self.driver.session.write_crash_log(error)
+        message = describe_failure(error) + (f"; traceback in {where}" if where else "")
+        self.model.crashed(f"the console's {event.worker.name} task failed: {message}")
+        self.view.schedule()
+        self.notify(message, title="sluice failed", severity="error", timeout=60, markup=False)
 
     # ------------------------------------------------------------------ commands
 
