@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import overload
 
 from sluice.engine.rollout.events import Event, WaveStarted
@@ -75,14 +76,26 @@ class ReplaySource:
     :meth:`resume`, :attr:`speed` and the seeks take effect at the next event.
     """
 
-    def __init__(self, history: History, rollout_id: int):
+    def __init__(self, history: History | None, rollout_id: int):
+        """Reads the rollout's rows from ``history`` now (``None``: no events yet, see
+        :meth:`load`)."""
         self.rollout_id = rollout_id
-        self.events = RecordedEvents(history.event_rows(rollout_id))
+        self.events = RecordedEvents(history.event_rows(rollout_id) if history else [])
         self.position = 0
         self.speed = 10.0
         self._running = asyncio.Event()
         self._running.set()
         self._moved = False
+
+    @classmethod
+    def load(cls, path: Path, rollout_id: int) -> ReplaySource:
+        """Read the rollout from the history at ``path`` on a connection of its own — safe in a
+        worker thread, so a console can load a large recording without blocking its keys."""
+        history = History.open(path, create=False)
+        try:
+            return cls(history, rollout_id)
+        finally:
+            history.close()
 
     @property
     def start(self) -> float:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from tui_support import caught_up, running, start_rollout, state_is, until
 
@@ -81,6 +83,7 @@ async def test_transport_speed_pause_and_seek(make_console) -> None:
         await console.app.push_screen(screen)
         replay = console.app.screen
         assert replay is screen and not replay.playing
+        await until(pilot, lambda: not replay.loading)
         await pilot.pause(0.3)
         assert replay.source.position == 0  # paused means paused
         await pilot.press("space")
@@ -118,3 +121,44 @@ async def test_transport_speed_pause_and_seek(make_console) -> None:
         assert any("disabled" in n.message for n in console.app._notifications)
         await pilot.press("escape")
         await until(pilot, lambda: type(console.app.screen).__name__ == "ConsoleScreen")
+
+
+@pytest.mark.timeout(180)
+async def test_a_large_recording_loads_without_blocking_keys(make_console) -> None:
+    """100,000 recorded events: the recording is read off the UI thread, so a key pressed while
+    it loads is handled before the load ends."""
+    from sluice.engine.rollout.events import ApplyOutput, EventBus
+    from sluice.engine.store.recorder import Recorder
+
+    console = make_console(speed=10_000)
+    async with running(console) as pilot:
+        await _finished_rollout(pilot, console)
+        rollout_id = console.driver.rollout.rollout_id
+        history = console.driver.session.history
+        recorder = Recorder(history, rollout_id, "postgres-operator")
+        bus = EventBus(start_seq=history.last_seq(rollout_id) + 1)
+        bus.listen(recorder)
+        for i in range(100_000):
+            bus.emit(ApplyOutput, target="dev-eu-1", stream="stdout", line=f"line {i}")
+        recorder.flush()
+        assert len(history.event_rows(rollout_id)) > 100_000
+
+        pressed = time.monotonic()
+        screen = ReplayScreen(console.app.estate, history, rollout_id, speed=10, autoplay=False)
+        handled: list[float] = []
+        say_disabled = screen.action_disabled
+
+        def action_disabled() -> None:
+            handled.append(time.monotonic())
+            say_disabled()
+
+        screen.action_disabled = action_disabled  # type: ignore[method-assign]
+        console.app.push_screen(screen)
+        console.app.simulate_key("x")  # at once, as the screen opens: it says it is disabled
+        await until(pilot, lambda: not screen.loading, timeout=60)
+        await until(pilot, lambda: bool(handled))
+        assert len(screen.source.events) > 100_000
+        print(
+            f"key handled {1000 * (handled[0] - pressed):.1f} ms after opening the replay (mounting included); "
+            f"the load ended at {1000 * (screen.loaded_at - pressed):.0f} ms"
+        )

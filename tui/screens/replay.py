@@ -59,7 +59,11 @@ class ReplayScreen(Screen[None]):
         autoplay: bool = True,
     ):
         super().__init__(id="replay")
-        self.source = ReplaySource(history, rollout_id)
+        self.history_path = history.path
+        #: Empty until the recording is read off the UI thread (:meth:`_load`).
+        self.source = ReplaySource(None, rollout_id)
+        self.loading = True
+        self.loaded_at: float | None = None
         self.rollout_id = rollout_id
         self.bus = EventBus()
         self._last_ts = self.source.start
@@ -78,12 +82,25 @@ class ReplayScreen(Screen[None]):
         return self.query_one(RolloutView)
 
     def on_mount(self) -> None:
-        if not self.source.events:
-            self.notify(f"rollout #{self.rollout_id} has no recorded events", severity="warning")
-            self.playing = False
         self.view.follow(self.bus)
         self.set_interval(0.5, self._paint_transport)
-        if self.playing:
+        self._paint_transport()
+        self._load()
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load(self) -> None:
+        """Read the recording in a thread with its own connection: keys work while it loads."""
+        source = ReplaySource.load(self.history_path, self.rollout_id)
+        self.app.call_from_thread(self._loaded, source)
+
+    def _loaded(self, source: ReplaySource) -> None:
+        self.source, self.loading = source, False
+        self.loaded_at = time.monotonic()
+        self._last_ts, self._last_wall = source.start, time.monotonic()
+        if not source.events:
+            self.notify(f"rollout #{self.rollout_id} has no recorded events", severity="warning")
+            self.playing = False
+        elif self.playing:
             self._play()
         self._paint_transport()
 
@@ -114,7 +131,7 @@ class ReplayScreen(Screen[None]):
         self.playing = not self.playing
 
     def watch_playing(self, playing: bool) -> None:
-        if not self.is_mounted:
+        if not self.is_mounted or self.loading:
             return
         self._last_wall = time.monotonic()
         if playing:
@@ -130,7 +147,7 @@ class ReplayScreen(Screen[None]):
         self.speed = next((s for s in reversed(SPEEDS) if s < self.speed), SPEEDS[0])
 
     def watch_speed(self) -> None:
-        if self.is_mounted and self.playing:
+        if self.is_mounted and self.playing and not self.loading:
             self._play()  # exclusive: restarts from the cursor at the new speed
         self._paint_transport()
 
@@ -171,7 +188,9 @@ class ReplayScreen(Screen[None]):
         total = max(0.0, self.source.end - self.source.start)
         at = max(0.0, min(total, self._now() - self.source.start))
         state = "▶ playing" if self.playing else "‖ paused"
-        if self.source.position >= len(self.source.events) and self.source.events:
+        if self.loading:
+            state = "… loading the recording"
+        elif self.source.position >= len(self.source.events) and self.source.events:
             state = "■ end of recording"
         waves = len(self.source.wave_starts())
         wave = self.model.current_wave or 0
@@ -186,4 +205,5 @@ class ReplayScreen(Screen[None]):
 
     def action_close(self) -> None:
         self.workers.cancel_group(self, "replay")
+        self.workers.cancel_group(self, "load")
         self.app.pop_screen()
