@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import tomli_w  # noqa: E402
 from textual import events  # noqa: E402
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from sluice.cli.process import error, long_running
+from sluice.cli.process import long_running
 from sluice.engine.model.estate import Estate, EstateError, load_estate
 from sluice.engine.model.plan import (
     PLAN_COLUMNS,
@@ -57,10 +57,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": cmd_export,
         "replay": cmd_replay,
     }
-    handler = handlers.get(args.command)
-    if handler is None:
-        error(f"`sluice {args.command}` is not available in this build yet")
-        return ExitCode.BAD_INPUT
+    handler = handlers[args.command]  # the parser accepts only these commands
     try:
         return handler(args)
     except Locked as exc:

@@ -211,7 +211,7 @@ def run_console(
     replay: int | None = None,
     speed: float = 10.0,
 ) -> int:
-    """Open the console on ``estate_path``; returns the exit code (DESIGN.md's table)."""
+    """Open the console on ``estate_path``; returns the exit code (docs/design.md: the command line)."""
     try:
         estate = load_estate(Path(estate_path))
         resolve_theme_name(theme, load_themes())

@@ -29,7 +29,6 @@ from sluice.engine.support.clock import Clock
 #: A lease whose holder has not written a heartbeat for this long is taken over.
 LEASE_TIMEOUT = 30.0
 HEARTBEAT_SECONDS = 5.0
-DONE_WAVE_OUTCOMES = DONE_OUTCOMES
 
 
 INTERRUPTED_ROLLBACK = (
@@ -303,9 +302,7 @@ class Session:
                 # Cut off mid-apply (the console quit, the task was cancelled): what it did is
                 # unknown, exactly like an apply a crash interrupted.
                 prior[row["target"]] = (UNKNOWN, row["from_version"])
-        done = {
-            w["number"] for w in self.history.waves(record.id) if w["outcome"] in DONE_WAVE_OUTCOMES
-        }
+        done = {w["number"] for w in self.history.waves(record.id) if w["outcome"] in DONE_OUTCOMES}
         start_wave = next(
             (w.number for w in plan.waves if w.number not in done), len(plan.waves) + 1
         )

@@ -71,9 +71,6 @@ class Plan:
     def expected_seconds(self) -> float:
         return sum(w.expected_seconds for w in self.waves)
 
-    def wave_of(self, target: str) -> Wave:
-        return next(w for w in self.waves if any(t.name == target for t in w.targets))
-
     def to_dict(self) -> dict[str, object]:
         return {
             "module": self.module,

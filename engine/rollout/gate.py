@@ -99,10 +99,6 @@ class Series:
     def latest(self) -> str | None:
         return self.outcomes[-1] if self.outcomes else None
 
-    @property
-    def latest_value(self) -> float | None:
-        return self.values[-1] if self.values else None
-
 
 class Gate:
     """Collects a wave's measurements and gives the verdict with the reasons behind it."""

@@ -18,7 +18,7 @@ import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
@@ -342,10 +342,6 @@ class History:
         """The rollout's recorded events with seq > ``after``, in order (kinds this sluice does not
         know are skipped)."""
         return decode_events(self.event_rows(rollout_id, after))
-
-    def iter_event_dicts(self, rollout_id: int) -> Iterator[dict[str, Any]]:
-        for row in self.event_rows(rollout_id):
-            yield row_dict(row)
 
     def last_seq(self, rollout_id: int) -> int:
         return int(

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sluice.engine.model.template import MASK, redact
+from sluice.engine.model.template import redact
 from sluice.engine.model.units import format_duration
 
 #: Header names whose values are masked in anything shown or recorded, secret or not.
@@ -131,13 +131,3 @@ def header_secrets(headers: Mapping[str, str]) -> list[str]:
             if credential and scheme.isalpha():
                 secrets.append(credential)
     return secrets
-
-
-def display_headers(headers: Mapping[str, str], shown: Mapping[str, str]) -> dict[str, str]:
-    """Headers for display: ``shown`` (secrets masked) and sensitive ones masked outright."""
-    result = {}
-    for name in headers:
-        lowered = name.lower()
-        sensitive = any(word in lowered for word in SENSITIVE_HEADER_WORDS)
-        result[name] = MASK if sensitive else shown.get(name, MASK)
-    return result

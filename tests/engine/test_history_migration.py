@@ -26,7 +26,13 @@ from sluice.engine.rollout.events import (
     SampleTaken,
     WaveStarted,
 )
-from sluice.engine.store.history import MIGRATIONS, SAMPLE_COLUMNS, SCHEMA_VERSION, History
+from sluice.engine.store.history import (
+    MIGRATIONS,
+    SAMPLE_COLUMNS,
+    SCHEMA_VERSION,
+    History,
+    row_dict,
+)
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.replay import ReplaySource
 
@@ -260,7 +266,7 @@ def test_samples_are_stored_once_and_read_back_exactly(tmp_path):
         assert got == sent
         assert history.last_seq(rollout_id) == len(sent)  # a resume continues after the samples
         assert [repr(e.value) for e in got] == [repr(e.value) for e in sent]  # type: ignore[attr-defined]
-        assert list(history.iter_event_dicts(rollout_id)) == [e.to_dict() for e in sent]
+        assert [row_dict(r) for r in history.event_rows(rollout_id)] == [e.to_dict() for e in sent]
         # The view's JSON reads back as the same doubles too.
         view = db.execute("SELECT data FROM events ORDER BY seq").fetchall()
         assert [json.loads(d)["value"] for (d,) in view] == [*TRICKY, None]

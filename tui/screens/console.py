@@ -13,9 +13,10 @@ from textual.worker import Worker, WorkerState
 
 from sluice.engine.model.plan import Plan
 from sluice.engine.model.template import Context, TemplateError, render
-from sluice.engine.rollout.events import EventBus
+from sluice.engine.rollout.events import Event, EventBus
 from sluice.engine.rollout.orchestrator import Rollout, describe_failure
 from sluice.engine.rollout.state import CommandResult
+from sluice.engine.store.history import History
 from sluice.tui.driver import RolloutDriver
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
@@ -24,6 +25,15 @@ from sluice.tui.widgets.rollout_view import RolloutView
 
 #: How often a watching (read-only) console reads the driving console's progress from history.
 WATCH_SECONDS = 1.0
+
+
+def _poll(history: History, watched: int | None, seen: int) -> tuple[int | None, int, list[Event]]:
+    """The running rollout (the newest unfinished one), and its events after ``seen`` (all of
+    them when it is a new one)."""
+    running = [r for r in history.unfinished() if r.kind == "rollout"]
+    if running and running[0].id != watched:
+        watched, seen = running[0].id, 0
+    return watched, seen, history.events(watched, after=seen) if watched is not None else []
 
 
 class ConsoleScreen(Screen[None]):
@@ -61,20 +71,24 @@ class ConsoleScreen(Screen[None]):
 
     @work(group="watch", exclusive=True)
     async def _watch(self) -> None:
-        """Another console drives the estate: follow its rollout through the shared history."""
+        """Another console drives the estate: follow its rollout through the shared history.
+
+        The reads run in a thread on a connection of their own, never on the UI loop."""
         bus = EventBus()
         self.view.follow(bus)
-        history = self.driver.session.history
+        reader = await asyncio.to_thread(
+            History.open, self.driver.session.history.path, create=False
+        )
         watched, seen = None, 0  # seen: the last seq read, so each poll reads only what is new
-        while True:
-            running = [r for r in history.unfinished() if r.kind == "rollout"]
-            if running and running[0].id != watched:
-                watched, seen = running[0].id, 0
-            if watched is not None:
-                for event in history.events(watched, after=seen):
+        try:
+            while True:
+                watched, seen, events = await asyncio.to_thread(_poll, reader, watched, seen)
+                for event in events:
                     bus.publish(event)
                     seen = event.seq
-            await asyncio.sleep(WATCH_SECONDS)
+                await asyncio.sleep(WATCH_SECONDS)
+        finally:
+            reader.close()
 
     # ------------------------------------------------------------------ starting
 

@@ -10,7 +10,6 @@ handler repaints only what the model marked dirty, inside ``app.batch_update()``
 from __future__ import annotations
 
 import asyncio
-import gc
 from collections.abc import Callable
 
 from textual import on, work
@@ -184,10 +183,6 @@ class RolloutView(Vertical):
                 tree.rebuild(self.model, palette)
                 await waves.rebuild(self.model, palette)
                 await self._focus_panes(force=True)
-                # Everything just built lives as long as the plan: keep the cyclic garbage
-                # collector from rescanning it, or a full collection stalls keys for ~100 ms
-                # on a 1,000-target estate (bench/bench_console.py).
-                gc.freeze()
             else:
                 tree.refresh_targets(dirty.targets)
                 touched = dirty.waves | {
