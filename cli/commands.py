@@ -210,15 +210,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
             raise BadInput(
                 f"sluice: no rollout {'#' + str(args.rollout) + ' ' if args.rollout else ''}in the history"
             )
-        waves = source.plan["waves"]
-        if args.wave is not None:
-            if args.wave > len(waves):
-                raise BadInput(
-                    f"sluice: --wave {args.wave}: rollout #{source.id} has {len(waves)} waves"
-                )
-            targets = [t["name"] for t in waves[args.wave - 1]["targets"]]
-        else:
-            names = [t["name"] for w in waves for t in w["targets"]]
+        try:
+            recorded = Plan.from_dict(estate, source.plan)
+            if args.wave is not None:
+                targets = [t.name for t in recorded.wave(args.wave).targets]
+        except PlanError as exc:
+            raise BadInput(f"sluice: rollout #{source.id}: {exc}") from None
+        if args.wave is None:
+            names = [t.name for t in recorded.targets]
             if args.target not in names:
                 raise BadInput(f"sluice: --target {args.target}: not part of rollout #{source.id}")
             targets = [args.target]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.engine.model.estate import Estate
-from sluice.engine.model.plan import Plan, PlannedTarget, Wave, make_plan
+from sluice.engine.model.plan import Plan, PlanError, PlannedTarget, Wave, make_plan
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
 from sluice.engine.rollout.orchestrator import Rollout
@@ -431,37 +431,7 @@ class Session:
 
 def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:
     """Rebuild the recorded plan against the estate (targets and channels must still exist)."""
-    waves = []
-    for w in data["waves"]:
-        try:
-            channel = estate.channel(w["channel"])
-        except StopIteration:
-            raise ResumeError(
-                f"channel {w['channel']!r} of the recorded plan is no longer in the estate"
-            ) from None
-        targets = []
-        for t in w["targets"]:
-            spec = estate.targets.get(t["name"])
-            if spec is None:
-                raise ResumeError(
-                    f"target {t['name']!r} of the recorded plan is no longer in the estate"
-                )
-            targets.append(
-                PlannedTarget(t["name"], channel.name, spec.executor, t["from"], t["to"])
-            )
-        # The name ("staging 2/3") holds the wave's place in its channel and the channel's count.
-        place, _, count = w["name"].rsplit(" ", 1)[-1].partition("/")
-        index, in_channel = (int(place) - 1, int(count)) if count else (0, 0)
-        waves.append(
-            Wave(
-                w["number"],
-                channel,
-                index,
-                tuple(targets),
-                w["failure_budget"],
-                w["blast_radius"],
-                w["expected_seconds"],
-                waves_in_channel=in_channel,
-            )
-        )
-    return Plan(data["module"], data["version"], tuple(waves), data["estate_targets"])
+    try:
+        return Plan.from_dict(estate, data)
+    except PlanError as exc:
+        raise ResumeError(str(exc)) from None

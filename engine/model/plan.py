@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sluice.engine.model.estate import Channel, Estate, ExecutorSpec
 from sluice.engine.model.units import Share
@@ -82,6 +83,8 @@ class Plan:
                     "number": w.number,
                     "channel": w.channel.name,
                     "name": w.name,
+                    "index_in_channel": w.index_in_channel,
+                    "waves_in_channel": w.waves_in_channel,
                     "gate": w.channel.gate,
                     "soak_seconds": w.channel.soak,
                     "max_parallel": w.channel.max_parallel,
@@ -96,6 +99,57 @@ class Plan:
                 for w in self.waves
             ],
         }
+
+    @classmethod
+    def from_dict(cls, estate: Estate, data: Mapping[str, Any]) -> Plan:
+        """The plan a record holds (:meth:`to_dict`), against ``estate``: its channels and
+        targets must still exist (raises :class:`PlanError` naming what is gone)."""
+        waves = []
+        for w in data["waves"]:
+            channel = next((c for c in estate.channels if c.name == w["channel"]), None)
+            if channel is None:
+                raise PlanError(
+                    f"channel {w['channel']!r} of the recorded plan is no longer in the estate"
+                )
+            targets = []
+            for t in w["targets"]:
+                spec = estate.targets.get(t["name"])
+                if spec is None:
+                    raise PlanError(
+                        f"target {t['name']!r} of the recorded plan is no longer in the estate"
+                    )
+                targets.append(
+                    PlannedTarget(t["name"], channel.name, spec.executor, t["from"], t["to"])
+                )
+            index, in_channel = _place(w)
+            waves.append(
+                Wave(
+                    w["number"],
+                    channel,
+                    index,
+                    tuple(targets),
+                    w["failure_budget"],
+                    w["blast_radius"],
+                    w["expected_seconds"],
+                    waves_in_channel=in_channel,
+                )
+            )
+        return cls(data["module"], data["version"], tuple(waves), data["estate_targets"])
+
+    def wave(self, number: int) -> Wave:
+        """Wave ``number`` (1-based); raises PlanError for one the plan does not have."""
+        if not 1 <= number <= len(self.waves):
+            raise PlanError(f"wave {number}: the plan has {len(self.waves)} waves")
+        return self.waves[number - 1]
+
+
+def _place(wave: Mapping[str, Any]) -> tuple[int, int]:
+    """A recorded wave's index in its channel and the channel's wave count. Records written
+    before these were stored hold them only in the name ("staging 2/3")."""
+    if "index_in_channel" in wave:
+        return int(wave["index_in_channel"]), int(wave["waves_in_channel"])
+    place, _, count = wave["name"].rsplit(" ", 1)[-1].partition("/")
+    return (int(place) - 1, int(count)) if count else (0, 0)
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

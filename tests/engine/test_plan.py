@@ -10,6 +10,7 @@ import pytest
 from sluice.engine.model.estate import Estate, load_estate, parse_estate
 from sluice.engine.model.plan import (
     DEFAULT_APPLY_SECONDS,
+    Plan,
     PlanError,
     make_plan,
     parse_spec,
@@ -310,3 +311,36 @@ def test_sample_plan_for_postgres_operator_2_0_0() -> None:
     assert radii == sorted(radii)
     document = json.loads(json.dumps(plan.to_dict()))
     assert len(document["waves"]) == 7
+
+
+# --- a recorded plan, read back ----------------------------------------------------------------
+
+
+def test_a_plan_reads_back_from_its_record() -> None:
+    estate = load_estate(SAMPLE)
+    plan = make_plan(estate, "postgres-operator", "2.0.0")
+    again = Plan.from_dict(estate, json.loads(json.dumps(plan.to_dict())))
+    assert again.to_dict() == plan.to_dict()  # (the record rounds blast radius and ETA)
+    assert again.targets == plan.targets
+    assert [w.channel for w in again.waves] == [w.channel for w in plan.waves]
+
+
+def test_an_older_record_gives_a_wave_its_place_from_its_name() -> None:
+    estate = load_estate(SAMPLE)
+    plan = make_plan(estate, "postgres-operator", "2.0.0")
+    record = plan.to_dict()
+    for wave in record["waves"]:  # type: ignore[union-attr]
+        del wave["index_in_channel"], wave["waves_in_channel"]
+    places = [(w.number, w.name, w.index_in_channel, w.waves_in_channel) for w in plan.waves]
+    again = Plan.from_dict(estate, record).waves
+    assert [(w.number, w.name, w.index_in_channel, w.waves_in_channel) for w in again] == places
+
+
+def test_a_record_naming_a_target_no_longer_in_the_estate_is_refused() -> None:
+    estate = load_estate(SAMPLE)
+    record = make_plan(estate, "postgres-operator", "2.0.0").to_dict()
+    record["waves"][0]["targets"][0]["name"] = "gone-1"  # type: ignore[index]
+    with pytest.raises(PlanError, match="target 'gone-1' of the recorded plan"):
+        Plan.from_dict(estate, record)
+    with pytest.raises(PlanError, match="wave 9: the plan has 7 waves"):
+        make_plan(estate, "postgres-operator", "2.0.0").wave(9)
