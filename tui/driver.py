@@ -130,18 +130,18 @@ class RolloutDriver:
 
     # ------------------------------------------------------------------ commands
 
-    def command(self, name: str, *args: Any, **kwargs: Any) -> CommandResult:
-        """Call operator command ``name`` on the rollout; refusals come back with the reason."""
+    def command(self, call: Callable[[Rollout], CommandResult]) -> CommandResult:
+        """Call an operator command on the rollout (``lambda r: r.retry(target)``, or
+        ``Rollout.advance``); refusals — none running, read-only — come back with the reason."""
         if self.read_only:
             return CommandResult(False, self.read_only)
         if self.rollout is None:
             return CommandResult(False, NOT_RUNNING)
-        method: Callable[..., CommandResult] = getattr(self.rollout, name)
-        return method(*args, **kwargs)
+        return call(self.rollout)
 
     def pause_or_resume(self) -> CommandResult:
         paused = self.rollout is not None and self.rollout.paused
-        return self.command("resume" if paused else "pause")
+        return self.command(Rollout.resume if paused else Rollout.pause)
 
     def left_running(self) -> tuple[str, str] | None:
         """For quitting while a rollout is unfinished: (what to ask, what to say after exit)."""

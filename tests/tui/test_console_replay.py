@@ -83,7 +83,7 @@ async def test_transport_speed_pause_and_seek(make_console) -> None:
         await console.app.push_screen(screen)
         replay = console.app.screen
         assert replay is screen and not replay.playing
-        await until(pilot, lambda: not replay.loading)
+        await until(pilot, lambda: not replay.reading)
         await pilot.pause(0.3)
         assert replay.source.position == 0  # paused means paused
         await pilot.press("space")
@@ -155,7 +155,7 @@ async def test_a_large_recording_loads_without_blocking_keys(make_console) -> No
         screen.action_disabled = action_disabled  # type: ignore[method-assign]
         console.app.push_screen(screen)
         console.app.simulate_key("x")  # at once, as the screen opens: it says it is disabled
-        await until(pilot, lambda: not screen.loading, timeout=60)
+        await until(pilot, lambda: not screen.reading, timeout=60)
         await until(pilot, lambda: bool(handled))
         assert len(screen.source.events) > 100_000
         print(

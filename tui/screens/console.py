@@ -187,19 +187,19 @@ class ConsoleScreen(Screen[None]):
         self._report(self.driver.pause_or_resume())
 
     def action_advance(self) -> None:
-        self._report(self.driver.command("advance"))
+        self._report(self.driver.command(Rollout.advance))
 
     def action_retry(self) -> None:
         target = self.view.selected_target()
         if target is None:
             self._report(CommandResult(False, "select a failed target in the tree to retry it"))
             return
-        self._report(self.driver.command("retry", target))
+        self._report(self.driver.command(lambda r: r.retry(target)))
 
     def action_rollback_wave(self) -> None:
         wave = self.view.selected_wave()
         if wave is None or not self.driver.active():
-            self._report(self.driver.command("rollback_wave", wave or 0))
+            self._report(self.driver.command(lambda r: r.rollback_wave(wave or 0)))
             return
         view = self.model.waves.get(wave)
         name = f"wave {wave} ({view.name})" if view else f"wave {wave}"
@@ -208,14 +208,16 @@ class ConsoleScreen(Screen[None]):
             f"Every target of {name} that changed is re-applied with the version it had "
             "before this rollout.",
             "Roll back",
-            lambda: self.driver.command("rollback_wave", wave, reason="operator rollback"),
+            lambda: self.driver.command(
+                lambda r: r.rollback_wave(wave, reason="operator rollback")
+            ),
         )
 
     def action_rollback_target(self) -> None:
         target = self.view.selected_target()
         if target is None or not self.driver.active():
             self._report(
-                self.driver.command("rollback_target", target or "")
+                self.driver.command(lambda r: r.rollback_target(target or ""))
                 if target or not self.driver.active()
                 else CommandResult(False, "select a target in the tree to roll it back")
             )
@@ -226,30 +228,32 @@ class ConsoleScreen(Screen[None]):
             f"Roll back {target}?",
             f"{target} is re-applied with {version}, the version it had before this rollout.",
             "Roll back",
-            lambda: self.driver.command("rollback_target", target, reason="operator rollback"),
+            lambda: self.driver.command(
+                lambda r: r.rollback_target(target, reason="operator rollback")
+            ),
         )
 
     def action_abort(self) -> None:
         if not self.driver.active():
-            self._report(self.driver.command("abort"))
+            self._report(self.driver.command(Rollout.abort))
             return
         self._confirm(
             "Abort the rollout?",
             "In-flight applies are stopped and nothing new starts. Targets already changed stay "
             "as they are (roll them back afterwards if needed).",
             "Abort",
-            lambda: self.driver.command("abort", reason="aborted from the console"),
+            lambda: self.driver.command(lambda r: r.abort(reason="aborted from the console")),
         )
 
     def action_bypass(self) -> None:
         if not self.driver.active():
-            self._report(self.driver.command("bypass", "-"))
+            self._report(self.driver.command(lambda r: r.bypass("-")))
             return
         wave = self.model.current_wave
 
         def chosen(reason: str | None) -> None:
             if reason is not None:
-                self._report(self.driver.command("bypass", reason))
+                self._report(self.driver.command(lambda r: r.bypass(reason)))
 
         self.app.push_screen(
             ReasonScreen(

@@ -7,6 +7,7 @@ before the cursor (instantly), then playing continues from there.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from textual import work
@@ -62,7 +63,7 @@ class ReplayScreen(Screen[None]):
         self.history_path = history.path
         #: Empty until the recording is read off the UI thread (:meth:`_load`).
         self.source = ReplaySource(None, rollout_id)
-        self.loading = True
+        self.reading = True
         self.loaded_at: float | None = None
         self.rollout_id = rollout_id
         self.bus = EventBus()
@@ -87,14 +88,14 @@ class ReplayScreen(Screen[None]):
         self._paint_transport()
         self._load()
 
-    @work(thread=True, exclusive=True, group="load")
-    def _load(self) -> None:
+    @work(exclusive=True, group="load")
+    async def _load(self) -> None:
         """Read the recording in a thread with its own connection: keys work while it loads."""
-        source = ReplaySource.load(self.history_path, self.rollout_id)
-        self.app.call_from_thread(self._loaded, source)
+        source = await asyncio.to_thread(ReplaySource.load, self.history_path, self.rollout_id)
+        self._loaded(source)
 
     def _loaded(self, source: ReplaySource) -> None:
-        self.source, self.loading = source, False
+        self.source, self.reading = source, False
         self.loaded_at = time.monotonic()
         self._last_ts, self._last_wall = source.start, time.monotonic()
         if not source.events:
@@ -131,7 +132,7 @@ class ReplayScreen(Screen[None]):
         self.playing = not self.playing
 
     def watch_playing(self, playing: bool) -> None:
-        if not self.is_mounted or self.loading:
+        if not self.is_mounted or self.reading:
             return
         self._last_wall = time.monotonic()
         if playing:
@@ -147,7 +148,7 @@ class ReplayScreen(Screen[None]):
         self.speed = next((s for s in reversed(SPEEDS) if s < self.speed), SPEEDS[0])
 
     def watch_speed(self) -> None:
-        if self.is_mounted and self.playing and not self.loading:
+        if self.is_mounted and self.playing and not self.reading:
             self._play()  # exclusive: restarts from the cursor at the new speed
         self._paint_transport()
 
@@ -188,7 +189,7 @@ class ReplayScreen(Screen[None]):
         total = max(0.0, self.source.end - self.source.start)
         at = max(0.0, min(total, self._now() - self.source.start))
         state = "▶ playing" if self.playing else "‖ paused"
-        if self.loading:
+        if self.reading:
             state = "… loading the recording"
         elif self.source.position >= len(self.source.events) and self.source.events:
             state = "■ end of recording"

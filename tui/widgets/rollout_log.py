@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from rich.text import Text
-from textual.events import Resize
 from textual.widgets import RichLog
 
 from sluice.tui.model import ConsoleModel
@@ -24,16 +23,8 @@ class RolloutLog(RichLog):
         self._shown = 0  # of the source target's lines ever written, how many are on screen
         self.border_title = "events"
 
-    def _ensure_sized(self) -> None:
-        """RichLog defers every write until a Resize tells it its width; a log on a screen pushed
-        while its content loads in a worker (the replay) can be laid out without one, and would
-        show nothing. Once laid out, its size is known: say so."""
-        if not self._size_known and self.size.width:
-            self.on_resize(Resize(self.size, self.virtual_size))
-
     def show(self, model: ConsoleModel, target: str | None, palette: Palette) -> None:
         """Show ``target``'s output (or the event log when None) from the start of its buffer."""
-        self._ensure_sized()
         self.source = target
         self._placeholder = False
         self._shown = 0
@@ -58,7 +49,6 @@ class RolloutLog(RichLog):
         Counting lines ever written, rather than taking the model's list of new lines, keeps
         the log right however a repaint interleaves with a source switch.
         """
-        self._ensure_sized()
         if self.source is None:
             new = model.events_written - self._shown
             if new > 0:
