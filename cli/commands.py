@@ -301,7 +301,7 @@ def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
     try:
         session = Session.open(estate, drive=drive)
     except LeaseHeld as exc:
-        raise Locked(f"sluice: {exc}; it may be watched, not driven, from here") from None
+        raise Locked(exc.refusal) from None
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -374,7 +374,7 @@ def _console(args: argparse.Namespace, estate: Estate, **how: Any) -> int:
     long_running()
     return int(
         run_console(
-            str(estate.path),
+            estate,
             theme=getattr(args, "theme", None),
             time_scale=getattr(args, "time_scale", 1.0),
             **how,

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 from textual.app import App
 from textual.binding import Binding
 
-from sluice.engine.model.estate import Estate, EstateError, load_estate
+from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import PlanError
 from sluice.engine.rollout.state import ExitCode
 from sluice.engine.store.history import HistoryError, RolloutRecord
@@ -202,7 +201,7 @@ def _trust_the_terminal() -> None:
 
 
 def run_console(
-    estate_path: str,
+    estate: Estate,
     *,
     theme: str | None = None,
     time_scale: float = 1.0,
@@ -213,12 +212,7 @@ def run_console(
 ) -> int:
     """Open the console on ``estate_path``; returns the exit code (docs/design.md: the command line)."""
     try:
-        estate = load_estate(Path(estate_path))
         resolve_theme_name(theme, load_themes())
-    except EstateError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return ExitCode.BAD_INPUT
     except ThemeError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
         return ExitCode.BAD_INPUT
@@ -228,7 +222,7 @@ def run_console(
             session = open_session(estate, drive=replay is None)
         except LeaseHeld as exc:
             if start is not None or resume is not None:
-                print(f"sluice: {exc}; it may be watched, not driven, from here", file=sys.stderr)
+                print(exc.refusal, file=sys.stderr)
                 return ExitCode.LOCKED
             session = open_session(estate, drive=False)
             read_only = f"{exc}: this console only watches"

@@ -40,6 +40,11 @@ INTERRUPTED_ROLLBACK = (
 class LeaseHeld(Exception):
     """Another process drives this estate (exit code 5)."""
 
+    @property
+    def refusal(self) -> str:
+        """The one line a command that wanted to drive prints (the console and the CLI)."""
+        return f"sluice: {self}; it may be watched, not driven, from here"
+
 
 class ResumeError(Exception):
     """Nothing to resume, or the rollout cannot be resumed (exit code 2)."""

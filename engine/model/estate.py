@@ -13,7 +13,7 @@ from typing import Any
 
 from sluice.engine.model import schema
 from sluice.engine.model.schema import Key
-from sluice.engine.model.template import placeholder_problem, placeholders
+from sluice.engine.model.template import Context, placeholder_problem, placeholders
 from sluice.engine.model.toml_lines import key_lines
 from sluice.engine.model.units import Share
 
@@ -146,6 +146,18 @@ class Estate:
 
     def channel(self, name: str) -> Channel:
         return next(c for c in self.channels if c.name == name)
+
+    def context(self, target: str, module: str, version: str, previous_version: str) -> Context:
+        """What templates of ``target`` see ({target}, {channel}, {vars.X}, …)."""
+        spec = self.targets[target]
+        return Context(
+            target=target,
+            channel=spec.channel,
+            module=module,
+            version=version,
+            previous_version=previous_version,
+            vars=spec.vars,
+        )
 
 
 def load_estate(path: str | Path) -> Estate:

@@ -24,14 +24,8 @@ CONTROL_GROUP_SIZE = 16
 
 
 def _context(rollout: Rollout, target: TargetState) -> Context:
-    spec = rollout.estate.targets[target.name]
-    return Context(
-        target=target.name,
-        channel=target.channel,
-        module=rollout.plan.module,
-        version=target.version,
-        previous_version=target.from_version,
-        vars=spec.vars,
+    return rollout.estate.context(
+        target.name, rollout.plan.module, target.version, target.from_version
     )
 
 

@@ -42,7 +42,7 @@ def _driven_elsewhere(estate_path: Path) -> subprocess.Popen[str]:
 def test_starting_a_rollout_on_a_driven_estate_exits_5(estate_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     other = _driven_elsewhere(estate_path)
     try:
-        code = run_console(str(estate_path), start=("postgres-operator", "2.0.1"))
+        code = run_console(load_estate(estate_path), start=("postgres-operator", "2.0.1"))
         assert code == ExitCode.LOCKED
         assert "is driven by" in capsys.readouterr().err
     finally:

@@ -12,7 +12,7 @@ from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from sluice.engine.model.plan import Plan
-from sluice.engine.model.template import Context, TemplateError, render
+from sluice.engine.model.template import TemplateError, render
 from sluice.engine.rollout.events import Event, EventBus
 from sluice.engine.rollout.orchestrator import Rollout, describe_failure
 from sluice.engine.rollout.state import CommandResult
@@ -274,13 +274,11 @@ class ConsoleScreen(Screen[None]):
             self._report(CommandResult(False, f"{target} has no dashboard in the estate file"))
             return
         view = self.model.targets.get(target)
-        ctx = Context(
-            target=target,
-            channel=spec.channel,
-            module=self.model.module,
-            version=view.version if view else "",
-            previous_version=view.from_version if view else "",
-            vars=spec.vars,
+        ctx = self.driver.estate.context(
+            target,
+            self.model.module,
+            view.version if view else "",
+            view.from_version if view else "",
         )
         try:
             url = render(spec.dashboard, ctx).display
