@@ -50,33 +50,38 @@ def print_wide(renderable: Any) -> None:
     Console(width=max(Console().width, 140)).print(renderable)
 
 
-def history_table(history: History) -> Any:
-    rows = [
-        (
-            str(r.id),
-            r.kind,
-            r.module,
-            f"{r.from_versions} → {r.version}",
-            r.actor,
-            _when(r.started),
-            _duration(r),
-            r.outcome,
-            f"{r.waves_done}/{r.waves_total}",
-        )
-        for r in history.rollouts()
-    ]
-    columns = (
-        "id",
-        "kind",
-        "module",
-        "from → to",
-        "who",
-        "started",
-        "duration",
-        "outcome",
-        "waves",
+#: The columns of a history listing: `sluice history` and the console's history screen.
+HISTORY_COLUMNS = (
+    "id",
+    "kind",
+    "module",
+    "from → to",
+    "who",
+    "started",
+    "duration",
+    "outcome",
+    "waves",
+)
+
+
+def history_row(r: RolloutRecord) -> tuple[str, ...]:
+    """One rollout as a row of :data:`HISTORY_COLUMNS`."""
+    return (
+        str(r.id),
+        r.kind,
+        r.module,
+        f"{r.from_versions} → {r.version}",
+        r.actor,
+        _when(r.started),
+        _duration(r),
+        r.outcome,
+        f"{r.waves_done}/{r.waves_total}",
     )
-    return make_table(f"history: {history.path}", columns, rows, {"id", "waves"})
+
+
+def history_table(history: History) -> Any:
+    rows = [history_row(r) for r in history.rollouts()]
+    return make_table(f"history: {history.path}", HISTORY_COLUMNS, rows, {"id", "waves"})
 
 
 def record(history: History, record: RolloutRecord) -> dict[str, Any]:

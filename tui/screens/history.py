@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from textual import on
@@ -14,12 +13,9 @@ from textual.widgets import DataTable, Footer, Label
 
 from sluice.engine.app import report
 from sluice.engine.model.estate import Estate
-from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History, RolloutRecord
 from sluice.tui.screens.modals import TextScreen
 from sluice.tui.screens.replay import ReplayScreen
-
-COLUMNS = ("id", "kind", "module", "from → to", "who", "started", "duration", "outcome", "waves")
 
 
 def _shown_path(path: Path, estate: Path) -> str:
@@ -28,10 +24,6 @@ def _shown_path(path: Path, estate: Path) -> str:
         return str(Path(path).resolve().relative_to(Path(estate).resolve().parent))
     except ValueError:
         return str(path)
-
-
-def _when(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 class HistoryScreen(Screen[None]):
@@ -60,7 +52,7 @@ class HistoryScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        for column in COLUMNS:
+        for column in report.HISTORY_COLUMNS:
             table.add_column(column, key=column)
         self.reload()
         table.focus()
@@ -74,18 +66,7 @@ class HistoryScreen(Screen[None]):
         table.clear()
         self.records = {r.id: r for r in self.history.rollouts()}
         for r in self.records.values():
-            table.add_row(
-                str(r.id),
-                r.kind,
-                r.module,
-                f"{r.from_versions} → {r.version}",
-                r.actor,
-                _when(r.started),
-                "—" if r.duration is None else format_duration(r.duration),
-                r.outcome,
-                f"{r.waves_done}/{r.waves_total}",
-                key=str(r.id),
-            )
+            table.add_row(*report.history_row(r), key=str(r.id))
         empty = self.query_one("#history-empty", Label)
         empty.display = not self.records
         empty.update("No rollouts recorded yet. Start one from the console (n).")
