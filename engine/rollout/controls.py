@@ -389,7 +389,7 @@ class RolloutControls:
         self.bus.emit(StateChanged, state=state, wave=wave, detail=detail)
 
     def _counts(self, wave: Wave) -> dict[str, int]:
-        counts = dict.fromkeys(
+        counts: dict[str, int] = dict.fromkeys(
             (OK, FAILED, PENDING, APPLYING, NOOP, ROLLED_BACK, UNKNOWN, ABORTED, ROLLING_BACK), 0
         )
         counts.update(self._tallies[wave.number])  # kept current by TargetState.track: O(1)

@@ -32,6 +32,7 @@ from sluice.engine.rollout.state import (
     PENDING,
     UNKNOWN,
     Outcome,
+    RolloutOutcome,
     TargetState,
 )
 
@@ -47,7 +48,7 @@ def describe_failure(exc: BaseException) -> str:
 
 
 class _Finish(Exception):
-    def __init__(self, outcome: str, summary: str):
+    def __init__(self, outcome: RolloutOutcome, summary: str):
         self.outcome = Outcome(outcome, summary)
 
 
@@ -91,18 +92,19 @@ class Rollout(RolloutControls):
                         continue
                     if self.until_wave is not None and wave.number > self.until_wave:
                         raise _Finish(
-                            "stopped",
+                            RolloutOutcome.STOPPED,
                             f"stopped after wave {self.until_wave} as asked; continue with `sluice resume`",
                         )
                     await self._run_wave(wave)
-                raise _Finish("done", self._summary())
+                raise _Finish(RolloutOutcome.DONE, self._summary())
             except asyncio.CancelledError:
                 if self._aborting is None:
                     raise
                 await self._cancel_side_tasks()
                 actor, reason = self._aborting
                 raise _Finish(
-                    "aborted", f"aborted by {actor}" + (f": {reason}" if reason else "")
+                    RolloutOutcome.ABORTED,
+                    f"aborted by {actor}" + (f": {reason}" if reason else ""),
                 ) from None
         except _Finish as finish:
             self.outcome = finish.outcome
@@ -129,7 +131,7 @@ class Rollout(RolloutControls):
         trace = f"; traceback in {where}" if where else ""
         self.bus.emit(Notice, level="error", message=f"the engine failed: {error}{trace}")
         return Outcome(
-            "crashed",
+            RolloutOutcome.CRASHED,
             f"the engine failed ({error}){trace}; continue with "
             f"`sluice resume {self.estate.path} {self.rollout_id}`",
         )
@@ -233,8 +235,8 @@ class Rollout(RolloutControls):
             self.waves[wave.number].status = "failed" if failed else "rolled_back"
             self.bus.emit(WaveFinished, wave=wave.number, outcome=self.waves[wave.number].status)
             if failed:
-                raise _Finish("halted", f"rollback failed on {', '.join(failed)}")
-        raise _Finish("done", self._summary())
+                raise _Finish(RolloutOutcome.HALTED, f"rollback failed on {', '.join(failed)}")
+        raise _Finish(RolloutOutcome.DONE, self._summary())
 
     async def _baselines(
         self,
@@ -287,17 +289,19 @@ class Rollout(RolloutControls):
                 # Said before stopping: a pipeline's notifications tell someone to approve.
                 self._set_phase("awaiting_approval", wave.number, detail)
                 raise _Finish(
-                    "stopped",
+                    RolloutOutcome.STOPPED,
                     f"wave {wave.number} ({wave.name}) passed its manual gate and awaits approval; "
                     "continue with `sluice resume --approve` or in the console",
                 )
             if why == "unknown":
                 raise _Finish(
-                    "stopped",
+                    RolloutOutcome.STOPPED,
                     f"stopped at wave {wave.number} ({wave.name}): {detail.split(';')[0]}; check them, then "
                     "`sluice resume` re-applies them (or retry them in the console)",
                 )
-            raise _Finish("halted", f"halted at wave {wave.number} ({wave.name}): {detail}")
+            raise _Finish(
+                RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
+            )
         self._waiting = why
         # Ready before the state change is announced: a listener may decide at once.
         decision = self._decision = asyncio.get_running_loop().create_future()

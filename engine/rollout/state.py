@@ -4,18 +4,65 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, NamedTuple
 
-#: Target statuses: pending, applying, ok, failed, rolling_back, rolled_back, unknown, noop, aborted.
-PENDING, APPLYING, OK, FAILED = "pending", "applying", "ok", "failed"
-ROLLING_BACK, ROLLED_BACK, UNKNOWN, NOOP, ABORTED = (
-    "rolling_back",
-    "rolled_back",
-    "unknown",
-    "noop",
-    "aborted",
+
+class TargetStatus(StrEnum):
+    """Where one target of a rollout is (a StrEnum: it compares, records and prints as its text)."""
+
+    PENDING = "pending"
+    APPLYING = "applying"
+    OK = "ok"
+    FAILED = "failed"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    UNKNOWN = "unknown"  # an apply started and never finished (its driver died)
+    NOOP = "noop"  # already at the version: shown, never applied
+    ABORTED = "aborted"
+
+
+PENDING, APPLYING, OK, FAILED = (
+    TargetStatus.PENDING,
+    TargetStatus.APPLYING,
+    TargetStatus.OK,
+    TargetStatus.FAILED,
 )
+ROLLING_BACK, ROLLED_BACK, UNKNOWN, NOOP, ABORTED = (
+    TargetStatus.ROLLING_BACK,
+    TargetStatus.ROLLED_BACK,
+    TargetStatus.UNKNOWN,
+    TargetStatus.NOOP,
+    TargetStatus.ABORTED,
+)
+
+
+class RolloutState(StrEnum):
+    """What a rollout is doing (``Rollout.state``, ``StateChanged.state``, the console's badge)."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    SOAKING = "soaking"
+    PAUSED = "paused"
+    AWAITING_APPROVAL = "awaiting_approval"
+    INCONCLUSIVE = "inconclusive"
+    HALTED = "halted"
+    ROLLING_BACK = "rolling_back"
+    ROLLED_BACK = "rolled_back"
+    DONE = "done"
+    ABORTED = "aborted"
+    STOPPED = "stopped"
+    CRASHED = "crashed"
+
+
+class RolloutOutcome(StrEnum):
+    """How a rollout ended (its ``RolloutFinished``), and so the exit code of the command."""
+
+    DONE = "done"
+    HALTED = "halted"  # a gate failed or was inconclusive, the failure budget was spent
+    ABORTED = "aborted"
+    STOPPED = "stopped"  # on purpose and resumable (--until-wave, a manual gate headless)
+    CRASHED = "crashed"  # the engine failed; resumable like a driver that died
 
 
 class ExitCode(IntEnum):
@@ -31,15 +78,15 @@ class ExitCode(IntEnum):
 
 #: Recorded outcomes of a rollout that `sluice resume` continues: left running by a process that
 #: died, stopped on purpose (``--until-wave``, a manual gate headless), or crashed (the engine failed).
-RESUMABLE = ("running", "stopped", "crashed")
+RESUMABLE = ("running", RolloutOutcome.STOPPED, RolloutOutcome.CRASHED)
 
 #: Rollout outcomes and their exit codes.
 OUTCOME_EXIT = {
-    "done": ExitCode.OK,
-    "halted": ExitCode.HALTED,
-    "aborted": ExitCode.ABORTED,
-    "stopped": ExitCode.STOPPED,
-    "crashed": ExitCode.STOPPED,  # the engine failed; resumable like a driver that died
+    RolloutOutcome.DONE: ExitCode.OK,
+    RolloutOutcome.HALTED: ExitCode.HALTED,
+    RolloutOutcome.ABORTED: ExitCode.ABORTED,
+    RolloutOutcome.STOPPED: ExitCode.STOPPED,
+    RolloutOutcome.CRASHED: ExitCode.STOPPED,
 }
 
 
@@ -105,8 +152,11 @@ class CommandResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str  # done | halted | aborted | stopped | crashed
+    outcome: RolloutOutcome
     summary: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outcome", RolloutOutcome(self.outcome))  # refuses a typo
 
     @property
     def exit_code(self) -> int:

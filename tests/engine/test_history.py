@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from sluice.engine.rollout.events import ApplyOutput, EventBus, Notice, WaveStarted
-from sluice.engine.store.history import MIGRATIONS, SCHEMA_VERSION, History, HistoryError
+from sluice.engine.store.history import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    History,
+    HistoryError,
+    row_dict,
+)
 from sluice.engine.store.recorder import Recorder
 
 
@@ -241,7 +247,7 @@ def test_events_come_back_as_recorded_and_unknown_kinds_are_skipped(tmp_path):
             )
         assert history.events(rollout_id) == sent
         assert isinstance(history.events(rollout_id)[0].targets, tuple)
-        dicts = list(history.iter_event_dicts(rollout_id))
+        dicts = [row_dict(r) for r in history.event_rows(rollout_id)]
         assert dicts[:2] == [json.loads(json.dumps(e.to_dict())) for e in sent]
         assert history.last_seq(rollout_id) == 99
         assert history.last_seq(rollout_id + 1) == 0

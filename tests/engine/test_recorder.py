@@ -26,7 +26,7 @@ from sluice.engine.rollout.events import (
     WaveFinished,
     WaveStarted,
 )
-from sluice.engine.store.history import History
+from sluice.engine.store.history import History, row_dict
 from sluice.engine.store.recorder import BATCH_SIZE, TAIL_LINES, Recorder
 from sluice.engine.support.clock import Clock
 
@@ -74,7 +74,7 @@ async def test_every_event_of_a_rollout_is_in_the_history_in_order(tmp_path):
         assert len(recorded) == len(seen) > 500
         assert recorded == seen  # field for field, order included
         assert as_json(recorded) == as_json(seen)
-        assert list(history.iter_event_dicts(rollout_id)) == as_json(seen)
+        assert [row_dict(r) for r in history.event_rows(rollout_id)] == as_json(seen)
 
         # The derived tables agree with the stream.
         samples = [e for e in seen if isinstance(e, SampleTaken)]
