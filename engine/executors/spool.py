@@ -53,7 +53,7 @@ TAIL_LINES = 3
 #: the command's is the spool's (set inside the child: dash would report to a redirected fd 2).
 WRAPPER = (
     'trap : TERM INT HUP; exec 3>&2 2>/dev/null; /bin/sh -c "exec 2>&3 3>&-\n$1"; c=$?; '
-    'printf "%s\\n" "$c" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$c"'
+    'umask 077; printf "%s\\n" "$c" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$c"'
 )
 
 
@@ -137,7 +137,9 @@ class SpoolDir:
         """A new attempt's spool for ``target``, its ``.job`` written (call before recording the
         apply as started, so a recorded start always has its ``.job``)."""
         if self._last is None:
-            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.path.parent.parent.mkdir(parents=True, exist_ok=True)
+            for directory in (self.path.parent, self.path):  # private: raw output, 0700
+                directory.mkdir(exist_ok=True, mode=0o700)
             self._last = self._scan()
         name = file_name(target)
         number = self._last.get(name, 0)

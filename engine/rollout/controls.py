@@ -235,7 +235,12 @@ class RolloutControls:
         if not self._active() or self._task is None:
             return CommandResult(False, "no rollout is running")
         if self._aborting:
-            return CommandResult(False, "already aborting")
+            # A second abort: applies still stopping within their grace are killed at once.
+            stopping = self.jobs.escalate()
+            if not stopping:
+                return CommandResult(False, "already aborting")
+            self._operator("abort", actor or self.actor, "again: SIGKILL at once")
+            return CommandResult(True, f"stopping {stopping} apply(s) at once: SIGKILL")
         actor = actor or self.actor
         self._aborting = (actor, reason)
         self._operator("abort", actor, reason)

@@ -95,6 +95,7 @@ class JobRunner:
     ):
         self.estate = estate
         self.spools = spools
+        self._running: set[asyncio.Task[Any]] = set()
         self.module = module
         self.bus = bus
         self.clock = clock
@@ -151,7 +152,21 @@ class JobRunner:
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
         sink = self._sink(target, job)
-        return await self._finish(target, common, executor.apply(job, sink), sink)
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            return await self._finish(target, common, executor.apply(job, sink), sink)
+        finally:
+            self._running.discard(task)  # type: ignore[arg-type]
+
+    def escalate(self) -> int:
+        """Cancel again every apply already cancelled and still stopping (a second abort): an
+        executor waiting out its ``stop_grace`` then kills at once. The number of them."""
+        stopping = [t for t in self._running if not t.done() and t.cancelling()]
+        for task in stopping:
+            task.cancel()
+        return len(stopping)
 
     def _sink(self, target: TargetState, job: Job) -> OutputCap:
         def emit(stream: str, line: str) -> None:
