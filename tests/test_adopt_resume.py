@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from sluice.engine.model.template import MASK
+
 REPO = Path(__file__).resolve().parents[1]
 FAST = ("--headless", "--time-scale", "0")
 TARGETS = ("a", "b")
@@ -199,3 +201,49 @@ def test_no_status_and_no_process_falls_back_to_reapplying(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:]
     assert adopted_events(done.stdout) == []
     assert [what for what, _, _ in runs(tmp_path)].count("start") == 4  # re-applied
+
+
+def sluice(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sluice.cli", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+
+
+@pytest.mark.timeout(120)
+def test_show_output_prints_the_whole_spool_masked_and_prune_removes_it(tmp_path):
+    estate = tmp_path / "estate.toml"
+    estate.write_text(
+        '[estate]\nname = "shown"\n[[channels]]\nname = "only"\n'
+        '[executors.sh]\nkind = "local"\n'
+        'apply = "seq 1 200000; echo token={env.SHOW_TOKEN}; echo warned >&2"\n'
+        '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
+        '[targets.t1]\nchannel = "only"\nexecutor = "sh"\n'
+    )
+    env = {**os.environ, "SHOW_TOKEN": "hush-4242"}
+    done = sluice("run", estate, "op@2", *FAST, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr
+    shown = sluice("show", estate, 1, "--output", "t1", env=env)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[:200000] == [str(n) for n in range(1, 200001)]  # all of it, not the capped stream
+    assert lines[200000:] == [f"token={MASK}"]  # the spool is raw; what is shown is masked
+    assert shown.stderr == "warned\n"
+
+    missing = sluice("show", estate, 1, "--output", "nope")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert "no spooled output of target 'nope'" in missing.stderr
+
+    kept = sluice("history", estate, "--prune-spools-older-than", "90d")
+    assert kept.returncode == 0 and "of 0 rollout(s)" in kept.stdout
+    pruned = sluice("history", estate, "--prune-spools-older-than", "0s")
+    assert pruned.returncode == 0 and "of 1 rollout(s)" in pruned.stdout
+    assert not (tmp_path / ".sluice" / "applies" / "1").exists()
+    assert sluice("show", estate, 1, "--output", "t1").returncode == 2
+    assert sluice("show", estate, 1).returncode == 0  # the records are kept
+    bad = sluice("history", estate, "--prune-spools-older-than", "soon")
+    assert bad.returncode == 2 and "not a duration" in bad.stderr

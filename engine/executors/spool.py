@@ -233,22 +233,23 @@ class LineSplitter:
         self._partial = b""
 
     def feed(self, data: bytes) -> None:
-        buffer = self._partial + data
-        start = 0
-        while True:
-            end = buffer.find(b"\n", start)
-            if end < 0:
-                break
-            self._emit(buffer[start:end])
-            start = end + 1
-        rest = buffer[start:]
-        while len(rest) > MAX_LINE_BYTES:
+        parts = (self._partial + data).split(b"\n")
+        rest = parts.pop()
+        for raw in parts:
+            if len(raw) > MAX_LINE_BYTES:
+                raw = self._pieces(raw)
+            self._emit(raw)
+        self._partial = self._pieces(rest) if len(rest) > MAX_LINE_BYTES else rest
+
+    def _pieces(self, raw: bytes) -> bytes:
+        """Emit ``raw`` in pieces of at most MAX_LINE_BYTES; return the (short) remainder."""
+        while len(raw) > MAX_LINE_BYTES:
             cut = MAX_LINE_BYTES
-            while cut > MAX_LINE_BYTES - 4 and rest[cut] & 0xC0 == 0x80:
+            while cut > MAX_LINE_BYTES - 4 and raw[cut] & 0xC0 == 0x80:
                 cut -= 1  # not inside a character
-            self._emit(rest[:cut])
-            rest = rest[cut:]
-        self._partial = rest
+            self._emit(raw[:cut])
+            raw = raw[cut:]
+        return raw
 
     def close(self) -> None:
         if self._partial:
