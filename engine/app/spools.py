@@ -45,11 +45,9 @@ def print_output(
     spool = last_spool(estate, rollout_id, target)
     secrets = collect_secrets(estate)
     for path, stream in ((spool.out, out), (spool.err, err)):
-        try:
-            file = open(path, "rb")
-        except FileNotFoundError:
+        if not path.exists():
             continue
-        with file:
+        with open(path, "rb") as file:
             for raw in file:
                 stream.write(redact(raw.decode("utf-8", "replace"), secrets))
         stream.flush()
