@@ -8,18 +8,30 @@ until its ``release-TARGET`` file exists, then logs ``end`` and touches ``done-T
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from servers import SshServer, _kill, descendant_pids
-from test_ssh_executor import estate_toml, remote_dir, ssh_settings  # noqa: F401 (a fixture)
+from test_ssh_executor import estate_toml, ssh_settings
 
 SLUICE = str(Path(sys.executable).with_name("sluice"))
 TARGETS = ("a", "b")
+
+
+@pytest.fixture
+def remote_dir() -> Iterator[Path]:
+    """A scratch directory the remote login user can write and the test can read."""
+    path = Path(tempfile.mkdtemp(prefix="sluice-ssh-spool-"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def apply_command(directory: Path) -> str:
