@@ -37,7 +37,9 @@ async def measure(command: str, n: int, directory: Path) -> tuple[float, float]:
     path.write_text(text)
     estate = parse_estate(text, path)
     executor = create_executor(estate.executors["x"], estate, Clock(0), Resources())
-    job = Job(target="t", channel="c", module="m", version="2", previous_version="1", action="apply")
+    job = Job(
+        target="t", channel="c", module="m", version="2", previous_version="1", action="apply"
+    )
     lines = 0
 
     def sink(stream: str, line: str) -> None:
@@ -61,7 +63,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for command in ("true", "seq 1 10000"):
             wall, cpu_each = asyncio.run(measure(command, args.n, Path(tmp)))
-            print(f"{command:>14}: median {wall * 1000:6.2f} ms wall, {cpu_each * 1000:6.2f} ms cpu per apply")
+            print(
+                f"{command:>14}: median {wall * 1000:6.2f} ms wall, {cpu_each * 1000:6.2f} ms cpu per apply"
+            )
 
 
 if __name__ == "__main__":
