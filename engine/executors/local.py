@@ -174,7 +174,7 @@ class LocalExecutor:
 
             def ended() -> bool:
                 nonlocal pids
-                if spool.status.exists():
+                if read_status(spool) is not None:
                     return True
                 pids = still_running(pids, self.estate_name, job.target)
                 return not pids

@@ -48,12 +48,12 @@ TAIL_LINES = 3
 #: ``/bin/sh -c WRAPPER sluice-apply COMMAND STATUS_FILE [PID_FILE]``: runs COMMAND in the foreground (so it
 #: keeps default signal dispositions: an async list in sh would ignore SIGINT), traps the stop
 #: signals for itself only (a trap, not an ignore, is reset in the child), then writes the exit
-#: status to a temporary file and renames it into place: a status file is whole or absent. Its own
+#: status in one write: a reader takes a status only once its line is whole (:func:`read_status`). Its own
 #: stderr is /dev/null (dash reports a child's death by a signal there: not the apply's output),
 #: the command's is the spool's (set inside the child: dash would report to a redirected fd 2).
 WRAPPER = (
-    'trap : TERM INT HUP; [ -z "$3" ] || echo $$ > "$3"; exec 3>&2 2>/dev/null; /bin/sh -c "exec 2>&3 3>&-\n$1"; c=$?; '
-    'umask 077; printf "%s\\n" "$c" > "$2.tmp" && mv -f "$2.tmp" "$2"; exit "$c"'
+    'trap : TERM INT HUP; [ -z "$3" ] || echo $$ > "$3"; exec 3>&2 2>/dev/null; '
+    '/bin/sh -c "exec 2>&3 3>&-\n$1"; c=$?; umask 077; printf "%s\\n" "$c" > "$2"; exit "$c"'
 )
 
 
@@ -164,9 +164,12 @@ class SpoolDir:
 def read_status(spool: Spool) -> int | None:
     """The exit code the wrapper wrote, or None while there is none."""
     try:
-        text = spool.status.read_text().strip()
+        text = spool.status.read_text()
     except OSError:
         return None
+    if not text.endswith("\n"):  # being written (one write, but opened before it)
+        return None
+    text = text.strip()
     return int(text) if text.lstrip("-").isdigit() else None
 
 

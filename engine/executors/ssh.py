@@ -46,11 +46,11 @@ from sluice.engine.executors.ssh_spool import (
     LOOK,
     NO_STATUS,
     NO_STATUS_EXIT,
-    SPOOLED,
     STOP,
     LocalCopy,
     remote_base,
     script,
+    spooled,
 )
 from sluice.engine.model.template import Context, TemplateError, render
 from sluice.engine.model.units import format_duration
@@ -324,7 +324,7 @@ class SshExecutor:
         if job.spool is not None:  # spooled: the command is an argument of the spooling script
             base = remote_base(self.spool_dir, self.estate_name, job.spool)
             args = " ".join(map(shlex.quote, ("sluice", base, rendered.text)))
-            return f"{mark} {shlex.quote(prelude + SPOOLED)} {args}", variables
+            return f"{mark} {shlex.quote(spooled(prelude))} {args}", variables
         return f"{mark} {shlex.quote(prelude + rendered.text)}", variables
 
     # ------------------------------------------------------------------ connections

@@ -19,7 +19,7 @@ import shlex
 from pathlib import Path
 
 from sluice.engine.executors.base import OutputSink
-from sluice.engine.executors.spool import WRAPPER, file_name
+from sluice.engine.executors.spool import file_name
 
 #: ``$1`` (a spool base, maybe ``~/…``) → ``$B``, the absolute base.
 _BASE = 'B=$1; case $B in "~/"*) B=$HOME/${B#??};; esac; '
@@ -27,35 +27,49 @@ _BASE = 'B=$1; case $B in "~/"*) B=$HOME/${B#??};; esac; '
 #: :data:`NO_STATUS`): its outcome stays unknown.
 NO_STATUS_EXIT = 254
 NO_STATUS = "sluice: no status"
-#: ``sh -c SPOOLED sluice BASE COMMAND``: the apply, spooled and detached (after the prelude).
+#: ``sh -c SPOOLED sluice BASE COMMAND``: the apply, spooled and detached (after the prelude);
+#: ``$_CMD`` holds :data:`_INNER` (set by :func:`spooled`).
 SPOOLED = (
     _BASE + 'command -v setsid >/dev/null 2>&1 || { echo "sluice: $(uname -n) has no setsid: this '
     'apply runs attached, not spooled (it cannot outlive the connection)" >&2; exec sh -c "$2"; }; '
-    '(umask 077 && mkdir -p "${B%/*}" && : >>"$B.log" && : >>"$B.err") || '
+    '[ -d "${B%/*}" ] || (umask 077 && mkdir -p "${B%/*}") || '
     '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
-    f'{{ setsid sh -c {shlex.quote(WRAPPER)} sluice-apply "$2" "$B.status" "$B.pid" '
-    '2>&1 1>&3 3>&- </dev/null | tee -p -a "$B.err" >&2; } 3>&1 | tee -p -a "$B.log"; '
+    # The subshell is the wrapper: outside the command's session (a stop never reaches it), it
+    # waits for the command and writes its status. Its own stderr is /dev/null (dash reports a
+    # signalled child there); the command's is fd 4, the stderr pipe.
+    '{ ( exec 4>&2 2>/dev/null; setsid sh -c "$_CMD" "$B" "$2"; c=$?; umask 077; '
+    'printf "%s\\n" "$c" > "$B.status"; exit "$c" ) 2>&1 1>&3 3>&- | '
+    'tee -p -a "$B.err" >&2 3>&-; } 3>&1 | tee -p -a "$B.log"; '
     'read c < "$B.status" 2>/dev/null || c=255; exit "$c"'
 )
+#: The command's shell, in a session of its own: its pid (= its process group) to ``.pid``.
+_INNER = 'echo $$ > "$0.pid"; exec 2>&4 4>&-; eval "$1"'
 #: ``sh -c LOOK sluice BASE``: prints ``finished``, ``running`` or ``none``.
 LOOK = (
-    _BASE + 'if [ -e "$B.status" ]; then echo finished; '
+    _BASE + 'if [ -s "$B.status" ]; then echo finished; '
     'elif read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; then echo running; '
     "else echo none; fi"
 )
 #: ``sh -c ATTACH sluice BASE``: streams what a running apply prints from now on until it ends
 #: (or, if it has ended, its last lines), then exits with its status.
 ATTACH = (
-    _BASE + 'if [ ! -e "$B.status" ] && read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
+    _BASE + 'if [ ! -s "$B.status" ] && read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
     'then s=$(wc -c < "$B.log"); e=$(wc -c < "$B.err"); '
     'tail -c +$((e+1)) -F --pid="$p" -s 0.2 "$B.err" 2>/dev/null >&2 & '
     'tail -c +$((s+1)) -F --pid="$p" -s 0.2 "$B.log" 2>/dev/null; wait; '
     'else tail -n 3 "$B.log"; tail -n 3 "$B.err" >&2; fi; '
+    # The wrapper writes the status just after the command's group ends: give it a moment.
+    'n=0; while [ ! -s "$B.status" ] && [ $n -lt 20 ] && [ -e "$B.pid" ]; do sleep 0.1; n=$((n+1)); done; '
     f'read c < "$B.status" 2>/dev/null || {{ echo "{NO_STATUS}"; exit {NO_STATUS_EXIT}; }}; '
     'exit "$c"'
 )
 #: ``sh -c STOP sluice BASE SIGNAL``: the signal to the apply's process group (its session).
 STOP = _BASE + 'read p < "$B.pid" 2>/dev/null && kill -s "$2" -- "-$p"'
+
+
+def spooled(prelude: str) -> str:
+    """The spooling script after ``prelude`` (the variables' reads)."""
+    return f"{prelude}_CMD={shlex.quote(_INNER)}; {SPOOLED}"
 
 
 def remote_base(spool_dir: str, estate: str, local_base: Path) -> str:

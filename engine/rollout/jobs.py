@@ -145,10 +145,14 @@ class JobRunner:
             "from_version": previous,
             "action": action,
         }
+        unspooled = ""
         if self.spools is not None and getattr(executor, "spools", False):
             # Claimed before the start is recorded: a recorded start always has its spool.
-            spool = self.spools.claim(target.name, {**common, "started": time.time()})
-            job = dataclasses.replace(job, spool=spool.base)
+            try:
+                spool = self.spools.claim(target.name, {**common, "started": time.time()})
+                job = dataclasses.replace(job, spool=spool.base)
+            except OSError as exc:
+                unspooled = f"cannot create its spool in {self.spools.path}: {exc.strerror}"
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
         sink = self._sink(target, job)
@@ -156,7 +160,8 @@ class JobRunner:
         if task is not None:
             self._running.add(task)
         try:
-            return await self._finish(target, common, executor.apply(job, sink), sink)
+            work = _refused(unspooled) if unspooled else executor.apply(job, sink)
+            return await self._finish(target, common, work, sink)
         finally:
             self._running.discard(task)  # type: ignore[arg-type]
 
@@ -269,6 +274,10 @@ class JobRunner:
             with contextlib.suppress(Exception):  # closing must never mask the outcome
                 await closeable.close()
         await self.resources.close()
+
+
+async def _refused(reason: str) -> ApplyResult:
+    return ApplyResult(False, reason)
 
 
 def collect_secrets(estate: Estate) -> list[str]:
