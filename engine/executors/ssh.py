@@ -110,7 +110,8 @@ class _Connection:
 class SshExecutor:
     """Runs ``apply``/``rollback`` templates on ``host`` over pooled, verified SSH connections."""
 
-    #: Applies are spooled on the host and adoptable (see executors.ssh_spool).
+    #: Applies are spooled on the host and adoptable (see executors.ssh_spool), unless the
+    #: executor sets ``spool = false`` (then a lost connection or a killed sluice ends them).
     spools = True
 
     def __init__(self, spec: ExecutorSpec, estate: Estate, clock: Clock, resources: Resources):
@@ -128,6 +129,7 @@ class SshExecutor:
         self.timeout = float(settings.get("timeout") or 900.0)
         self.estate_name = estate.name
         self.spool_dir = str(settings.get("spool_dir") or "~/.sluice/applies")
+        self.spools = settings.get("spool") is not False
         self.stop_signal = str(settings.get("stop_signal") or "SIGTERM").removeprefix("SIG")
         grace = settings.get("stop_grace")
         self.stop_grace = 30.0 if grace is None else float(grace)

@@ -75,6 +75,7 @@ EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
         "apply": Key("template", required=True),
         "rollback": Key("template"),
         "env": Key("table"),
+        "spool": Key("bool", default=True),
         "spool_dir": Key("str", default="~/.sluice/applies"),
         **_stop_keys(),
     },
