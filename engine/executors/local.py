@@ -11,10 +11,12 @@ SIGKILL after ``stop_grace`` (30 s) — at once if the abort is repeated.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,13 +114,13 @@ class LocalExecutor:
         try:
             # Real seconds: a real command takes real time whatever ``--time-scale`` says.
             async with asyncio.timeout(self.timeout):
-                await follow(readers, waiter.done)
+                await follow(readers, waiter.done, waiter)
         except TimeoutError:
-            await self._stop(process.pid, waiter, output, "timed out")
+            await self._stop(process.pid, waiter.done, output, "timed out")
             await follow(readers, lambda: True)
             return ApplyResult(False, f"timed out after {format_duration(self.timeout)}")
         except asyncio.CancelledError:
-            await self._stop(process.pid, waiter, output, "aborted")
+            await self._stop(process.pid, waiter.done, output, "aborted")
             await follow(readers, lambda: True)
             raise
         code = read_status(spool)
@@ -127,7 +129,7 @@ class LocalExecutor:
         return result_of(code, spool, list(tail))
 
     async def _stop(
-        self, pgid: int, ended: asyncio.Future[int], output: OutputSink, why: str
+        self, pgid: int, ended: Callable[[], bool], output: OutputSink, why: str
     ) -> None:
         """``stop_signal`` to the group, SIGKILL after ``stop_grace`` — or at once when the
         stop is itself cancelled (a second abort)."""
@@ -138,15 +140,15 @@ class LocalExecutor:
             f"SIGKILL in {format_duration(self.stop_grace)} if it has not ended",
         )
         try:
-            graceful = await stop_group(pgid, self.stop_signal, self.stop_grace, ended.done)
+            graceful = await stop_group(pgid, self.stop_signal, self.stop_grace, ended)
         except asyncio.CancelledError:
-            await stop_group(pgid, signal.SIGKILL, 0.0, ended.done)
+            await stop_group(pgid, signal.SIGKILL, 0.0, ended)
             output("stderr", "sluice: stopped at once (SIGKILL), as asked")
-            await asyncio.wait([ended], timeout=5)
+            await _until(ended, 5.0)
             raise
         if not graceful:
             output("stderr", f"sluice: still running after {name} + grace: SIGKILL sent")
-        await asyncio.wait([ended], timeout=5)
+        await _until(ended, 5.0)
 
     async def look(self, job: Job) -> str:
         """Whether the apply in ``job.spool`` finished (status), still runs (marker), or neither."""
@@ -187,9 +189,9 @@ class LocalExecutor:
                     False, f"adopted apply still running after {format_duration(self.timeout)}"
                 )
             except asyncio.CancelledError:
-                if pids:
-                    waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-                    await self._stop(os.getpgid(pids[0]), waiter, output, "aborted")
+                with contextlib.suppress(ProcessLookupError, IndexError):
+                    group = os.getpgid(pids[0])
+                    await self._stop(group, lambda: not _group_alive(group), output, "aborted")
                 raise
             code = read_status(spool)
             if code is None:
@@ -224,3 +226,20 @@ class LocalExecutor:
 
     async def close(self) -> None:
         return None
+
+
+async def _until(ended: Callable[[], bool], seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not ended() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -303,10 +303,13 @@ def tails(
     return found, last
 
 
-async def follow(readers: list[SpoolTail], ended: Callable[[], bool]) -> None:
+async def follow(
+    readers: list[SpoolTail], ended: Callable[[], bool], wake: asyncio.Future[Any] | None = None
+) -> None:
     """Stream the spool files until ``ended()`` (checked between looks), then stream the rest.
 
-    Polls, quickly after output and backing off to :data:`POLL_MAX` while the apply is silent.
+    Polls, quickly after output and backing off to :data:`POLL_MAX` while the apply is silent;
+    a pause ends early when ``wake`` (e.g. the process's exit) is done, so the end is seen at once.
     """
     interval = POLL_MIN
     while True:
@@ -321,7 +324,10 @@ async def follow(readers: list[SpoolTail], ended: Callable[[], bool]) -> None:
             await asyncio.sleep(0)  # let others run between chunks of a busy apply
         else:
             interval = min(interval * 2, POLL_MAX)
-            await asyncio.sleep(interval)
+            if wake is not None and not wake.done():
+                await asyncio.wait([wake], timeout=interval)
+            else:
+                await asyncio.sleep(interval)
     for reader in readers:
         reader.splitter.close()
 
