@@ -19,6 +19,8 @@ applies at once. Each apply runs ``echo VERSION > DIR/TARGET.version`` on the ho
                     is loaded): sluice/floor-gc is the part of the gap that is the engine's own
 * ``sluice-noop``   ``sluice run`` of the same plan with a zero-time simulated executor: the
                     engine's own cost (start-up, history, events), to read the sluice/floor gap
+* ``sluice-nospool`` ``sluice run`` with the executor's ``spool = false`` (applies attached to the
+                    channel, as before issue 11): sluice/sluice-nospool is what the spool costs
 
 Every runner is a separate process (interpreter start included), host keys are verified by all,
 the runners alternate within each repetition (rotating the order), and every run is checked (all
@@ -52,7 +54,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 BIN = Path(sys.executable).parent
 
-RUNNERS = ("sluice", "ansible", "ansible-nocm", "floor", "floor-gc", "sluice-noop")
+RUNNERS = (
+    "sluice", "ansible", "ansible-nocm", "floor", "floor-gc", "sluice-noop", "sluice-nospool"
+)  # fmt: skip
 #: sluice.engine.executors.ssh.CIPHERS, copied so the floor imports nothing but asyncssh.
 CIPHERS = (
     "aes128-gcm@openssh.com",
@@ -91,11 +95,18 @@ def command(remote: Path, target: str, version: str) -> str:
 
 
 def run_sluice(
-    setup: Setup, n: int, parallel: int, version: str, rep: str, *, noop: bool = False
+    setup: Setup,
+    n: int,
+    parallel: int,
+    version: str,
+    rep: str,
+    *,
+    noop: bool = False,
+    spool: bool = True,
 ) -> list[str]:
     import tomli_w
 
-    folder = setup.work / f"sluice{'-noop' if noop else ''}-{n}-{rep}"
+    folder = setup.work / f"sluice{'-noop' if noop else ''}{'' if spool else '-nospool'}-{n}-{rep}"
     folder.mkdir()
     estate = {
         "estate": {"name": "bench", "history": "history.db"},
@@ -113,6 +124,8 @@ def run_sluice(
                 "known_hosts": str(setup.known_hosts),
                 "max_sessions": parallel,
                 "apply": f"echo {{version}} > {setup.remote}/{{target}}.version",
+                "spool_dir": str(setup.remote / "spools"),
+                "spool": spool,
             }
         },
         "modules": {"app": {"versions": ["1.0.0", version], "initial": "1.0.0"}},
@@ -295,6 +308,7 @@ def bench(
         "floor": run_floor,
         "floor-gc": lambda *a: run_floor(*a, tuned=True),
         "sluice-noop": lambda *a: run_sluice(*a, noop=True),
+        "sluice-nospool": lambda *a: run_sluice(*a, spool=False),
     }
     results: dict[tuple[int, str], list[float]] = {}
 

@@ -235,7 +235,14 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 def cmd_history(args: argparse.Namespace) -> int:
     from sluice.engine.app import report
 
-    with _history(load(args.estate)) as history:
+    estate = load(args.estate)
+    with _history(estate) as history:
+        if args.prune_spools_older_than is not None:
+            from sluice.engine.app.spools import prune
+
+            count = prune(history, estate, args.prune_spools_older_than)
+            print(f"pruned the spooled output of {count} rollout(s)")
+            return ExitCode.OK
         if args.json:
             print(report.history_json(history))
         else:
@@ -246,8 +253,17 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from sluice.engine.app import report
 
-    with _history(load(args.estate)) as history:
+    estate = load(args.estate)
+    with _history(estate) as history:
         rec = _record(history, args.rollout_id)
+        if args.output is not None:
+            from sluice.engine.app.spools import NoOutput, print_output
+
+            try:
+                print_output(estate, rec.id, args.output)
+            except NoOutput as exc:
+                raise BadInput(f"sluice: {exc}") from None
+            return ExitCode.OK
         if args.json:
             print(json.dumps(report.record(history, rec), indent=2, default=str))
         else:

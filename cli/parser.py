@@ -21,6 +21,15 @@ def _time_scale(text: str) -> float:
     return value
 
 
+def _duration(text: str) -> float:
+    from sluice.engine.model.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -80,11 +89,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("history", help="past rollouts, newest first")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--prune-spools-older-than",
+        type=_duration,
+        metavar="DURATION",
+        help="delete the spooled output of rollouts that ended longer ago (e.g. 90d); "
+        "history's records are kept",
+    )
 
     p = sub.add_parser("show", help="one rollout: waves, targets, gates, operator actions")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--output", metavar="TARGET", help="print the full output of TARGET's last apply"
+    )
 
     p = sub.add_parser("replay", help="replay a recorded rollout in the console")
     p.add_argument("estate", metavar="ESTATE")

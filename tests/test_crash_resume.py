@@ -10,8 +10,11 @@ Set ``SLUICE_CRASH_SEED`` to replay a failing run's kill points (the seed is pri
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -115,8 +118,9 @@ def one_trial(directory: Path, rng: random.Random, kills: int) -> dict[str, int]
             break
         killed += 1
         if killed == 1:  # the side files a killed driver leaves are private too
-            for side in db.parent.iterdir():
-                assert stat.S_IMODE(side.stat().st_mode) == 0o600, side
+            for side in db.parent.rglob("*"):  # the history's files and the spools (0700 dirs)
+                private = 0o700 if side.is_dir() else 0o600
+                assert stat.S_IMODE(side.stat().st_mode) == private, side
         command = ("resume", estate, *FAST)
     final = subprocess.run(
         [sys.executable, "-m", "sluice.cli", *map(str, command)],
@@ -211,7 +215,11 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
         time.sleep(0.05)
     driver.kill()
     driver.wait(30)
-    subprocess.run(["pkill", "-f", "sleep 61.37"], check=False)
+    # The whole apply, wrapper too, killed: no process and no status left, its outcome unknown.
+    found = subprocess.run(["pgrep", "-f", "sleep 61.37"], capture_output=True, text=True)
+    for pid in map(int, found.stdout.split()):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
 
     halted = subprocess.run(
         [sys.executable, "-m", "sluice.cli", "resume", str(estate), *FAST, "--no-reapply-unknown"],
@@ -239,7 +247,8 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
 
 @pytest.mark.timeout(180)
 def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path) -> None:
-    """kill -9 leaves local applies running (own process group): resume must not overlap them."""
+    """kill -9 leaves local applies running (own session): with their spools gone (nothing to
+    adopt — test_adopt_resume.py has the adopting cases), resume must still not overlap them."""
     estate = tmp_path / "estate.toml"
     estate.write_text(
         f'[estate]\nname = "{estate_name()}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
@@ -250,6 +259,9 @@ def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path
     )
     OrphanRuns(tmp_path).kill_mid_apply_then_resume(
         start("run", estate, "op@2", *FAST),
-        lambda: start("resume", estate, *FAST, "--json"),
+        lambda: (
+            shutil.rmtree(tmp_path / ".sluice" / "applies"),
+            start("resume", estate, *FAST, "--json"),
+        )[1],
         alive=lambda pid: os.path.exists(f"/proc/{pid}"),
     )

@@ -15,6 +15,7 @@ from typing import Any
 from sluice.engine.app.headless import TextPrinter
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.events import (
+    ApplyAdopted,
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -233,6 +234,18 @@ class ConsoleModel:
             self._output(target, "meta", f"$ {e.command}")
         self._touch_target(target)
 
+    def _apply_adopted(self, e: ApplyAdopted) -> None:
+        """A resume adopted an apply a stopped sluice left (running, or finished meanwhile)."""
+        target = self._target(e.target, e.wave)
+        target.status = "rolling_back" if e.action == "rollback" else "applying"
+        target.action = e.action
+        target.reason = ""
+        what = "re-attached to it, still running" if e.how == "running" else "it finished meanwhile"
+        self._output(
+            target, "meta", f"── adopted {e.action} {e.from_version} → {e.version}: {what}"
+        )
+        self._touch_target(target)
+
     def _apply_output(self, e: ApplyOutput) -> None:
         target = self.targets.get(e.target)
         if target is not None:
@@ -311,6 +324,7 @@ class ConsoleModel:
         StateChanged: _state,
         WaveStarted: _wave_started,
         ApplyStarted: _apply_started,
+        ApplyAdopted: _apply_adopted,
         ApplyOutput: _apply_output,
         ApplyFinished: _apply_finished,
         SoakStarted: _soak_started,

@@ -11,6 +11,7 @@ from typing import IO, Any
 
 from sluice.engine.model.units import format_duration
 from sluice.engine.rollout.events import (
+    ApplyAdopted,
     ApplyFinished,
     Event,
     GateEvaluated,
@@ -51,6 +52,9 @@ class TextPrinter:
             if e.outcome == "ok":
                 return f"   ✓ {verb}{e.target} → {e.version} ({format_duration(e.duration)})"
             return f"   ✗ {verb}{e.target} {e.outcome}: {e.reason}"
+        if isinstance(e, ApplyAdopted):
+            how = "re-attached, still running" if e.how == "running" else "it finished meanwhile"
+            return f"   ↺ {e.target}: adopted the apply a stopped sluice left ({how})"
         if isinstance(e, WaveApplied):
             return f"   applies done: {e.ok} ok, {e.summary}" + (
                 f", {e.skipped} not started" if e.skipped else ""

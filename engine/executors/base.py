@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from sluice.engine.model.template import Context
@@ -38,6 +39,9 @@ class Job:
     #: The target's last apply has an unknown outcome (a sluice that stopped mid-apply): an
     #: executor that can see it may still be running waits for it before starting this one.
     after_unknown: bool = False
+    #: Where this apply's spool files go (``<dir>/<target>.<attempt>``, see executors.spool);
+    #: executors that spool (``spools = True``) write there, the others ignore it.
+    spool: Path | None = field(default=None, compare=False)
 
     @property
     def context(self) -> Context:
@@ -71,6 +75,22 @@ class Executor(Protocol):
 
     async def close(self) -> None:
         """Release pooled resources (connections) at the end of the rollout."""
+        ...
+
+
+class AdoptingExecutor(Executor, Protocol):
+    """An executor whose applies outlive sluice (spooled, with a status file): a resume looks
+    for an apply a stopped sluice left and adopts it instead of running it again."""
+
+    spools: bool
+
+    async def look(self, job: Job) -> str:
+        """``finished`` (a status exists), ``running`` (its process still runs) or ``none``."""
+        ...
+
+    async def adopt(self, job: Job, output: OutputSink) -> ApplyResult | None:
+        """Wait for the apply ``look`` found (tailing its output) and return its real outcome;
+        None if it vanished without a status (then its outcome stays unknown)."""
         ...
 
 

@@ -1,8 +1,11 @@
-"""The local executor: a command on this machine, through ``/bin/sh -c``, in its own process group.
+"""The local executor: a command on this machine, through ``/bin/sh -c``, in a session of its own.
 
 Every template value is shell-quoted; ``{env.X}`` secrets reach the process through its
-environment, never its command line. Abort and timeout terminate the whole process group (so a
-``tofu`` and its providers go too): SIGTERM, then SIGKILL after a grace period.
+environment, never its command line. The command outlives sluice: its output goes to spool files
+and its exit status to a status file (see :mod:`sluice.engine.executors.spool`), so a killed
+sluice neither kills it nor loses its outcome — a resume adopts it. Abort and timeout stop the
+whole process group (so a ``tofu`` and its providers go too): ``stop_signal`` (SIGTERM), then
+SIGKILL after ``stop_grace`` (30 s) — at once if the abort is repeated.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
-from collections import deque
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +28,15 @@ from sluice.engine.executors.orphans import (
     still_running,
     wait_out,
 )
+from sluice.engine.executors.spool import (
+    Spool,
+    follow,
+    read_status,
+    result_of,
+    start_detached,
+    stop_group,
+    tails,
+)
 from sluice.engine.model.template import TemplateError, render
 from sluice.engine.model.units import format_duration
 
@@ -31,14 +45,16 @@ if TYPE_CHECKING:
     from sluice.engine.support.clock import Clock
     from sluice.engine.support.resources import Resources
 
-#: How long a terminated process group gets before SIGKILL.
-GRACE_SECONDS = 3.0
-TAIL_LINES = 3
+#: How long a stopped process group gets before SIGKILL, unless ``stop_grace`` says otherwise.
+GRACE_SECONDS = 30.0
 #: How often a wait for an orphaned apply looks again.
 ORPHAN_POLL_SECONDS = 0.2
 
 
 class LocalExecutor:
+    #: Applies are spooled and adoptable (see executors.spool).
+    spools = True
+
     def __init__(self, spec: ExecutorSpec, estate: Estate, clock: Clock, resources: Resources):
         self.spec = spec
         self.clock = clock
@@ -47,6 +63,9 @@ class LocalExecutor:
         base = estate.path.parent
         self.workdir = (base / Path(workdir).expanduser()) if workdir else base
         self.estate_name = estate.name
+        self.stop_signal = signal.Signals[str(spec.settings.get("stop_signal") or "SIGTERM")]
+        grace = spec.settings.get("stop_grace")
+        self.stop_grace = float(GRACE_SECONDS if grace is None else grace)
         self._orphans: asyncio.Future[dict[str, list[int]]] | None = None
 
     def _template(self, job: Job) -> str:
@@ -74,53 +93,121 @@ class LocalExecutor:
         refused = await self._wait_for_orphans(job.target, output)
         if refused is not None:
             return refused
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                "/bin/sh",
-                "-c",
-                command.text,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                cwd=self.workdir,
-                env=env,
-                start_new_session=True,
-            )
-        )
+        scratch = None if job.spool else Path(tempfile.mkdtemp(prefix="sluice-spool-"))
+        spool = Spool(job.spool or (scratch or Path()) / "apply.1")
         try:
-            # Shielded: a cancel that lands mid-spawn would otherwise make asyncio kill only the
-            # shell and then wait for its children to close the pipes (the whole apply's length).
-            process = await asyncio.shield(spawn)
-        except OSError as exc:
-            return ApplyResult(False, f"cannot start /bin/sh in {self.workdir}: {exc.strerror}")
-        except asyncio.CancelledError:
-            with contextlib.suppress(OSError):
-                await _terminate(await spawn)
-            raise
-        tail: deque[str] = deque(maxlen=TAIL_LINES)
-        assert process.stdout is not None and process.stderr is not None
-        readers = asyncio.gather(
-            _pump(process.stdout, "stdout", output, tail),
-            _pump(process.stderr, "stderr", output, tail),
-        )
+            try:
+                process = await start_detached(command.text, spool, cwd=self.workdir, env=env)
+            except OSError as exc:
+                return ApplyResult(False, f"cannot start /bin/sh in {self.workdir}: {exc.strerror}")
+            return await self._watch(process, spool, output)
+        finally:
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
+
+    async def _watch(
+        self, process: asyncio.subprocess.Process, spool: Spool, output: OutputSink
+    ) -> ApplyResult:
+        """Stream ``spool`` until the wrapper ends; stop the group on timeout or cancel."""
+        readers, tail = tails(spool, output)
+        waiter = asyncio.ensure_future(process.wait())
         try:
             # Real seconds: a real command takes real time whatever ``--time-scale`` says.
             async with asyncio.timeout(self.timeout):
-                await readers
-                code = await process.wait()
+                await follow(readers, waiter.done, waiter)
         except TimeoutError:
-            await _terminate(process)
+            await self._stop(process.pid, waiter.done, output, "timed out")
+            await follow(readers, lambda: True)
             return ApplyResult(False, f"timed out after {format_duration(self.timeout)}")
         except asyncio.CancelledError:
-            await _terminate(process)
+            await self._stop(process.pid, waiter.done, output, "aborted")
+            await follow(readers, lambda: True)
             raise
-        finally:
-            readers.cancel()
-        if code == 0:
-            return ApplyResult(True, "", 0)
-        detail = " | ".join(tail) if tail else "no output"
-        what = f"killed by signal {-code}" if code < 0 else f"exit {code}"
-        return ApplyResult(False, f"{what}: {detail}", code)
+        code = read_status(spool)
+        if code is None:  # the wrapper itself was killed: its exit is all there is
+            code = process.returncode if process.returncode is not None else -9
+        return result_of(code, spool, list(tail))
+
+    async def _stop(
+        self, pgid: int, ended: Callable[[], bool], output: OutputSink, why: str
+    ) -> None:
+        """``stop_signal`` to the group, SIGKILL after ``stop_grace`` — or at once when the
+        stop is itself cancelled (a second abort)."""
+        name = self.stop_signal.name
+        output(
+            "stderr",
+            f"sluice: {why}: {name} sent to the apply's process group; "
+            f"SIGKILL in {format_duration(self.stop_grace)} if it has not ended",
+        )
+        try:
+            graceful = await stop_group(pgid, self.stop_signal, self.stop_grace, ended)
+        except asyncio.CancelledError:
+            await stop_group(pgid, signal.SIGKILL, 0.0, ended)
+            output("stderr", "sluice: stopped at once (SIGKILL), as asked")
+            await _until(ended, 5.0)
+            raise
+        if not graceful:
+            output("stderr", f"sluice: still running after {name} + grace: SIGKILL sent")
+        await _until(ended, 5.0)
+
+    async def look(self, job: Job) -> str:
+        """Whether the apply in ``job.spool`` finished (status), still runs (marker), or neither."""
+        if job.spool is None:
+            return "none"
+        if read_status(Spool(job.spool)) is not None:
+            return "finished"
+        return "running" if await self._orphan_pids(job.target) else "none"
+
+    async def adopt(self, job: Job, output: OutputSink) -> ApplyResult | None:
+        """Record the real outcome of the apply in ``job.spool``, re-attaching if it runs."""
+        assert job.spool is not None
+        spool = Spool(job.spool)
+        code = read_status(spool)
+        if code is None:
+            pids = await self._orphan_pids(job.target)
+            output(
+                "stderr",
+                f"sluice: re-attached to the apply a stopped sluice left running (pid "
+                f"{', '.join(map(str, pids))}); output so far in {spool.out}",
+            )
+            for line in spool.last_lines():
+                output("stdout", line)
+            readers, _ = tails(spool, output, from_end=True)
+
+            def ended() -> bool:
+                nonlocal pids
+                if read_status(spool) is not None:
+                    return True
+                pids = still_running(pids, self.estate_name, job.target)
+                return not pids
+
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await follow(readers, ended)
+            except TimeoutError:
+                return ApplyResult(
+                    False, f"adopted apply still running after {format_duration(self.timeout)}"
+                )
+            except asyncio.CancelledError:
+                with contextlib.suppress(ProcessLookupError, IndexError):
+                    group = os.getpgid(pids[0])
+                    await self._stop(group, lambda: not _group_alive(group), output, "aborted")
+                raise
+            code = read_status(spool)
+            if code is None:
+                return None
+        else:
+            output(
+                "stderr",
+                f"sluice: the apply ended while no sluice ran (exit {code}); output in {spool.out}",
+            )
+        return result_of(code, spool)
+
+    async def _orphan_pids(self, target: str) -> list[int]:
+        if self._orphans is None:
+            self._orphans = asyncio.ensure_future(asyncio.to_thread(find_running, self.estate_name))
+        pids = (await asyncio.shield(self._orphans)).get(target, [])
+        return still_running(pids, self.estate_name, target)
 
     async def _wait_for_orphans(self, target: str, output: OutputSink) -> ApplyResult | None:
         """Wait out an apply of ``target`` that a stopped sluice left running (see orphans)."""
@@ -141,38 +228,18 @@ class LocalExecutor:
         return None
 
 
-async def _pump(
-    stream: asyncio.StreamReader, name: str, output: OutputSink, tail: deque[str]
-) -> None:
-    while True:
-        try:
-            raw = await stream.readline()
-        except ValueError:  # a line longer than the stream limit: take what there is
-            raw = await stream.read(65536)
-        if not raw:
-            return
-        line = raw.decode("utf-8", "replace").rstrip("\r\n")
-        if line.strip():
-            tail.append(line)
-        output(name, line)
+async def _until(ended: Callable[[], bool], seconds: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not ended() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
 
 
-async def _terminate(process: asyncio.subprocess.Process) -> None:
-    """SIGTERM the process group, SIGKILL it after the grace period; reap the shell."""
-    if process.returncode is not None:
-        _kill_group(process.pid, signal.SIGKILL)  # stragglers of an exited shell
-        return
-    _kill_group(process.pid, signal.SIGTERM)
+def _group_alive(pgid: int) -> bool:
     try:
-        async with asyncio.timeout(GRACE_SECONDS):
-            await process.wait()
-    except TimeoutError:
-        pass
-    _kill_group(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await process.wait()
-
-
-def _kill_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

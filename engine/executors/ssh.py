@@ -41,6 +41,17 @@ from sluice.engine.executors.ssh_reasons import (
     one_line,
     trust_hint,
 )
+from sluice.engine.executors.ssh_spool import (
+    ATTACH,
+    LOOK,
+    NO_STATUS,
+    NO_STATUS_EXIT,
+    STOP,
+    LocalCopy,
+    remote_base,
+    script,
+    spooled,
+)
 from sluice.engine.model.template import Context, TemplateError, render
 from sluice.engine.model.units import format_duration
 
@@ -86,6 +97,10 @@ class _Stale(Exception):
     """The pooled connection closed before a session could open on it."""
 
 
+class _Lost(Exception):
+    """The connection went mid-command; a spooled apply goes on on the host."""
+
+
 @dataclass
 class _Connection:
     conn: asyncssh.SSHClientConnection
@@ -94,6 +109,10 @@ class _Connection:
 
 class SshExecutor:
     """Runs ``apply``/``rollback`` templates on ``host`` over pooled, verified SSH connections."""
+
+    #: Applies are spooled on the host and adoptable (see executors.ssh_spool), unless the
+    #: executor sets ``spool = false`` (then a lost connection or a killed sluice ends them).
+    spools = True
 
     def __init__(self, spec: ExecutorSpec, estate: Estate, clock: Clock, resources: Resources):
         settings = spec.settings
@@ -109,6 +128,11 @@ class SshExecutor:
         self.max_sessions = int(settings.get("max_sessions") or 8)
         self.timeout = float(settings.get("timeout") or 900.0)
         self.estate_name = estate.name
+        self.spool_dir = str(settings.get("spool_dir") or "~/.sluice/applies")
+        self.spools = settings.get("spool") is not False
+        self.stop_signal = str(settings.get("stop_signal") or "SIGTERM").removeprefix("SIG")
+        grace = settings.get("stop_grace")
+        self.stop_grace = 30.0 if grace is None else float(grace)
         self._pool: dict[Endpoint, asyncio.Future[_Connection]] = {}
         self._keys: Sequence[asyncssh.SSHKeyPair] | None = None
 
@@ -128,6 +152,8 @@ class SshExecutor:
             command, variables = self._command(job)
         except TemplateError as exc:
             return ApplyResult(False, one_line(str(exc)))
+        base = remote_base(self.spool_dir, self.estate_name, job.spool) if job.spool else None
+        copy = LocalCopy(job.spool, output) if job.spool else None
         try:
             for _ in range(2):  # a connection that died idle is replaced once, transparently
                 connection = await self._connection(endpoint)
@@ -136,12 +162,111 @@ class SshExecutor:
                         refused = await self._wait_for_orphans(connection, endpoint, job, output)
                         if refused is not None:
                             return refused
-                    return await self._run(connection, endpoint, command, variables, output)
+                    try:
+                        return await self._run(
+                            connection, endpoint, command, variables, copy or output, base
+                        )
+                    except _Lost as lost:  # spooled: the apply goes on; re-attach to it
+                        (copy or output)("stderr", f"sluice: {lost}; re-attaching")
+                        adopted = await self._attach(job, copy or output)
+                        if adopted is None:
+                            return ApplyResult(False, one_line(f"{lost}; it left no status"))
+                        return adopted
             return ApplyResult(False, f"{endpoint.address}: the connection keeps closing")
         except SshFailure as exc:
             return ApplyResult(False, one_line(str(exc)))
         except Exception as exc:  # never an exception: an unforeseen one is a failed target too
             return ApplyResult(False, one_line(f"{endpoint.address}: {describe_error(exc)}"))
+        finally:
+            if copy is not None:
+                copy.close()
+
+    async def look(self, job: Job) -> str:
+        """``finished``, ``running`` or ``none``: the remote apply in ``job.spool``."""
+        if job.spool is None:
+            return "none"
+        try:
+            endpoint = self._endpoint(job.context)
+            base = remote_base(self.spool_dir, self.estate_name, job.spool)
+            found = await self._exec(endpoint, script(LOOK, base))
+        except (TemplateError, SshFailure, _Stale, asyncssh.Error, OSError):
+            return "none"  # unreachable: re-applying waits for any orphan, or fails the target
+        answer = str(found.stdout or "").strip()
+        return answer if answer in ("finished", "running") else "none"
+
+    async def adopt(self, job: Job, output: OutputSink) -> ApplyResult | None:
+        """Re-attach to the remote apply in ``job.spool`` (or read its status); its outcome."""
+        assert job.spool is not None
+        copy = LocalCopy(job.spool, output)
+        try:
+            return await self._attach(job, copy)
+        except SshFailure as exc:
+            return ApplyResult(False, one_line(str(exc)))
+        finally:
+            copy.close()
+
+    async def _attach(self, job: Job, output: OutputSink) -> ApplyResult | None:
+        assert job.spool is not None
+        endpoint = self._endpoint(job.context)
+        base = remote_base(self.spool_dir, self.estate_name, job.spool)
+        for _ in range(2):
+            connection = await self._connection(endpoint)
+            with contextlib.suppress(_Stale):
+                try:
+                    result = await self._run(
+                        connection, endpoint, script(ATTACH, base), {}, output, base
+                    )
+                except _Lost as lost:
+                    return ApplyResult(False, one_line(str(lost)))
+                if result.exit_code == NO_STATUS_EXIT and NO_STATUS in result.reason:
+                    return None
+                return result
+        return ApplyResult(False, f"{endpoint.address}: the connection keeps closing")
+
+    async def _exec(self, endpoint: Endpoint, command: str) -> asyncssh.SSHCompletedProcess:
+        """A short command on the pooled connection to ``endpoint``."""
+        connection = await self._connection(endpoint)
+        async with connection.sessions:
+            if connection.conn.is_closed():
+                raise _Stale
+            return await connection.conn.run(command, check=False, timeout=30)
+
+    async def _stop(
+        self,
+        process: asyncssh.SSHClientProcess[str],
+        endpoint: Endpoint,
+        base: str | None,
+        output: OutputSink,
+    ) -> None:
+        """Stop a spooled remote apply: ``stop_signal`` to its process group on the host,
+        SIGKILL after ``stop_grace`` (at once if the stop is cancelled: a second abort)."""
+        if base is None:
+            await _terminate(process)
+            return
+        output(
+            "stderr",
+            f"sluice: SIG{self.stop_signal} sent to the apply's process group on "
+            f"{endpoint.address}; SIGKILL in {format_duration(self.stop_grace)} if it has not ended",
+        )
+        try:
+            with contextlib.suppress(SshFailure, _Stale, asyncssh.Error, OSError):
+                await self._exec(endpoint, script(STOP, base, self.stop_signal))
+            async with asyncio.timeout(self.stop_grace):
+                await process.wait_closed()
+            return
+        except TimeoutError:
+            output("stderr", f"sluice: still running after SIG{self.stop_signal} + grace: SIGKILL")
+        except asyncio.CancelledError:
+            await self._kill(process, endpoint, base)
+            raise
+        await self._kill(process, endpoint, base)
+
+    async def _kill(
+        self, process: asyncssh.SSHClientProcess[str], endpoint: Endpoint, base: str
+    ) -> None:
+        with contextlib.suppress(SshFailure, _Stale, asyncssh.Error, OSError):
+            await self._exec(endpoint, script(STOP, base, "KILL"))
+        await _terminate(process)  # and the channel (a host without setsid ran it attached)
 
     async def close(self) -> None:
         """Close every pooled connection (and cancel connects still in flight)."""
@@ -196,11 +321,13 @@ class SshExecutor:
         # from the start (one program more than the bare command). Not secret: on the command line.
         value = shlex.quote(marker_value(self.estate_name, job.target))
         mark = f"export {MARKER}={value}; exec sh -c"
-        if not variables:
-            return f"{mark} {shlex.quote(rendered.text)}", variables
         reads = " ".join(f"IFS= read -r {n} || exit {PRELUDE_FAILED};" for n in variables)
-        script = f"{reads} export {' '.join(variables)}\n{rendered.text}"
-        return f"{mark} {shlex.quote(script)}", variables
+        prelude = f"{reads} export {' '.join(variables)}\n" if variables else ""
+        if job.spool is not None:  # spooled: the command is an argument of the spooling script
+            base = remote_base(self.spool_dir, self.estate_name, job.spool)
+            args = " ".join(map(shlex.quote, ("sluice", base, rendered.text)))
+            return f"{mark} {shlex.quote(spooled(prelude))} {args}", variables
+        return f"{mark} {shlex.quote(prelude + rendered.text)}", variables
 
     # ------------------------------------------------------------------ connections
 
@@ -303,6 +430,7 @@ class SshExecutor:
         command: str,
         variables: Mapping[str, str],
         output: OutputSink,
+        base: str | None = None,
     ) -> ApplyResult:
         where = endpoint.address
         async with connection.sessions:
@@ -344,17 +472,19 @@ class SshExecutor:
                     await readers
                     completed = await process.wait()
             except TimeoutError:
-                await _terminate(process)
+                await self._stop(process, endpoint, base, output)
                 return ApplyResult(
                     False, f"timed out after {format_duration(self.timeout)} on {where}"
                 )
             except asyncio.CancelledError:
-                await _terminate(process)
+                await self._stop(process, endpoint, base, output)
                 raise
             except (asyncssh.Error, OSError) as exc:
                 process.close()
                 last = f"; last output: {' | '.join(tail)}" if tail else ""
                 reason = f"{where}: connection lost mid-command ({describe_error(exc)}){last}"
+                if base is not None:
+                    raise _Lost(reason) from None
                 return ApplyResult(False, one_line(reason))
             except Exception:  # e.g. a failing output sink: stop the command, then report
                 await _terminate(process)

@@ -44,12 +44,23 @@ def _common_apply_keys() -> dict[str, Key]:
     }
 
 
+def _stop_keys() -> dict[str, Key]:
+    """How abort and timeout stop an apply: this signal to its process group, SIGKILL after the grace."""
+    return {
+        "stop_signal": Key(
+            "choice", default="SIGTERM", choices=("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+        ),
+        "stop_grace": Key("duration", default=30.0),
+    }
+
+
 EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
     "local": {
         "apply": Key("template", required=True),
         "rollback": Key("template"),
         "workdir": Key("str"),
         "env": Key("table"),
+        **_stop_keys(),
     },
     "ssh": {
         "host": Key("template", required=True),
@@ -64,6 +75,9 @@ EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
         "apply": Key("template", required=True),
         "rollback": Key("template"),
         "env": Key("table"),
+        "spool": Key("bool", default=True),
+        "spool_dir": Key("str", default="~/.sluice/applies"),
+        **_stop_keys(),
     },
     "http": {
         "url": Key("template", required=True),

@@ -17,6 +17,7 @@ from typing import Any
 
 from sluice.engine.checks.base import CheckSource, create_check
 from sluice.engine.executors.base import Executor, create_executor
+from sluice.engine.executors.spool import SpoolDir, rollout_spool_dir
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, Wave
 from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged, WaveFinished
@@ -93,7 +94,13 @@ class RolloutControls:
         self.rollback_only = rollback_only
         self.resources = Resources()
         self.jobs = JobRunner(
-            estate, plan.module, self.bus, self.clock, self.resources, executor_factory
+            estate,
+            plan.module,
+            self.bus,
+            self.clock,
+            self.resources,
+            executor_factory,
+            SpoolDir(rollout_spool_dir(estate, rollout_id)),
         )
         self._check_factory = check_factory
         self._checks: dict[str, CheckSource] = {}
@@ -231,7 +238,12 @@ class RolloutControls:
         if not self._active() or self._task is None:
             return CommandResult(False, "no rollout is running")
         if self._aborting:
-            return CommandResult(False, "already aborting")
+            # A second abort: applies still stopping within their grace are killed at once.
+            stopping = self.jobs.escalate()
+            if not stopping:
+                return CommandResult(False, "already aborting")
+            self._operator("abort", actor or self.actor, "again: SIGKILL at once")
+            return CommandResult(True, f"stopping {stopping} apply(s) at once: SIGKILL")
         actor = actor or self.actor
         self._aborting = (actor, reason)
         self._operator("abort", actor, reason)

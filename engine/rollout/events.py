@@ -100,6 +100,22 @@ class ApplyStarted(Event):
 
 @_register
 @dataclass(frozen=True, kw_only=True)
+class ApplyAdopted(Event):
+    """A resume found an apply a stopped sluice left (``how``: ``running`` — re-attached to it —
+    or ``finished`` — its status read): its ``ApplyFinished`` completes that apply's record."""
+
+    kind: ClassVar[str] = "apply_adopted"
+    wave: int
+    target: str
+    version: str
+    from_version: str
+    action: str
+    how: str  # running | finished
+    spool: str = ""
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
 class ApplyOutput(Event):
     kind: ClassVar[str] = "apply_output"
     target: str

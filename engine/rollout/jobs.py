@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import getpass
 import os
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sluice.engine.executors.base import ApplyResult, Executor, Job, create_executor
+from sluice.engine.executors.spool import SpoolDir
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.template import placeholders, redact
-from sluice.engine.rollout.events import ApplyFinished, ApplyOutput, ApplyStarted, EventBus
+from sluice.engine.rollout.events import (
+    ApplyAdopted,
+    ApplyFinished,
+    ApplyOutput,
+    ApplyStarted,
+    EventBus,
+)
+from sluice.engine.rollout.output_cap import OutputCap
 from sluice.engine.rollout.state import (
     ABORTED,
     APPLYING,
@@ -81,8 +91,11 @@ class JobRunner:
         clock: Clock,
         resources: Resources,
         executor_factory: Callable[..., Executor] = create_executor,
+        spools: SpoolDir | None = None,
     ):
         self.estate = estate
+        self.spools = spools
+        self._running: set[asyncio.Task[Any]] = set()
         self.module = module
         self.bus = bus
         self.clock = clock
@@ -132,16 +145,56 @@ class JobRunner:
             "from_version": previous,
             "action": action,
         }
+        unspooled = ""
+        if self.spools is not None and getattr(executor, "spools", False):
+            # Claimed before the start is recorded: a recorded start always has its spool.
+            try:
+                spool = self.spools.claim(target.name, {**common, "started": time.time()})
+                job = dataclasses.replace(job, spool=spool.base)
+            except OSError as exc:
+                unspooled = f"cannot create its spool in {self.spools.path}: {exc.strerror}"
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
+        sink = self._sink(target, job)
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        try:
+            work = _refused(unspooled) if unspooled else executor.apply(job, sink)
+            return await self._finish(target, common, work, sink)
+        finally:
+            self._running.discard(task)  # type: ignore[arg-type]
 
-        def sink(stream: str, line: str) -> None:
+    def escalate(self) -> int:
+        """Cancel again every apply already cancelled and still stopping (a second abort): an
+        executor waiting out its ``stop_grace`` then kills at once. The number of them."""
+        stopping = [t for t in self._running if not t.done() and t.cancelling()]
+        for task in stopping:
+            task.cancel()
+        return len(stopping)
+
+    def _sink(self, target: TargetState, job: Job) -> OutputCap:
+        def emit(stream: str, line: str) -> None:
             self.bus.emit(ApplyOutput, target=target.name, stream=stream, line=self.mask(line))
 
+        where = f"{job.spool}.log / .err" if job.spool else "not spooled"
+        return OutputCap(emit, where)
+
+    async def _finish(
+        self,
+        target: TargetState,
+        common: dict[str, Any],
+        work: Awaitable[ApplyResult | None],
+        sink: OutputCap | None = None,
+        adopted: str = "",
+    ) -> bool:
+        rollback = common["action"] == "rollback"
         started = self.clock.monotonic()
         try:
-            result = await executor.apply(job, sink)
+            result = await work
         except asyncio.CancelledError:
+            if sink is not None:
+                sink.finish()
             target.status, target.reason = ABORTED, "aborted"
             duration = self.clock.monotonic() - started
             self.bus.emit(
@@ -150,11 +203,22 @@ class JobRunner:
             raise
         except Exception as exc:  # an executor bug must fail the target, not the rollout
             result = ApplyResult(False, f"executor error: {type(exc).__name__}: {exc}")
+        if sink is not None:
+            sink.finish()
         target.duration = self.clock.monotonic() - started
+        if result is None:  # an adopted apply vanished without a status: still unknown
+            target.status, target.reason = UNKNOWN, f"{adopted}: ended without a status"
+            self.bus.emit(
+                ApplyFinished, **common, outcome="unknown", reason=target.reason,
+                duration=target.duration,
+            )  # fmt: skip
+            return False
         target.reason = self.mask(result.reason)
+        if adopted:
+            target.reason = f"{adopted}" + (f": {target.reason}" if target.reason else "")
         if result.ok:
             target.status = ROLLED_BACK if rollback else OK
-            target.version = version
+            target.version = common["version"]
         else:
             target.status = FAILED
             if rollback:
@@ -168,6 +232,41 @@ class JobRunner:
         )
         return result.ok
 
+    async def adopt(self, wave: int, target: TargetState) -> bool:
+        """Look for the apply of ``target`` whose outcome is unknown (a stopped sluice's) and, if
+        it is still running or has finished, record its real outcome; True if it was adopted."""
+        executor = self.executor(target.executor)
+        if self.spools is None or not getattr(executor, "spools", False):
+            return False
+        spool = self.spools.latest(target.name)
+        info = spool.info() if spool is not None else {}
+        if spool is None or not info:
+            return False
+        common = {k: info[k] for k in ("wave", "target", "version", "from_version", "action")}
+        common["wave"] = wave
+        job = Job(
+            target=target.name,
+            channel=target.channel,
+            module=self.module,
+            version=common["version"],
+            previous_version=common["from_version"],
+            action="rollback" if common["action"] == "rollback" else "apply",
+            vars=self.estate.targets[target.name].vars,
+            spool=spool.base,
+        )
+        how = await executor.look(job)  # type: ignore[attr-defined]
+        if how not in ("running", "finished"):
+            return False
+        self.bus.emit(ApplyAdopted, **common, how=how, spool=str(spool.base))
+        target.status = ROLLING_BACK if job.action == "rollback" else APPLYING
+        sink = self._sink(target, job)
+        what = "adopted: re-attached to it running" if how == "running" else (
+            "adopted: it finished while no sluice ran"
+        )  # fmt: skip
+        work = executor.adopt(job, sink)  # type: ignore[attr-defined]
+        await self._finish(target, common, work, sink=sink, adopted=what)
+        return target.status != UNKNOWN
+
     async def close(self, checks: list[CheckSource]) -> None:
         """Close every executor and ``checks``, then the shared resources; never raises."""
         closeables: list[Executor | CheckSource] = [*self._executors.values(), *checks]
@@ -175,6 +274,10 @@ class JobRunner:
             with contextlib.suppress(Exception):  # closing must never mask the outcome
                 await closeable.close()
         await self.resources.close()
+
+
+async def _refused(reason: str) -> ApplyResult:
+    return ApplyResult(False, reason)
 
 
 def collect_secrets(estate: Estate) -> list[str]:

@@ -74,9 +74,9 @@ class Rollout(RolloutControls):
         unknown = sorted(t.name for t in self.targets.values() if t.status == UNKNOWN)
         if unknown:
             what = (
-                "re-applying them (applies are idempotent)"
+                "adopting those still running or finished, re-applying the rest"
                 if self.reapply_unknown
-                else "left for the operator"
+                else "adopting those still running or finished, the rest left for the operator"
             )
             self.bus.emit(
                 Notice,
@@ -136,6 +136,21 @@ class Rollout(RolloutControls):
             f"`sluice resume {self.estate.path} {self.rollout_id}`",
         )
 
+    async def _adopt_unknown(self, wave: Wave) -> set[str]:
+        """Adopt the wave's applies of unknown outcome a stopped sluice left running or finished
+        (never run again: their real outcome is recorded); the rest stay unknown."""
+        unknown = [self.targets[t.name] for t in wave.targets]
+        unknown = [t for t in unknown if t.status == UNKNOWN]
+        adopted: set[str] = set()
+
+        async def adopt(target: TargetState) -> None:
+            if await self.jobs.adopt(wave.number, target):
+                adopted.add(target.name)
+
+        if unknown:
+            await run_bounded(unknown, max(1, wave.channel.max_parallel), adopt)
+        return adopted
+
     async def _run_wave(self, wave: Wave) -> None:
         state = self.waves[wave.number]
         self.current_wave = wave.number
@@ -159,6 +174,8 @@ class Rollout(RolloutControls):
         gate_and_baselines = await self._baselines(wave, checks, sources, gate_targets)
         state.status = "applying"
         self._set_phase("running")
+        adopted = await self._adopt_unknown(wave)
+        todo = [t for t in todo if t.name not in adopted]
         await self._apply_wave(wave, todo)
         while self._over_budget(wave):
             decision = await self._await_operator(wave, "budget", self._budget_text(wave))

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sluice.engine.rollout.events import (
+    ApplyAdopted,
     ApplyFinished,
     ApplyOutput,
     ApplyStarted,
@@ -44,6 +45,7 @@ from sluice.engine.store.history import History
 #: Events written the moment they happen (the rest wait for the next batch).
 DURABLE = (
     ApplyStarted,
+    ApplyAdopted,
     ApplyFinished,
     OperatorAction,
     GateEvaluated,
@@ -52,7 +54,7 @@ DURABLE = (
     RolloutFinished,
 )
 #: Written at once, alone: what resume relies on (the event rows follow with the next batch).
-_APPLY_TYPES = frozenset((ApplyStarted, ApplyFinished))
+_APPLY_TYPES = frozenset((ApplyStarted, ApplyAdopted, ApplyFinished))
 #: Rare milestones: everything buffered is written with them.
 _FLUSH_TYPES = frozenset(DURABLE) - _APPLY_TYPES
 BATCH_SIZE = 2000
@@ -233,6 +235,15 @@ class Recorder:
                 [rid, e.wave, e.target, e.action, e.version, e.from_version, e.command, e.ts],
             )
             self._apply_ids[e.target] = int(cursor.lastrowid or 0)
+        elif isinstance(e, ApplyAdopted):
+            # No new row: the adopted apply's own row (still "started") gets its real outcome.
+            self._tails.pop(e.target, None)
+            row = conn.execute(
+                "SELECT max(id) FROM applies WHERE rollout_id = ? AND target = ? AND outcome = 'started'",
+                [rid, e.target],
+            ).fetchone()
+            if row and row[0] is not None:
+                self._apply_ids[e.target] = int(row[0])
         elif isinstance(e, ApplyFinished):
             tail = "\n".join(self._tails.pop(e.target, ()))
             apply_id = self._apply_ids.pop(e.target, None)

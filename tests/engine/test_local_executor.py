@@ -120,11 +120,11 @@ async def test_timeout_fails_the_apply_and_kills_the_process_group(tmp_path):
 
 
 @pytest.mark.timeout(30)
-async def test_cancel_escalates_to_sigkill_for_a_group_that_ignores_sigterm(tmp_path, monkeypatch):
-    monkeypatch.setattr(local, "GRACE_SECONDS", 0.5)
+async def test_cancel_escalates_to_sigkill_for_a_group_that_ignores_sigterm(tmp_path):
     estate = local_estate(
         tmp_path,
         apply="trap '' TERM; sleep 30 & echo $! > child; echo $$ > shell; echo ready; wait",
+        stop_grace="0.5s",
     )
     executor = executor_of(estate)
     lines = Lines()

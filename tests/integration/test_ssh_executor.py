@@ -723,10 +723,12 @@ def test_aborting_sluice_run_leaves_no_remote_process(
 def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
     sshd: SshServer, tmp_path: Path, remote_dir: Path
 ) -> None:
-    """kill -9 sluice: sshd drops its sessions but the commands go on; resume must not overlap."""
+    """kill -9 sluice: sshd drops its sessions but the commands go on; with their remote spools
+    gone (nothing to adopt — test_ssh_spool.py has the adopting cases), resume must not overlap."""
     estate = tmp_path / "estate.toml"
     own = {"estate": {"name": estate_name(), "history": "history.db"}}
-    settings = ssh_settings(sshd, apply_command(remote_dir))
+    spools = remote_dir / "spools"
+    settings = ssh_settings(sshd, apply_command(remote_dir), spool_dir=str(spools))
     estate.write_text(estate_toml({"box": settings}, {"a": "box", "b": "box"}, extra=own))
 
     def sluice(command: str, *args: str) -> subprocess.Popen[str]:
@@ -734,5 +736,7 @@ def test_resume_waits_for_a_remote_apply_the_killed_driver_left_running(
         return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
 
     OrphanRuns(remote_dir).kill_mid_apply_then_resume(
-        sluice("run", "app@2.0.0"), lambda: sluice("resume"), alive=alive
+        sluice("run", "app@2.0.0"),
+        lambda: (shutil.rmtree(spools), sluice("resume"))[1],
+        alive=alive,
     )
