@@ -28,9 +28,11 @@ class Problem:
     line: int
     key: str
     message: str
+    column: int = 0
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        where += f":{self.column}" if self.line and self.column else ""
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
@@ -156,13 +158,30 @@ def load_estate(path: str | Path) -> Estate:
     """
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise EstateError(
             [Problem(str(path), 0, "", f"cannot read the estate file: {reason}")]
         ) from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EstateError([_undecodable(path, data, exc)]) from None
     return parse_estate(source, path)
+
+
+def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError) -> Problem:
+    """Where the first byte that is not UTF-8 is: its line, and its column in characters."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    before = data[line_start : exc.start].decode("utf-8", errors="replace")
+    return Problem(
+        str(path),
+        data.count(b"\n", 0, exc.start) + 1,
+        "",
+        f"cannot read the estate file: not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+        column=len(before) + 1,
+    )
 
 
 def parse_estate(source: str, path: Path) -> Estate:
