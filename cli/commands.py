@@ -37,6 +37,10 @@ class Locked(Exception):
     """Another process drives the estate (exit 5)."""
 
 
+class Unwritable(Exception):
+    """The history cannot be written (exit 7); reading commands still work."""
+
+
 def load(path: str) -> Estate:
     try:
         return load_estate(path)
@@ -66,6 +70,9 @@ def dispatch(args: argparse.Namespace) -> int:
     except Locked as exc:
         print(exc, file=sys.stderr)
         return ExitCode.LOCKED
+    except Unwritable as exc:
+        print(exc, file=sys.stderr)
+        return ExitCode.HISTORY_UNWRITABLE
     except BadInput as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
@@ -108,7 +115,7 @@ def current_versions(estate: Estate, spec: str) -> dict[str, str]:
     if not estate.history_path.exists():
         return {}
     try:
-        history = History.open(estate.history_path, create=False)
+        history = History.open(estate.history_path, create=False, readonly=True)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -300,12 +307,14 @@ def _check_until(args: argparse.Namespace, plan: Plan) -> None:
 @contextlib.contextmanager
 def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
     from sluice.engine.app.session import LeaseHeld, Session
-    from sluice.engine.store.history import HistoryError
+    from sluice.engine.store.history import HistoryError, HistoryNotWritable
 
     try:
         session = Session.open(estate, drive=drive)
     except LeaseHeld as exc:
         raise Locked(f"sluice: {exc}; it may be watched, not driven, from here") from None
+    except HistoryNotWritable as exc:
+        raise Unwritable(f"sluice: {exc}") from None
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -319,7 +328,7 @@ def _history(estate: Estate) -> Iterator[Any]:
     from sluice.engine.store.history import History, HistoryError
 
     try:
-        history = History.open(estate.history_path, create=False)
+        history = History.open(estate.history_path, create=False, readonly=True)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:

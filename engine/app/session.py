@@ -76,7 +76,9 @@ class Session:
         cls, estate: Estate, *, drive: bool = True, history_path: Path | None = None
     ) -> Session:
         """Open the estate's history; with ``drive``, take the lease or raise :class:`LeaseHeld`."""
-        history = History.open(history_path or estate.history_path)
+        path = history_path or estate.history_path
+        # Only a driver writes; a watcher (or a replay) reads, and may lack write access.
+        history = History.open(path, readonly=not drive and path.exists())
         session = cls(estate, history, drive=drive)
         if drive:
             try:

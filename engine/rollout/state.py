@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     ABORTED = 3  # operator, Ctrl-C, SIGTERM
     STOPPED = 4  # stopped before the end and resumable
     LOCKED = 5  # another process drives the estate
+    HISTORY_UNWRITABLE = 7  # the history cannot be written (not writable, disk full, deleted)
 
 
 #: Rollout outcomes and their exit codes.

@@ -138,6 +138,23 @@ class HistoryError(Exception):
     """The history file cannot be opened or is not a sluice history."""
 
 
+class HistoryNotWritable(HistoryError):
+    """The history exists but this process cannot write it (a read-only file or directory,
+    another user's, an immutable file, a full disk): reading it still works."""
+
+
+#: SQLite primary result codes that mean "cannot write here", not "not a history".
+_NOT_WRITABLE_CODES = frozenset({3, 8, 10, 13, 14})  # PERM READONLY IOERR FULL CANTOPEN
+
+
+def not_writable(exc: BaseException) -> bool:
+    """Whether ``exc`` (from SQLite or the OS) says the history cannot be written."""
+    if isinstance(exc, OSError):
+        return True
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(code, int) and (code & 0xFF) in _NOT_WRITABLE_CODES
+
+
 @dataclass(frozen=True)
 class RolloutRecord:
     id: int
@@ -182,9 +199,18 @@ class History:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> History:
-        """Open (creating 0600 if needed) and migrate the history at ``path``."""
+    def open(cls, path: Path, *, create: bool = True, readonly: bool = False) -> History:
+        """Open (creating 0600 if needed) and migrate the history at ``path``.
+
+        With ``readonly`` the file is only read (``history``, ``show``, ``export``, ``replay``):
+        it works on a history this process may not write. Without it, a history that cannot
+        be written raises :class:`HistoryNotWritable`.
+        """
         path = Path(path)
+        if readonly and path.exists():
+            history = cls._open_readonly(path)
+            if history is not None:
+                return history
         try:
             new = not path.exists()
             if new:
@@ -208,15 +234,57 @@ class History:
             # No sqlite-utils plugins in the history store (and no scan for them at every start).
             history = cls(sqlite_utils.Database(conn, execute_plugins=False), path)
             history._migrate()
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.chmod(side, 0o600)
         except sqlite3.DatabaseError as exc:
+            if not_writable(exc) and path.exists():
+                raise HistoryNotWritable(f"{path}: the history is not writable ({exc})") from None
             raise HistoryError(f"{path}: not a usable sluice history ({exc})") from None
         except OSError as exc:
+            if path.exists():
+                raise HistoryNotWritable(
+                    f"{path}: the history is not writable ({exc.strerror or exc})"
+                ) from None
             raise HistoryError(f"{path}: cannot open the history: {exc.strerror}") from None
-        for suffix in ("-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
         return history
+
+    @classmethod
+    def _open_readonly(cls, path: Path) -> History | None:
+        """The history opened read-only, or None when it must be migrated first (an older
+        schema: the caller opens it for writing once)."""
+        import urllib.parse
+
+        import sqlite_utils
+
+        uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
+        # A WAL history needs its -shm beside it; in a directory we cannot write and with no
+        # -wal (so no writer, who would need one), the file is read as immutable instead.
+        unshared = not path.with_name(path.name + "-wal").exists()
+        for extra in ("", "&immutable=1") if unshared else ("",):
+            try:
+                conn = sqlite3.connect(uri + extra, uri=True, timeout=10.0, check_same_thread=False)
+                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # not a history yet: the writable open says so
+                    return None
+                if extra or not unshared:
+                    raise HistoryError(f"{path}: cannot read the history ({exc})") from None
+                continue
+            except sqlite3.DatabaseError as exc:
+                raise HistoryError(f"{path}: not a usable sluice history ({exc})") from None
+            current = row[0] or 0
+            if current > SCHEMA_VERSION:
+                conn.close()
+                raise HistoryError(
+                    f"{path}: written by a newer sluice (schema {current} > {SCHEMA_VERSION})"
+                )
+            if current < SCHEMA_VERSION:
+                conn.close()
+                return None
+            return cls(sqlite_utils.Database(conn, execute_plugins=False), path)
+        return None
 
     def _migrate(self) -> None:
         with self.db.atomic():
