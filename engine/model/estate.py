@@ -13,7 +13,7 @@ from typing import Any
 
 from sluice.engine.model import schema
 from sluice.engine.model.schema import Key
-from sluice.engine.model.template import placeholder_problem, placeholders
+from sluice.engine.model.template import placeholder_problem, placeholders, quoted_placeholders
 from sluice.engine.model.toml_lines import key_lines
 from sluice.engine.model.units import Share
 
@@ -585,6 +585,15 @@ class _Validator:
             )
         return tuple(result)
 
+    def shell_quotes(self, at: KeyPath, command: str) -> None:
+        """A placeholder inside shell quotes would let its value out of its quoting."""
+        for name in dict.fromkeys(quoted_placeholders(command)):
+            self.problem(
+                at,
+                f"{{{name}}} is inside shell quotes: write it bare (sluice shell-quotes every "
+                "value itself; inside quotes a value could run as a command)",
+            )
+
     def templates(
         self,
         targets: Mapping[str, Target],
@@ -615,6 +624,8 @@ class _Validator:
             keys = schema.EXECUTOR_KEYS.get(executor_spec.kind, {})
             for name, value in executor_spec.settings.items():
                 key = keys.get(name)
+                if key is not None and key.shell and isinstance(value, str):
+                    self.shell_quotes(("executors", executor_spec.name, name), value)
                 if key is not None and key.kind in templated and value is not None:
                     collect(("executors", executor_spec.name, name), value, key.response, None)
         for check_spec in checks.values():
