@@ -308,6 +308,7 @@ def _check_until(args: argparse.Namespace, plan: Plan) -> None:
 def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
     from sluice.engine.app.session import LeaseHeld, Session
     from sluice.engine.store.history import HistoryError, HistoryNotWritable
+    from sluice.engine.store.write_failure import WRITE_ERRORS, describe
 
     try:
         session = Session.open(estate, drive=drive)
@@ -319,6 +320,11 @@ def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
         raise BadInput(f"sluice: {exc}") from None
     try:
         yield session
+    except WRITE_ERRORS as exc:  # before the rollout runs (its own writes are guarded)
+        raise Unwritable(
+            f"sluice: cannot write the history {session.history.path}: "
+            f"{describe(exc, session.history.path)}"
+        ) from None
     finally:
         session.close()
 
@@ -357,7 +363,11 @@ def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
         outcome = await run_headless(rollout, printer, runner=session.drive)
         return outcome.exit_code
 
-    return asyncio.run(go())
+    code = asyncio.run(go())
+    if session.history_failure:
+        print(f"sluice: {session.history_failure}", file=sys.stderr)
+        return ExitCode.HISTORY_UNWRITABLE
+    return code
 
 
 def _import_executors(estate: Estate, plan: Plan, until_wave: int | None) -> None:

@@ -135,7 +135,7 @@ def test_history_that_stops_being_writable_mid_run(tmp_path: Path, fault: str) -
     assert "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith(f"sluice: cannot write the history {db}: "), err
     assert "2 applies were in flight" in err, err
-    assert "failed" not in out.replace("not failed", ""), out  # no target blamed
+    assert "✗" not in out, out  # no target blamed
     if fault == "deleted":
         assert "deleted" in err, err
         return
@@ -147,3 +147,31 @@ def test_history_that_stops_being_writable_mid_run(tmp_path: Path, fault: str) -
     second = dict(_rows(db, "SELECT target, outcome FROM applies WHERE rollout_id = 2"))
     assert set(started) <= set(second), second
     assert "failed" not in second.values(), second
+
+
+@pytest.mark.timeout(120)
+def test_a_full_disk_before_the_run_is_one_line_and_exit_7(tmp_path: Path) -> None:
+    log, release = tmp_path / "applies.log", tmp_path / "release"
+    estate = tmp_path / "estate.toml"
+    estate.write_text(ESTATE.replace("LOG", str(log)).replace("RELEASE", str(release)))
+    release.touch()
+    first = subprocess.run(
+        _sluice("run", estate, "m@2", "--headless"), capture_output=True, text=True, timeout=60
+    )
+    assert first.returncode == 0, first
+    db = tmp_path / ".sluice" / "history.db"
+    before = db.read_bytes()
+    log.unlink()
+
+    def full_disk() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1))
+
+    done = subprocess.run(
+        _sluice("run", estate, "m@3", "--headless"),
+        capture_output=True, text=True, timeout=60, preexec_fn=full_disk,
+    )  # fmt: skip
+    assert done.returncode == 7, done
+    assert len(done.stderr.splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert "not writable" in done.stderr or "cannot write the history" in done.stderr
+    assert not log.exists()  # no apply started
+    assert db.read_bytes() == before

@@ -20,8 +20,9 @@ from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.rollout.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
-from sluice.engine.store.history import DONE_OUTCOMES, History, RolloutRecord
+from sluice.engine.store.history import DONE_OUTCOMES, History, HistoryNotWritable, RolloutRecord
 from sluice.engine.store.recorder import Recorder
+from sluice.engine.store.write_failure import WRITE_ERRORS, describe
 from sluice.engine.support.clock import Clock
 
 #: A lease whose holder has not written a heartbeat for this long is taken over.
@@ -70,6 +71,8 @@ class Session:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.takeover: str | None = None
+        #: The one line to print when the history could not be written during a rollout.
+        self.history_failure: str | None = None
 
     @classmethod
     def open(
@@ -83,6 +86,11 @@ class Session:
         if drive:
             try:
                 session._acquire()
+            except WRITE_ERRORS as exc:
+                history.close()
+                raise HistoryNotWritable(
+                    f"{path}: the history is not writable ({describe(exc, path)})"
+                ) from None
             except BaseException:
                 history.close()
                 raise
@@ -377,8 +385,11 @@ class Session:
 
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
+        from sluice.engine.app.history_guard import HistoryGuard
         from sluice.engine.app.notify import Notifications
 
+        recorder = next(r for r in reversed(self.recorders) if r.rollout_id == rollout.rollout_id)
+        guard = HistoryGuard(rollout, recorder, self.history.path)
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
@@ -396,6 +407,7 @@ class Session:
             await notifications.aclose()  # delivery failures become Notices, still recorded
             for recorder in self.recorders:
                 recorder.flush()
+            self.history_failure = guard.message
 
 
 def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:

@@ -130,6 +130,7 @@ class RolloutControls:
         self._waiting: str | None = None  # awaiting_approval | inconclusive | halted | budget
         self._task: asyncio.Task[Outcome] | None = None
         self._aborting: tuple[str, str] | None = None
+        self._abort_outcome = "aborted"  # or history_failed (stop_unrecorded)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._rollbacks = 0  # in flight; the phase before the first comes back after the last
         self._applying: int | None = None  # the wave whose applies are running
@@ -234,6 +235,20 @@ class RolloutControls:
         self._operator("abort", actor, reason)
         self._task.cancel()
         return CommandResult(True, "aborting: in-flight applies are being stopped")
+
+    def stop_unrecorded(self, reason: str) -> None:
+        """The history can no longer be written: no apply starts from now on, and the rollout
+        ends (outcome ``history_failed``) — at once if none is in flight, else when the driver
+        calls this again with none left. Not an operator command: nothing records it."""
+        self.jobs.refusal = reason
+        self.paused = True
+        self._unpaused.clear()
+        if any(t.status in (APPLYING, ROLLING_BACK) for t in self.targets.values()):
+            return
+        if self._active() and self._task is not None and self._aborting is None:
+            self._aborting = ("sluice", reason)
+            self._abort_outcome = "history_failed"
+            self._task.cancel()
 
     def retry(self, target: str, reason: str = "", actor: str | None = None) -> CommandResult:
         """Apply a failed target again."""

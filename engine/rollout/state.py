@@ -36,6 +36,7 @@ OUTCOME_EXIT = {
     "halted": ExitCode.HALTED,
     "aborted": ExitCode.ABORTED,
     "stopped": ExitCode.STOPPED,
+    "history_failed": ExitCode.HISTORY_UNWRITABLE,
 }
 
 
