@@ -79,8 +79,30 @@ def dispatch(args: argparse.Namespace) -> int:
         return ExitCode.BAD_INPUT
 
 
+def warn_descriptors(estate: Estate) -> None:
+    """A warning per channel whose applies cannot fit the fd limit (``run`` would refuse)."""
+    from sluice.engine.support import descriptors
+
+    for problem in descriptors.shortfalls(estate, estate.channels, descriptors.hard_limit()):
+        print(f"sluice: warning: {problem}", file=sys.stderr)
+
+
+def fit_descriptors(estate: Estate, plan: Plan | None = None) -> None:
+    """Fail closed before anything runs or is recorded when applies cannot get descriptors."""
+    from sluice.engine.support import descriptors
+
+    channels = {w.channel.name: w.channel for w in plan.waves} if plan else None
+    limit = descriptors.raise_soft_limit()
+    problems = descriptors.shortfalls(
+        estate, channels.values() if channels is not None else estate.channels, limit
+    )
+    if problems:
+        raise BadInput(f"sluice: {problems[0]}")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     estate = load(args.estate)
+    warn_descriptors(estate)
     waves = sum(len(wave_sizes(c.waves, len(c.targets))) for c in estate.channels)
     print(
         f"{estate.path}: ok — estate {estate.name!r}: {len(estate.targets)} targets in "
@@ -101,6 +123,7 @@ def plan_for(estate: Estate, spec: str, current: dict[str, str] | None = None) -
 def cmd_plan(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     plan = plan_for(estate, args.spec, current_versions(estate, args.spec))
+    warn_descriptors(estate)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -172,6 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except PlanError as exc:
             raise BadInput(f"sluice: {exc}") from None
         _check_until(args, plan)
+        fit_descriptors(estate, plan)
         rollout = session.new_rollout(
             plan,
             clock=_clock(args),
@@ -188,6 +212,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     if not args.headless:
         return _console(args, estate, resume=args.rollout_id or 0)
+    fit_descriptors(estate)
     with _session(estate) as session:
         try:
             record = session.resumable(args.rollout_id)
@@ -209,6 +234,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.engine.app.session import ResumeError
 
     estate = load(args.estate)
+    fit_descriptors(estate)
     with _session(estate) as session:
         rollouts = [r for r in session.history.rollouts() if r.kind == "rollout"]
         source = (
