@@ -81,17 +81,26 @@ def _freeze_wal(pid: int, db: Path) -> None:
     _chattr("+i", db.with_name(db.name + "-wal"))
 
 
+def _freeze_shm(pid: int, db: Path) -> None:
+    _chattr("+i", db.with_name(db.name + "-shm"))
+
+
 def _delete_history(pid: int, db: Path) -> None:
     shutil.rmtree(db.parent)
 
 
-FAULTS = {"file-size limit": _fill_disk, "immutable -wal": _freeze_wal, "deleted": _delete_history}
+FAULTS = {
+    "file-size limit": _fill_disk,
+    "immutable -wal": _freeze_wal,
+    "immutable -shm": _freeze_shm,
+    "deleted": _delete_history,
+}
 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_history_that_stops_being_writable_mid_run(tmp_path: Path, fault: str) -> None:
-    if fault == "immutable -wal" and (os.geteuid() != 0 or shutil.which("chattr") is None):
+    if fault.startswith("immutable") and (os.geteuid() != 0 or shutil.which("chattr") is None):
         if os.environ.get("CI") == "true":
             pytest.fail("CI runs as root with chattr: this case must run")
         pytest.skip("making a file immutable needs root and chattr")
@@ -123,9 +132,9 @@ def test_history_that_stops_being_writable_mid_run(tmp_path: Path, fault: str) -
         if process.poll() is None:
             process.kill()
             process.communicate()
-        wal = db.with_name(db.name + "-wal")
-        if fault == "immutable -wal" and wal.exists():
-            _chattr("-i", wal)
+        for side in (db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if fault.startswith("immutable") and side.exists():
+                _chattr("-i", side)
     lines = log.read_text().splitlines()
     started = sorted(line.split()[1] for line in lines if line.startswith("start"))
     ended = sorted(line.split()[1] for line in lines if line.startswith("end"))
