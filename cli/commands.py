@@ -392,8 +392,20 @@ def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     code = asyncio.run(go())
     if session.history_failure:
         print(f"sluice: {session.history_failure}", file=sys.stderr)
-        return ExitCode.HISTORY_UNWRITABLE
+        _exit_untouched(ExitCode.HISTORY_UNWRITABLE)
     return code
+
+
+def _exit_untouched(code: int) -> None:
+    """Exit without touching the history again: what it holds was committed before the failure,
+    and closing it (a checkpoint, the lease released) would write it — through a memory map, for
+    its -shm, which a write error turns into SIGBUS. The stale lease is taken over by the next
+    run (its holder is gone)."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _import_executors(estate: Estate, plan: Plan, until_wave: int | None) -> None:

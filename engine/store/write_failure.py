@@ -6,6 +6,7 @@ that refuses writes, a file-size limit, a deleted file). Only consulted once a w
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 import sqlite3
@@ -39,6 +40,16 @@ class HistoryIdentity:
             return f"it cannot be reached any more ({exc.strerror or exc})"
         if (stat.st_dev, stat.st_ino) != self._id:
             return "it was replaced by another file while sluice ran"
+        # SQLite writes the -shm through a memory map: made immutable, it would not fail a
+        # write but kill the process (SIGBUS). So it is tried first, like the file itself.
+        shm = self.path.with_name(self.path.name + "-shm")
+        try:
+            os.close(os.open(shm, os.O_RDWR))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.EROFS):
+                return f"{shm.name} cannot be written ({exc.strerror})"
         return None
 
 
