@@ -22,7 +22,7 @@ from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.rollout.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
 from sluice.engine.store.history import DONE_OUTCOMES, History, HistoryNotWritable, RolloutRecord
 from sluice.engine.store.recorder import Recorder
-from sluice.engine.store.write_failure import WRITE_ERRORS, describe
+from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 from sluice.engine.support.clock import Clock
 
 #: A lease whose holder has not written a heartbeat for this long is taken over.
@@ -175,8 +175,11 @@ class Session:
     async def keep_alive(self, rollout: Rollout | None = None) -> None:
         """Renew the lease every few seconds (run it as a task). If another process took the
         lease over, ``rollout`` is paused — two drivers must never apply at once — and told why."""
+        identity = HistoryIdentity(self.history.path)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
+            if any(r.failure for r in self.recorders) or identity.gone():
+                return  # the history cannot be written: the rollout is stopping (HistoryGuard)
             try:
                 ours = self.heartbeat()
             except Exception:  # a busy database: try again at the next beat
