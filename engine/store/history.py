@@ -28,6 +28,7 @@ from sluice.engine.rollout.events import (
     _KINDS as EVENT_KINDS,
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
+from sluice.engine.store.readonly import ReadProblem, not_writable, open_readonly
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
@@ -143,18 +144,6 @@ class HistoryNotWritable(HistoryError):
     another user's, an immutable file, a full disk): reading it still works."""
 
 
-#: SQLite primary result codes that mean "cannot write here", not "not a history".
-_NOT_WRITABLE_CODES = frozenset({3, 8, 10, 13, 14})  # PERM READONLY IOERR FULL CANTOPEN
-
-
-def not_writable(exc: BaseException) -> bool:
-    """Whether ``exc`` (from SQLite or the OS) says the history cannot be written."""
-    if isinstance(exc, OSError):
-        return True
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(code, int) and (code & 0xFF) in _NOT_WRITABLE_CODES
-
-
 @dataclass(frozen=True)
 class RolloutRecord:
     id: int
@@ -208,9 +197,14 @@ class History:
         """
         path = Path(path)
         if readonly and path.exists():
-            history = cls._open_readonly(path)
-            if history is not None:
-                return history
+            try:
+                conn = open_readonly(path, SCHEMA_VERSION)
+            except ReadProblem as exc:
+                raise HistoryError(f"{path}: {exc}") from None
+            if conn is not None:
+                import sqlite_utils
+
+                return cls(sqlite_utils.Database(conn, execute_plugins=False), path)
         try:
             new = not path.exists()
             if new:
@@ -249,42 +243,6 @@ class History:
                 ) from None
             raise HistoryError(f"{path}: cannot open the history: {exc.strerror}") from None
         return history
-
-    @classmethod
-    def _open_readonly(cls, path: Path) -> History | None:
-        """The history opened read-only, or None when it must be migrated first (an older
-        schema: the caller opens it for writing once)."""
-        import urllib.parse
-
-        import sqlite_utils
-
-        uri = "file:" + urllib.parse.quote(str(path.resolve())) + "?mode=ro"
-        # A WAL history needs its -shm beside it; in a directory we cannot write and with no
-        # -wal (so no writer, who would need one), the file is read as immutable instead.
-        unshared = not path.with_name(path.name + "-wal").exists()
-        for extra in ("", "&immutable=1") if unshared else ("",):
-            try:
-                conn = sqlite3.connect(uri + extra, uri=True, timeout=10.0, check_same_thread=False)
-                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-            except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):  # not a history yet: the writable open says so
-                    return None
-                if extra or not unshared:
-                    raise HistoryError(f"{path}: cannot read the history ({exc})") from None
-                continue
-            except sqlite3.DatabaseError as exc:
-                raise HistoryError(f"{path}: not a usable sluice history ({exc})") from None
-            current = row[0] or 0
-            if current > SCHEMA_VERSION:
-                conn.close()
-                raise HistoryError(
-                    f"{path}: written by a newer sluice (schema {current} > {SCHEMA_VERSION})"
-                )
-            if current < SCHEMA_VERSION:
-                conn.close()
-                return None
-            return cls(sqlite_utils.Database(conn, execute_plugins=False), path)
-        return None
 
     def _migrate(self) -> None:
         with self.db.atomic():
