@@ -12,6 +12,7 @@ from pathlib import Path
 
 from sluice.engine.rollout.events import ApplyFinished, Event
 from sluice.engine.rollout.orchestrator import Rollout
+from sluice.engine.rollout.state import APPLYING, ROLLING_BACK
 from sluice.engine.store.recorder import Recorder
 
 
@@ -29,14 +30,21 @@ class HistoryGuard:
 
     def _failed(self, why: str) -> None:
         self._why = why
-        self.rollout.stop_unrecorded(f"the history cannot be written: {why}")
-        self._compose()
+        self._stop()
 
     def _follow(self, event: Event) -> None:
         if self.recorder.failure is not None and isinstance(event, ApplyFinished):
-            # One fewer in flight: the rollout ends once none is left.
-            self.rollout.stop_unrecorded(f"the history cannot be written: {self._why}")
-            self._compose()
+            self._stop()  # one fewer in flight: the rollout ends once none is left
+
+    def _stop(self) -> None:
+        # In flight: recorded as started and still running. A target whose start could not be
+        # recorded is not: it is never launched (JobRunner.refusal).
+        running = any(
+            state.status in (APPLYING, ROLLING_BACK) and name in self.recorder.unfinished
+            for name, state in self.rollout.targets.items()
+        )
+        self.rollout.stop_unrecorded(f"the history cannot be written: {self._why}", running)
+        self._compose()
 
     def _compose(self) -> None:
         names = list(self.recorder.unfinished)

@@ -236,14 +236,14 @@ class RolloutControls:
         self._task.cancel()
         return CommandResult(True, "aborting: in-flight applies are being stopped")
 
-    def stop_unrecorded(self, reason: str) -> None:
+    def stop_unrecorded(self, reason: str, in_flight: bool) -> None:
         """The history can no longer be written: no apply starts from now on, and the rollout
-        ends (outcome ``history_failed``) — at once if none is in flight, else when the driver
-        calls this again with none left. Not an operator command: nothing records it."""
+        ends (outcome ``history_failed``) once no apply is ``in_flight`` — the driver calls this
+        again as each ends. Not an operator command: nothing records it."""
         self.jobs.refusal = reason
         self.paused = True
         self._unpaused.clear()
-        if any(t.status in (APPLYING, ROLLING_BACK) for t in self.targets.values()):
+        if in_flight:
             return
         if self._active() and self._task is not None and self._aborting is None:
             self._aborting = ("sluice", reason)
