@@ -156,6 +156,18 @@ def test_history_that_stops_being_writable_mid_run(tmp_path: Path, fault: str) -
     second = dict(_rows(db, "SELECT target, outcome FROM applies WHERE rollout_id = 2"))
     assert set(started) <= set(second), second
     assert "failed" not in second.values(), second
+    # Once the history can be written again, the rollout resumes: the applies whose end was not
+    # recorded are re-applied (unknown outcome), c is applied, and the rollout is done.
+    resumed = subprocess.run(
+        _sluice("resume", estate, "--headless"), capture_output=True, text=True, timeout=60
+    )
+    assert resumed.returncode == 0, resumed
+    assert _rows(db, "SELECT outcome FROM rollouts WHERE id = 2") == [("done",)]
+    assert {t for (t,) in _rows(db, "SELECT target FROM ledger WHERE rollout_id = 2")} == {
+        "a",
+        "b",
+        "c",
+    }
 
 
 @pytest.mark.timeout(120)
