@@ -37,6 +37,10 @@ class Locked(Exception):
     """Another process drives the estate (exit 5)."""
 
 
+class Unwritable(Exception):
+    """The history cannot be written (exit 7); reading commands still work."""
+
+
 def load(path: str) -> Estate:
     try:
         return load_estate(path)
@@ -63,14 +67,39 @@ def dispatch(args: argparse.Namespace) -> int:
     except Locked as exc:
         print(exc, file=sys.stderr)
         return ExitCode.LOCKED
+    except Unwritable as exc:
+        print(exc, file=sys.stderr)
+        return ExitCode.HISTORY_UNWRITABLE
     except BadInput as exc:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return ExitCode.BAD_INPUT
 
 
+def warn_descriptors(estate: Estate) -> None:
+    """A warning per channel whose applies cannot fit the fd limit (``run`` would refuse)."""
+    from sluice.engine.support import descriptors
+
+    for problem in descriptors.shortfalls(estate, estate.channels, descriptors.hard_limit()):
+        print(f"sluice: warning: {problem}", file=sys.stderr)
+
+
+def fit_descriptors(estate: Estate, plan: Plan | None = None) -> None:
+    """Fail closed before anything runs or is recorded when applies cannot get descriptors."""
+    from sluice.engine.support import descriptors
+
+    channels = {w.channel.name: w.channel for w in plan.waves} if plan else None
+    limit = descriptors.raise_soft_limit()
+    problems = descriptors.shortfalls(
+        estate, channels.values() if channels is not None else estate.channels, limit
+    )
+    if problems:
+        raise BadInput(f"sluice: {problems[0]}")
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     estate = load(args.estate)
+    warn_descriptors(estate)
     waves = sum(len(wave_sizes(c.waves, len(c.targets))) for c in estate.channels)
     print(
         f"{estate.path}: ok — estate {estate.name!r}: {len(estate.targets)} targets in "
@@ -91,6 +120,7 @@ def plan_for(estate: Estate, spec: str, current: dict[str, str] | None = None) -
 def cmd_plan(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     plan = plan_for(estate, args.spec, current_versions(estate, args.spec))
+    warn_descriptors(estate)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
@@ -105,7 +135,7 @@ def current_versions(estate: Estate, spec: str) -> dict[str, str]:
     if not estate.history_path.exists():
         return {}
     try:
-        history = History.open(estate.history_path, create=False)
+        history = History.open(estate.history_path, create=False, readonly=True)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -162,6 +192,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except PlanError as exc:
             raise BadInput(f"sluice: {exc}") from None
         _check_until(args, plan)
+        fit_descriptors(estate, plan)
         rollout = session.new_rollout(
             plan,
             clock=_clock(args),
@@ -178,6 +209,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     if not args.headless:
         return _console(args, estate, resume=args.rollout_id or 0)
+    fit_descriptors(estate)
     with _session(estate) as session:
         try:
             record = session.resumable(args.rollout_id)
@@ -199,6 +231,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.engine.app.session import ResumeError
 
     estate = load(args.estate)
+    fit_descriptors(estate)
     with _session(estate) as session:
         rollouts = [r for r in session.history.rollouts() if r.kind == "rollout"]
         source = (
@@ -312,16 +345,24 @@ def _check_until(args: argparse.Namespace, plan: Plan) -> None:
 @contextlib.contextmanager
 def _session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
     from sluice.engine.app.session import LeaseHeld, Session
-    from sluice.engine.store.history import HistoryError
+    from sluice.engine.store.history import HistoryError, HistoryNotWritable
+    from sluice.engine.store.write_failure import WRITE_ERRORS, describe
 
     try:
         session = Session.open(estate, drive=drive)
     except LeaseHeld as exc:
         raise Locked(exc.refusal) from None
+    except HistoryNotWritable as exc:
+        raise Unwritable(f"sluice: {exc}") from None
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
         yield session
+    except WRITE_ERRORS as exc:  # before the rollout runs (its own writes are guarded)
+        raise Unwritable(
+            f"sluice: cannot write the history {session.history.path}: "
+            f"{describe(exc, session.history.path)}"
+        ) from None
     finally:
         session.close()
 
@@ -331,7 +372,7 @@ def _history(estate: Estate) -> Iterator[Any]:
     from sluice.engine.store.history import History, HistoryError
 
     try:
-        history = History.open(estate.history_path, create=False)
+        history = History.open(estate.history_path, create=False, readonly=True)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -360,7 +401,23 @@ def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
         outcome = await run_headless(rollout, printer, runner=session.drive)
         return outcome.exit_code
 
-    return asyncio.run(go())
+    code = asyncio.run(go())
+    if session.history_failure:
+        print(f"sluice: {session.history_failure}", file=sys.stderr)
+        _exit_untouched(ExitCode.HISTORY_UNWRITABLE)
+    return code
+
+
+def _exit_untouched(code: int) -> None:
+    """Exit without touching the history again: what it holds was committed before the failure,
+    and closing it (a checkpoint, the lease released) would write it — through a memory map, for
+    its -shm, which a write error turns into SIGBUS. The stale lease is taken over by the next
+    run (its holder is gone)."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def _import_executors(estate: Estate, plan: Plan, until_wave: int | None) -> None:

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import PlanError
 from sluice.engine.rollout.state import ExitCode
-from sluice.engine.store.history import HistoryError, RolloutRecord
+from sluice.engine.store.history import HistoryError, HistoryNotWritable, RolloutRecord
 from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
@@ -228,6 +228,8 @@ def run_console(
             read_only = f"{exc}: this console only watches"
     except HistoryError as exc:
         print(f"sluice: {exc}", file=sys.stderr)
+        if isinstance(exc, HistoryNotWritable):
+            return ExitCode.HISTORY_UNWRITABLE
         return ExitCode.BAD_INPUT
     _trust_the_terminal()
     driver = RolloutDriver(session, Clock(time_scale), read_only=read_only)

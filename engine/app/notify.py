@@ -213,6 +213,9 @@ class Notifications:
         self._bus: EventBus | None = None
         self._subscription: Subscription | None = None
         self._consumer: asyncio.Task[None] | None = None
+        #: Set by :meth:`aclose` when delivery time is up: workers stop even if a cancellation
+        #: was lost (aiohttp turns a cancel that meets its own timeout into a TimeoutError).
+        self._stopping = False
 
     def start(self, bus: EventBus) -> None:
         """Subscribe to ``bus`` and start delivering (call from the event loop)."""
@@ -266,9 +269,14 @@ class Notifications:
         for waiter in pending:
             waiter.cancel()
         left = sum(o.queue.qsize() + int(o.busy) for o in self._outboxes)
+        self._stopping = True
         for worker in workers:
             worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
+        # Each worker ends at its next step once stopping is set, whatever became of the
+        # cancellation; the wait is bounded all the same, so sluice always exits.
+        _, stuck = await asyncio.wait(workers, timeout=5.0)
+        if stuck:
+            self._notice("warning", f"{len(stuck)} notifier(s) did not stop: abandoned")
         if pending and left:
             self._notice("warning", f"{left} notification(s) not delivered: sluice is stopping")
         self._outboxes = []
@@ -302,16 +310,24 @@ class Notifications:
                         self._notice("warning", "notifications are backing up: dropping new ones")
 
     async def _deliver_all(self, outbox: _Outbox) -> None:
-        while True:
+        while not self._stopping:
             name, body = await outbox.queue.get()
             outbox.busy = True
             try:
                 await self._deliver(outbox.notifier, name, body)
             except Exception as exc:  # a notification must never take the rollout down
+                self._cancelled_check()
                 self._notice("error", one_line(f"notification {name} failed: {exc!r}"))
             finally:
                 outbox.busy = False
                 outbox.queue.task_done()
+
+    def _cancelled_check(self) -> None:
+        """Raise CancelledError when this task was told to stop, even if the cancellation
+        reached us disguised as a timeout (never retry or wait for more work then)."""
+        task = asyncio.current_task()
+        if self._stopping or (task is not None and task.cancelling()):
+            raise asyncio.CancelledError
 
     async def _deliver(self, notifier: Notifier, name: str, body: dict[str, Any]) -> None:
         import aiohttp
@@ -331,6 +347,7 @@ class Notifications:
         attempts = notifier.retries + 1
         problem = ""
         for attempt in range(attempts):
+            self._cancelled_check()
             if attempt:
                 await asyncio.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
             try:
@@ -343,6 +360,7 @@ class Notifications:
                     await response.read()
                     status, reason = response.status, response.reason or ""
             except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                self._cancelled_check()
                 problem = client_error(exc, url.display, notifier.timeout, hidden)
                 continue
             if status < 400:

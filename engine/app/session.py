@@ -22,8 +22,9 @@ from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.rollout.state import FAILED, OK, RESUMABLE, ROLLED_BACK, UNKNOWN, Outcome
-from sluice.engine.store.history import DONE_OUTCOMES, History, RolloutRecord
+from sluice.engine.store.history import DONE_OUTCOMES, History, HistoryNotWritable, RolloutRecord
 from sluice.engine.store.recorder import Recorder
+from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 from sluice.engine.support.clock import Clock
 
 #: A lease whose holder has not written a heartbeat for this long is taken over.
@@ -88,6 +89,8 @@ class Session:
         self.host = socket.gethostname()
         self.pid = os.getpid()
         self.takeover: str | None = None
+        #: The one line to print when the history could not be written during a rollout.
+        self.history_failure: str | None = None
 
     @classmethod
     def open(
@@ -100,11 +103,18 @@ class Session:
         bus: Callable[..., EventBus] = EventBus,
     ) -> Session:
         """Open the estate's history; with ``drive``, take the lease or raise :class:`LeaseHeld`."""
-        history = History.open(history_path or estate.history_path)
+        path = history_path or estate.history_path
+        # Only a driver writes; a watcher (or a replay) reads, and may lack write access.
+        history = History.open(path, readonly=not drive and path.exists())
         session = cls(estate, history, drive=drive, wall=wall, bus=bus)
         if drive:
             try:
                 session._acquire()
+            except WRITE_ERRORS as exc:
+                history.close()
+                raise HistoryNotWritable(
+                    f"{path}: the history is not writable ({describe(exc, path)})"
+                ) from None
             except BaseException:
                 history.close()
                 raise
@@ -189,8 +199,11 @@ class Session:
     async def keep_alive(self, rollout: Rollout | None = None) -> None:
         """Renew the lease every few seconds (run it as a task). If another process took the
         lease over, ``rollout`` is paused — two drivers must never apply at once — and told why."""
+        identity = HistoryIdentity(self.history.path)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
+            if any(r.failure for r in self.recorders) or identity.gone():
+                return  # the history cannot be written: the rollout is stopping (HistoryGuard)
             try:
                 ours = self.heartbeat()
             except Exception:  # a busy database: try again at the next beat
@@ -411,10 +424,13 @@ class Session:
 
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
+        from sluice.engine.app.history_guard import HistoryGuard
         from sluice.engine.app.notify import Notifications
 
         if rollout.on_crash is None:
             rollout.on_crash = self.write_crash_log
+        recorder = next(r for r in reversed(self.recorders) if r.rollout_id == rollout.rollout_id)
+        guard = HistoryGuard(rollout, recorder, self.history.path)
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
@@ -432,6 +448,7 @@ class Session:
             await notifications.aclose()  # delivery failures become Notices, still recorded
             for recorder in self.recorders:
                 recorder.flush()
+            self.history_failure = guard.message
 
 
 def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:

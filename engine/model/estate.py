@@ -13,7 +13,12 @@ from typing import Any
 
 from sluice.engine.model import schema
 from sluice.engine.model.schema import Key
-from sluice.engine.model.template import Context, placeholder_problem, placeholders
+from sluice.engine.model.template import (
+    Context,
+    placeholder_problem,
+    placeholders,
+    quoted_placeholders,
+)
 from sluice.engine.model.toml_lines import key_lines
 from sluice.engine.model.units import Share
 
@@ -28,9 +33,11 @@ class Problem:
     line: int
     key: str
     message: str
+    column: int = 0
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        where += f":{self.column}" if self.line and self.column else ""
         return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
 
 
@@ -168,13 +175,30 @@ def load_estate(path: str | Path) -> Estate:
     """
     path = Path(path)
     try:
-        source = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        data = path.read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
         raise EstateError(
             [Problem(str(path), 0, "", f"cannot read the estate file: {reason}")]
         ) from None
+    try:
+        source = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EstateError([_undecodable(path, data, exc)]) from None
     return parse_estate(source, path)
+
+
+def _undecodable(path: Path, data: bytes, exc: UnicodeDecodeError) -> Problem:
+    """Where the first byte that is not UTF-8 is: its line, and its column in characters."""
+    line_start = data.rfind(b"\n", 0, exc.start) + 1
+    before = data[line_start : exc.start].decode("utf-8", errors="replace")
+    return Problem(
+        str(path),
+        data.count(b"\n", 0, exc.start) + 1,
+        "",
+        f"cannot read the estate file: not valid UTF-8 (byte 0x{data[exc.start]:02x})",
+        column=len(before) + 1,
+    )
 
 
 def parse_estate(source: str, path: Path) -> Estate:
@@ -578,6 +602,15 @@ class _Validator:
             )
         return tuple(result)
 
+    def shell_quotes(self, at: KeyPath, command: str) -> None:
+        """A placeholder inside shell quotes would let its value out of its quoting."""
+        for name in dict.fromkeys(quoted_placeholders(command)):
+            self.problem(
+                at,
+                f"{{{name}}} is inside shell quotes: write it bare (sluice shell-quotes every "
+                "value itself; inside quotes a value could run as a command)",
+            )
+
     def templates(
         self,
         targets: Mapping[str, Target],
@@ -608,6 +641,8 @@ class _Validator:
             keys = schema.EXECUTOR_KEYS.get(executor_spec.kind, {})
             for name, value in executor_spec.settings.items():
                 key = keys.get(name)
+                if key is not None and key.shell and isinstance(value, str):
+                    self.shell_quotes(("executors", executor_spec.name, name), value)
                 if key is not None and key.kind in templated and value is not None:
                     collect(("executors", executor_spec.name, name), value, key.response, None)
         for check_spec in checks.values():

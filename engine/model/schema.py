@@ -34,6 +34,8 @@ class Key:
     maximum: float | None = None
     #: templates may use ``{response.X}`` (HTTP polling)
     response: bool = False
+    #: a command a shell runs: placeholders must stand bare, outside shell quotes
+    shell: bool = False
 
 
 def _common_apply_keys() -> dict[str, Key]:
@@ -56,8 +58,8 @@ def _stop_keys() -> dict[str, Key]:
 
 EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
     "local": {
-        "apply": Key("template", required=True),
-        "rollback": Key("template"),
+        "apply": Key("template", required=True, shell=True),
+        "rollback": Key("template", shell=True),
         "workdir": Key("str"),
         "env": Key("table"),
         **_stop_keys(),
@@ -72,8 +74,8 @@ EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
         "connect_timeout": Key("duration", default=10.0),
         "keepalive": Key("duration", default=15.0),
         "max_sessions": Key("int", default=8, minimum=1),
-        "apply": Key("template", required=True),
-        "rollback": Key("template"),
+        "apply": Key("template", required=True, shell=True),
+        "rollback": Key("template", shell=True),
         "env": Key("table"),
         "spool": Key("bool", default=True),
         "spool_dir": Key("str", default="~/.sluice/applies"),

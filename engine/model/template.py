@@ -30,6 +30,38 @@ def placeholders(template: str) -> list[str]:
     return [m.group(1) for m in PLACEHOLDER.finditer(template)]
 
 
+def quoted_placeholders(command: str) -> list[str]:
+    """Placeholders of a shell ``command`` template that sit inside shell quotes.
+
+    A value is shell-quoted where the placeholder stands; inside ``"…"`` or ``'…'`` that
+    quoting closes the user's quote instead, and ``$(…)`` in the value would run. So such a
+    placeholder is an estate error (write it bare: ``--name={target}``). Quoting is followed
+    as ``/bin/sh`` reads it: backslash escapes outside single quotes, ``'…'``, ``"…"``; a
+    placeholder anywhere inside a double-quoted ``$(…)`` counts as quoted too (conservative).
+    """
+    found: list[str] = []
+    quote = ""  # "", "'" or '"'
+    index = 0
+    while index < len(command):
+        char = command[index]
+        match = PLACEHOLDER.match(command, index) if char == "{" else None
+        if match is not None:
+            if quote:
+                found.append(match.group(1))
+            index = match.end()
+            continue
+        if quote == "'":
+            quote = "" if char == "'" else quote
+        elif char == "\\":
+            index += 1  # the next character is escaped (outside quotes, or in "…")
+        elif quote == '"':
+            quote = "" if char == '"' else quote
+        elif char in "'\"":
+            quote = char
+        index += 1
+    return found
+
+
 def placeholder_problem(name: str, *, allow_response: bool = False) -> str | None:
     """Why ``name`` can never be a valid placeholder, or None when it can."""
     head, _, rest = name.partition(".")

@@ -34,6 +34,7 @@ from sluice.engine.rollout.state import (
     UNKNOWN,
     CommandResult,
     Outcome,
+    RolloutOutcome,
     TargetState,
     WaveState,
 )
@@ -140,6 +141,7 @@ class RolloutControls:
         self._waiting: str | None = None  # awaiting_approval | inconclusive | halted | budget
         self._task: asyncio.Task[Outcome] | None = None
         self._aborting: tuple[str, str] | None = None
+        self._abort_outcome = RolloutOutcome.ABORTED  # or HISTORY_FAILED (stop_unrecorded)
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._rollbacks = 0  # in flight; the phase before the first comes back after the last
         self._applying: int | None = None  # the wave whose applies are running
@@ -249,6 +251,20 @@ class RolloutControls:
         self._operator("abort", actor, reason)
         self._task.cancel()
         return CommandResult(True, "aborting: in-flight applies are being stopped")
+
+    def stop_unrecorded(self, reason: str, in_flight: bool) -> None:
+        """The history can no longer be written: no apply starts from now on, and the rollout
+        ends (outcome ``history_failed``) once no apply is ``in_flight`` — the driver calls this
+        again as each ends. Not an operator command: nothing records it."""
+        self.jobs.refusal = reason
+        self.paused = True
+        self._unpaused.clear()
+        if in_flight:
+            return
+        if self._active() and self._task is not None and self._aborting is None:
+            self._aborting = ("sluice", reason)
+            self._abort_outcome = RolloutOutcome.HISTORY_FAILED
+            self._task.cancel()
 
     def retry(self, target: str, reason: str = "", actor: str | None = None) -> CommandResult:
         """Apply a failed target again."""

@@ -103,6 +103,8 @@ class JobRunner:
         self._executor_factory = executor_factory
         self._executors: dict[str, Executor] = {}
         self.secrets = collect_secrets(estate)
+        #: Set when no apply may start any more (the history can no longer record one): why.
+        self.refusal: str | None = None
 
     def executor(self, name: str) -> Executor:
         """The rollout's one executor named ``name`` (built on first use)."""
@@ -136,6 +138,7 @@ class JobRunner:
             after_unknown=target.status == UNKNOWN,
         )
         executor = self.executor(target.executor)
+        status_before = target.status
         target.status = ROLLING_BACK if rollback else APPLYING
         target.attempts += 1
         common = {
@@ -155,6 +158,12 @@ class JobRunner:
                 unspooled = f"cannot create its spool in {self.spools.path}: {exc.strerror}"
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
+        if self.refusal is not None:
+            # Its start could not be recorded: an apply history does not know is never launched.
+            target.status = status_before
+            target.attempts -= 1
+            return False
+
         sink = self._sink(target, job)
         task = asyncio.current_task()
         if task is not None:

@@ -102,6 +102,8 @@ class Rollout(RolloutControls):
                     raise
                 await self._cancel_side_tasks()
                 actor, reason = self._aborting
+                if self._abort_outcome != "aborted":
+                    raise _Finish(self._abort_outcome, reason) from None
                 raise _Finish(
                     RolloutOutcome.ABORTED,
                     f"aborted by {actor}" + (f": {reason}" if reason else ""),

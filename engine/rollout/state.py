@@ -63,6 +63,7 @@ class RolloutOutcome(StrEnum):
     ABORTED = "aborted"
     STOPPED = "stopped"  # on purpose and resumable (--until-wave, a manual gate headless)
     CRASHED = "crashed"  # the engine failed; resumable like a driver that died
+    HISTORY_FAILED = "history_failed"  # the history could not be written: stopped, resumable
 
 
 class ExitCode(IntEnum):
@@ -74,6 +75,7 @@ class ExitCode(IntEnum):
     ABORTED = 3  # operator, Ctrl-C, SIGTERM
     STOPPED = 4  # stopped before the end and resumable
     LOCKED = 5  # another process drives the estate
+    HISTORY_UNWRITABLE = 7  # the history cannot be written (not writable, disk full, deleted)
 
 
 #: Recorded outcomes of a rollout that `sluice resume` continues: left running by a process that
@@ -87,6 +89,7 @@ OUTCOME_EXIT = {
     RolloutOutcome.ABORTED: ExitCode.ABORTED,
     RolloutOutcome.STOPPED: ExitCode.STOPPED,
     RolloutOutcome.CRASHED: ExitCode.STOPPED,
+    RolloutOutcome.HISTORY_FAILED: ExitCode.HISTORY_UNWRITABLE,
 }
 
 

@@ -29,6 +29,7 @@ from sluice.engine.rollout.events import (
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
 from sluice.engine.rollout.state import RESUMABLE
+from sluice.engine.store.readonly import ReadProblem, not_writable, open_readonly
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
@@ -139,6 +140,11 @@ class HistoryError(Exception):
     """The history file cannot be opened or is not a sluice history."""
 
 
+class HistoryNotWritable(HistoryError):
+    """The history exists but this process cannot write it (a read-only file or directory,
+    another user's, an immutable file, a full disk): reading it still works."""
+
+
 @dataclass(frozen=True)
 class RolloutRecord:
     id: int
@@ -183,9 +189,23 @@ class History:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> History:
-        """Open (creating 0600 if needed) and migrate the history at ``path``."""
+    def open(cls, path: Path, *, create: bool = True, readonly: bool = False) -> History:
+        """Open (creating 0600 if needed) and migrate the history at ``path``.
+
+        With ``readonly`` the file is only read (``history``, ``show``, ``export``, ``replay``):
+        it works on a history this process may not write. Without it, a history that cannot
+        be written raises :class:`HistoryNotWritable`.
+        """
         path = Path(path)
+        if readonly and path.exists():
+            try:
+                conn = open_readonly(path, SCHEMA_VERSION)
+            except ReadProblem as exc:
+                raise HistoryError(f"{path}: {exc}") from None
+            if conn is not None:
+                import sqlite_utils
+
+                return cls(sqlite_utils.Database(conn, execute_plugins=False), path)
         try:
             new = not path.exists()
             if new:
@@ -209,14 +229,20 @@ class History:
             # No sqlite-utils plugins in the history store (and no scan for them at every start).
             history = cls(sqlite_utils.Database(conn, execute_plugins=False), path)
             history._migrate()
+            for suffix in ("-wal", "-shm"):
+                side = path.with_name(path.name + suffix)
+                if side.exists():
+                    os.chmod(side, 0o600)
         except sqlite3.DatabaseError as exc:
+            if not_writable(exc) and path.exists():
+                raise HistoryNotWritable(f"{path}: the history is not writable ({exc})") from None
             raise HistoryError(f"{path}: not a usable sluice history ({exc})") from None
         except OSError as exc:
+            if path.exists():
+                raise HistoryNotWritable(
+                    f"{path}: the history is not writable ({exc.strerror or exc})"
+                ) from None
             raise HistoryError(f"{path}: cannot open the history: {exc.strerror}") from None
-        for suffix in ("-wal", "-shm"):
-            side = path.with_name(path.name + suffix)
-            if side.exists():
-                os.chmod(side, 0o600)
         return history
 
     def _migrate(self) -> None:

@@ -41,6 +41,7 @@ from sluice.engine.rollout.events import (
     WaveStarted,
 )
 from sluice.engine.store.history import History
+from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 
 #: Events written the moment they happen (the rest wait for the next batch).
 DURABLE = (
@@ -138,12 +139,30 @@ def _payload_of(cls: type[Event]) -> Callable[[Event], dict[str, Any]]:
 
 
 class Recorder:
-    """Subscribe with ``bus.listen(recorder)``; call :meth:`flush` at the end."""
+    """Subscribe with ``bus.listen(recorder)``; call :meth:`flush` at the end.
 
-    def __init__(self, history: History, rollout_id: int, module: str):
+    A write that fails (disk full, a read-only or deleted file) never raises into the emitter —
+    an apply's output must not fail its target: the recorder stops writing, keeps
+    :attr:`failure` (why) and tells ``on_failure`` once, which stops the rollout (see
+    :mod:`sluice.engine.app.history_guard`). What was committed before stays committed.
+    """
+
+    def __init__(
+        self,
+        history: History,
+        rollout_id: int,
+        module: str,
+        on_failure: Callable[[str], None] | None = None,
+    ):
         self.history = history
         self.rollout_id = rollout_id
         self.module = module
+        self.on_failure = on_failure
+        #: Why the history could not be written (then nothing more is written), or None.
+        self.failure: str | None = None
+        #: Targets whose apply is recorded as started and not (yet) as finished.
+        self.unfinished: dict[str, None] = {}
+        self._identity = HistoryIdentity(history.path)
         self._events: list[tuple[Any, ...]] = []
         self._samples: list[tuple[Any, ...]] = []
         self._tails: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=TAIL_LINES))
@@ -151,6 +170,8 @@ class Recorder:
         self._timer: asyncio.TimerHandle | None = None
 
     def __call__(self, event: Event) -> None:
+        if self.failure is not None:
+            return
         cls = type(event)
         if isinstance(event, SampleTaken):
             stored = (
@@ -184,13 +205,9 @@ class Recorder:
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
         elif cls in _APPLY_TYPES:
-            # Only the apply's own rows must be durable now; its event row joins the batch. One
-            # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
-            if isinstance(event, ApplyFinished) and event.outcome == "ok":
-                with self.history.db.atomic():
-                    self._apply(event)  # the apply's row and its ledger entry, together
-            else:
-                self._apply(event)
+            self._write_apply(event)
+            if self.failure is not None:
+                return
         if cls in _FLUSH_TYPES:
             self.flush(event)
         else:
@@ -208,21 +225,65 @@ class Recorder:
             else:
                 self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
 
+    def _write_apply(self, event: Event) -> None:
+        """An apply's start or end, durable at once (or the failure noted)."""
+        gone = self._identity.gone()
+        if gone is not None:
+            self._fail(gone)
+            return
+        try:
+            # Only the apply's own rows must be durable now; its event row joins the batch. One
+            # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
+            if isinstance(event, ApplyFinished) and event.outcome == "ok":
+                with self.history.db.atomic():
+                    self._apply(event)  # the apply's row and its ledger entry, together
+            else:
+                self._apply(event)
+        except WRITE_ERRORS as exc:
+            self._fail(describe(exc, self.history.path))
+            return
+        if isinstance(event, ApplyStarted):
+            self.unfinished[event.target] = None
+        elif isinstance(event, ApplyFinished):
+            self.unfinished.pop(event.target, None)
+
+    def _fail(self, why: str) -> None:
+        if self.failure is not None:
+            return
+        self.failure = why
+        self._events.clear()
+        self._samples.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.on_failure is not None:
+            self.on_failure(why)
+
     def flush(self, event: Event | None = None) -> None:
         """Write the buffered rows, and what ``event`` changes, in one transaction."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.failure is not None:
+            return
+        gone = self._identity.gone()
+        if gone is not None:
+            self._fail(gone)
+            return
         db = self.history.db
-        with db.atomic():
-            if self._events:
-                db.conn.executemany(_EVENT_SQL, self._events)
-                self._events.clear()
-            if self._samples:
-                db.conn.executemany(_SAMPLE_SQL, self._samples)
-                self._samples.clear()
-            if event is not None:
-                self._apply(event)
+        try:
+            with db.atomic():
+                if self._events:
+                    db.conn.executemany(_EVENT_SQL, self._events)
+                if self._samples:
+                    db.conn.executemany(_SAMPLE_SQL, self._samples)
+                if event is not None:
+                    self._apply(event)
+        except WRITE_ERRORS as exc:
+            self._fail(describe(exc, self.history.path))
+            return
+        self._events.clear()
+        self._samples.clear()
 
     def _apply(self, e: Event) -> None:
         conn = self.history.db.conn

@@ -183,7 +183,7 @@ async def apply_once(executor: SshExecutor, the_job: Job | None = None) -> Apply
 async def test_apply_streams_stdout_and_stderr_line_by_line(
     sshd: SshServer, tmp_path: Path
 ) -> None:
-    command = 'echo "start {target} {version} {vars.region}"; echo warn >&2; printf "a\\nb\\n"'
+    command = 'echo start {target} {version} {vars.region}; echo warn >&2; printf "a\\nb\\n"'
     executor = executor_for(tmp_path, ssh_settings(sshd, command))
     assert executor.describe(job()).startswith(f"ssh {sshd.user}@{HOST}:{sshd.port}: echo ")
     sink = Lines()
@@ -351,7 +351,7 @@ async def test_connection_cut_mid_command_fails_then_reconnects(
     sshd: SshServer, tmp_path: Path
 ) -> None:
     # One session at a time: t1 runs (and is cut), t2 waits its turn on the same connection.
-    command = 'if [ {target} = t1 ]; then echo started; sleep 60; else echo "again {target}"; fi'
+    command = "if [ {target} = t1 ]; then echo started; sleep 60; else echo again {target}; fi"
     executor = executor_for(tmp_path, ssh_settings(sshd, command, max_sessions=1))
     started = asyncio.Event()
 
