@@ -56,6 +56,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "export": cmd_export,
         "replay": cmd_replay,
+        "drift": cmd_drift,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -94,11 +95,22 @@ def plan_for(estate: Estate, spec: str, current: dict[str, str] | None = None) -
 def cmd_plan(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     plan = plan_for(estate, args.spec, current_versions(estate, args.spec))
+    if getattr(args, "preview", False):
+        from sluice.cli import iac
+
+        return iac.cmd_preview(args, estate, plan)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
         print_plan(estate, plan)
     return ExitCode.OK
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from sluice.cli import iac
+
+    estate = load(args.estate)
+    return iac.cmd_drift(args, estate, lambda module: current_versions(estate, module + "@-"))
 
 
 def current_versions(estate: Estate, spec: str) -> dict[str, str]:
