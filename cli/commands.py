@@ -182,6 +182,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             clock=_clock(args),
             interactive=False,
             approve=args.approve,
+            approve_destroy=args.approve_destroy,
             until_wave=args.until_wave,
         )
         return _drive(session, rollout, args)
@@ -201,6 +202,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 clock=_clock(args),
                 interactive=False,
                 approve=args.approve,
+                approve_destroy=args.approve_destroy,
                 until_wave=args.until_wave,
                 reapply_unknown=not args.no_reapply_unknown,
             )

@@ -12,14 +12,6 @@ from typing import Any
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.state import ExitCode
 
-SYMBOL = {
-    "create": "+",
-    "delete": "-",
-    "update": "~",
-    "replace (destroy-first)": "-/+",
-    "replace (create-first)": "+/-",
-}
-
 
 def progress_printer(verb: str) -> Any:
     """A one-line progress bar on stderr when it is a terminal, else nothing."""
@@ -54,7 +46,7 @@ def cmd_preview(args: argparse.Namespace, estate: Estate, plan: Any) -> int:
 
 
 def print_preview(module: str, version: str, preview: Any, planned: int, seconds: float) -> None:
-    from sluice.engine.executors.tofu_plan import summary
+    from sluice.engine.executors.tofu_plan import group_lines
 
     unchanged = [t for t, p in preview.plans.items() if not p.changes]
     print(
@@ -63,32 +55,14 @@ def print_preview(module: str, version: str, preview: Any, planned: int, seconds
         f"{sum(1 for g in preview.groups if g.outlier)} outlier group(s)"
     )
     for number, group in enumerate(preview.groups, 1):
-        flag = f"  ⚠ OUTLIER: {'; '.join(group.outlier)}" if group.outlier else ""
-        print(
-            f"\ngroup {number} · {len(group.targets)} target(s) · {summary(group.plan)} · "
-            f"{group.hash[:12]}{flag}"
-        )
-        print(f"  targets: {', '.join(sorted(group.targets))}")
-        for line in change_lines(group.plan):
-            print(f"  {line}")
+        print()
+        print("\n".join(group_lines(number, group.to_dict())))
     if unchanged:
         print(f"\nno changes: {', '.join(sorted(unchanged))}")
     for target, why in sorted(preview.skipped.items()):
         print(f"not previewed: {target}: {why}")
     for target, reason in sorted(preview.errors.items()):
         print(f"✗ {target}: {reason}")
-
-
-def change_lines(plan: dict[str, Any]) -> list[str]:
-    """One line per resource change: symbol, address, action, changed attribute paths."""
-    lines = []
-    for r in plan.get("resources", ()):
-        why = f" ({r['reason']})" if r.get("reason") else ""
-        paths = f"  [{', '.join(r['paths'])}]" if r.get("paths") else ""
-        lines.append(f"{SYMBOL.get(r['action'], '?'):>3} {r['address']}  {r['action']}{why}{paths}")
-    for o in plan.get("outputs", ()):
-        lines.append(f"{SYMBOL.get(o['action'], '?'):>3} output.{o['name']}  {o['action']}")
-    return lines
 
 
 def cmd_drift(args: argparse.Namespace, estate: Estate, ledger_of: Any) -> int:

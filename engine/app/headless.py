@@ -16,6 +16,7 @@ from sluice.engine.rollout.events import (
     GateEvaluated,
     Notice,
     OperatorAction,
+    PlansReviewed,
     RolloutFinished,
     RolloutStarted,
     SoakStarted,
@@ -73,9 +74,20 @@ class TextPrinter:
             return f"   ■ {e.state.replace('_', ' ')}" + (f": {e.detail}" if e.detail else "")
         if isinstance(e, Notice):
             return f"   ! {e.message}"
+        if isinstance(e, PlansReviewed):
+            return self._plans(e)
         if isinstance(e, RolloutFinished):
             return f"■ {e.outcome} (exit {e.exit_code}): {e.summary}"
         return None
+
+    def _plans(self, e: PlansReviewed) -> str:
+        from sluice.engine.executors.tofu_plan import group_lines
+
+        lines = [f"   plans of wave {e.wave} for review: {len(e.plans)} plan file(s)"]
+        for number, group in enumerate(e.groups, 1):
+            lines += [f"     {line}" for line in group_lines(number, group)]
+        lines += [f"     ✗ {target}: {reason}" for target, reason in sorted(e.errors.items())]
+        return "\n".join(lines)
 
     def _gate(self, e: GateEvaluated) -> str:
         head = f"   gate {e.verdict.upper() if e.verdict != 'passed' else 'passed'}" + (

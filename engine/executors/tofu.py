@@ -300,16 +300,18 @@ class TofuExecutor:
                 last = errors[-1] if errors else "see the log"
                 raise ToolError(f"init failed (exit {code}): {last}")
             marker.parent.mkdir(exist_ok=True)
-            marker.write_text(wanted)
+            marker.write_text(self._init_fingerprint(work))  # now with what init installed
 
     def _init_fingerprint(self, work: Workdir) -> str:
         """What an init depends on: module sources, backend config, variables, the binary."""
         parts = [self.binary, *work.init_args, *work.var_args]
         for tf in sorted(work.cwd.glob("*.tf")):
             parts += _SOURCE_LINE.findall(tf.read_text(errors="replace"))
-        lock_file = work.cwd / ".terraform.lock.hcl"
-        if lock_file.is_file():
-            parts.append(hashlib.sha256(lock_file.read_bytes()).hexdigest())
+        # What is installed: an init run by hand since (another version) changes these.
+        for installed in (".terraform.lock.hcl", ".terraform/modules/modules.json"):
+            path = work.cwd / installed
+            if path.is_file():
+                parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
         return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
     async def _run(

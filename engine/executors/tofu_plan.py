@@ -308,3 +308,37 @@ def group_plans(
         if differs:
             group.outlier.append(f"differs from the rest of {', '.join(differs)}")
     return groups
+
+
+# ---------------------------------------------------------------------------- showing plans
+
+SYMBOL = {
+    "create": "+",
+    "delete": "-",
+    "update": "~",
+    "replace (destroy-first)": "-/+",
+    "replace (create-first)": "+/-",
+}
+
+
+def change_lines(plan: Mapping[str, Any]) -> list[str]:
+    """One line per resource change: symbol, address, action (reason), changed attribute paths."""
+    lines = []
+    for r in plan.get("resources", ()):
+        why = f" ({r['reason']})" if r.get("reason") else ""
+        paths = f"  [{', '.join(r['paths'])}]" if r.get("paths") else ""
+        lines.append(f"{SYMBOL.get(r['action'], '?'):>3} {r['address']}  {r['action']}{why}{paths}")
+    for o in plan.get("outputs", ()):
+        lines.append(f"{SYMBOL.get(o['action'], '?'):>3} output.{o['name']}  {o['action']}")
+    return lines
+
+
+def group_lines(number: int, group: Mapping[str, Any]) -> list[str]:
+    """A group (``PlanGroup.to_dict()``) as text: its head, its targets, its changes."""
+    flag = f"  ⚠ OUTLIER: {'; '.join(group['outlier_reasons'])}" if group["outlier"] else ""
+    head = (
+        f"group {number} · {len(group['targets'])} target(s) · {group['summary']} · "
+        f"{group['hash'][:12]}{flag}"
+    )
+    lines = [head, f"  targets: {', '.join(sorted(group['targets']))}"]
+    return lines + [f"  {line}" for line in change_lines(group)]
