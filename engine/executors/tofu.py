@@ -25,6 +25,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sluice.engine.executors.base import ApplyResult, Job, OutputSink
+from sluice.engine.executors.orphans import (
+    MARKER,
+    find_running,
+    marker_value,
+    still_running,
+    wait_out,
+)
 from sluice.engine.executors.tofu_plan import StreamProgress, normalise, parse_line, plan_hash
 from sluice.engine.executors.tofu_run import run_tool
 from sluice.engine.model.template import TemplateError, render
@@ -91,6 +98,7 @@ class TofuExecutor:
         self._init_locks: dict[Path, asyncio.Lock] = {}
         #: (target, action, version) → a reviewed plan that the next apply must use.
         self.reviewed: dict[tuple[str, str, str], MadePlan] = {}
+        self._orphans: asyncio.Future[dict[str, list[int]]] | None = None
 
     # ---------------------------------------------------------------- the executor protocol
 
@@ -118,13 +126,12 @@ class TofuExecutor:
         if plan.changes == 0:
             return ApplyResult(True, "no changes: the plan is empty, nothing applied", 0)
         progress = StreamProgress()
-        code = await self._run(
-            work,
-            ["apply", "-input=false", "-json", *self._lock_args(), str(plan.path)],
-            output,
-            deadline,
-            progress,
-        )
+        apply_args = ["apply", "-input=false", "-json", *self._lock_args(), str(plan.path)]
+        try:
+            code = await self._run(work, apply_args, output, deadline, progress)
+        except asyncio.CancelledError:
+            await self._say_stopped(work, output, deadline)
+            raise
         if code != 0:
             return ApplyResult(False, progress.reason("apply"), code)
         warnings = [*plan.warnings, *progress.warnings]
@@ -137,6 +144,22 @@ class TofuExecutor:
     async def close(self) -> None:
         return None
 
+    async def _say_stopped(self, work: Workdir, output: OutputSink, deadline: float) -> None:
+        """After a stopped apply: say what the state holds now (tainted resources)."""
+        try:
+            async with asyncio.timeout(30):
+                shown = await self._capture(work, ["show", "-json", *work.var_args], deadline)
+            state = json.loads(shown or "{}")
+        except (ToolError, ValueError, TimeoutError):
+            output("stderr", "sluice: apply stopped; could not read the state afterwards")
+            return
+        tainted = sorted(_tainted(state.get("values", {}).get("root_module", {})))
+        output(
+            "stderr",
+            "sluice: apply stopped (SIGINT); state saved"
+            + (f"; tainted, replaced by the next apply: {', '.join(tainted)}" if tainted else ""),
+        )
+
     # ---------------------------------------------------------------- steps
 
     async def prepare(self, job: Job, output: OutputSink, deadline: float) -> Workdir:
@@ -144,6 +167,9 @@ class TofuExecutor:
         work = self._workdir(job)
         if not work.cwd.is_dir():
             raise ToolError(f"no such directory: {work.cwd}")
+        refused = await self._wait_for_orphans(job.target, output)
+        if refused is not None:
+            raise ToolError(refused.reason)
         if self.settings.get("workspace"):
             await self._check_workspace(work, self._workspace(job), output, deadline)
         await self._init(work, output, deadline)
@@ -219,6 +245,21 @@ class TofuExecutor:
             return DriftResult("drifted", detail, version)
         return DriftResult("error", progress.reason("plan"), version)
 
+    async def _wait_for_orphans(self, target: str, output: OutputSink) -> ApplyResult | None:
+        """Wait out an apply of ``target`` that a killed sluice left running (see orphans)."""
+        if self._orphans is None:
+            self._orphans = asyncio.ensure_future(asyncio.to_thread(find_running, self.estate.name))
+        pids = (await asyncio.shield(self._orphans)).pop(target, [])
+        if not pids:
+            return None
+
+        async def look() -> list[int]:
+            nonlocal pids
+            pids = still_running(pids, self.estate.name, target)
+            return pids
+
+        return await wait_out(look, target, output, self.timeout, 0.2)
+
     def plan_path(self, job: Job) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{job.target}")
         return self.work / "plans" / safe / f"{job.action}-{job.version}.tfplan"
@@ -237,6 +278,8 @@ class TofuExecutor:
             env.update(TF_IN_AUTOMATION="1", TF_INPUT="0")
             for name, template in (self.settings.get("env") or {}).items():
                 env[name] = render(template, ctx).text
+            # Marked like a local apply: a resumed sluice waits for one a killed sluice left.
+            env[MARKER] = marker_value(self.estate.name, job.target)
             if not env.get("TF_PLUGIN_CACHE_DIR"):
                 cache = self.work / "plugin-cache"
                 cache.mkdir(parents=True, exist_ok=True)
@@ -389,3 +432,10 @@ class TofuExecutor:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _tainted(module: dict[str, Any]) -> list[str]:
+    found = [str(r.get("address")) for r in module.get("resources", ()) if r.get("tainted")]
+    for child in module.get("child_modules", ()):
+        found += _tainted(child)
+    return found
