@@ -31,8 +31,9 @@ from sluice.engine.rollout.state import Outcome
 class TextPrinter:
     """One readable line per significant event."""
 
-    def __init__(self, out: IO[str] = sys.stdout):
-        self.out = out
+    def __init__(self, out: IO[str] | None = None):
+        # sys.stdout now, not when this module was imported (it may have been replaced since)
+        self.out = out or sys.stdout
 
     def __call__(self, event: Event) -> None:
         line = self.format(event)
@@ -127,8 +128,9 @@ _encode = json.JSONEncoder(default=str).encode
 class JsonPrinter:
     """NDJSON: one event per line, exactly the stream history records."""
 
-    def __init__(self, out: IO[str] = sys.stdout):
-        self.out = out
+    def __init__(self, out: IO[str] | None = None):
+        # sys.stdout now, not when this module was imported (it may have been replaced since)
+        self.out = out or sys.stdout
 
     def __call__(self, event: Event) -> None:
         self.out.write(_encode(event.to_dict()) + "\n")

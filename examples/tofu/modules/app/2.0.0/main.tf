@@ -27,11 +27,11 @@ resource "terraform_data" "service" {
 
 resource "terraform_data" "dns" {
   for_each = toset([var.name])
-  input    = "${each.key}.apps.internal"
+  input    = "${each.key}.svc.internal" # 2.0.0 moves services to svc.internal
 }
 
 resource "terraform_data" "monitor" {
-  input = "https://${var.name}.apps.internal/healthz"
+  input = "https://${var.name}.svc.internal/healthz"
 }
 
 check "service_healthy" {
