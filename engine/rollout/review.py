@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sluice.engine.executors.base import Job
 from sluice.engine.executors.tofu import MadePlan, TofuExecutor, ToolError
@@ -34,6 +34,8 @@ class Review:
     plans: dict[str, tuple[TofuExecutor, Job, MadePlan]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
     destroys: bool = False
+    #: the groups as published (``PlanGroup.to_dict()``), largest first
+    groups: tuple[dict[str, Any], ...] = ()
 
     def hashes(self) -> str:
         """ "eph-1=3f2a…, eph-2=…": the plan files' sha256 (first 16 hex), as recorded."""
@@ -84,10 +86,11 @@ async def plan_wave(rollout: RolloutControls, wave: Wave, todo: list[TargetState
     normalised = {t: p.normalised or {} for t, (_, _, p) in review.plans.items() if p.changes}
     groups = group_plans(normalised, {t: rollout.estate.targets[t].channel for t in normalised})
     review.destroys = any(destroys(g.plan) for g in groups)
+    review.groups = tuple(g.to_dict() for g in groups)
     rollout.bus.emit(
         PlansReviewed,
         wave=wave.number,
-        groups=tuple(g.to_dict() for g in groups),
+        groups=review.groups,
         plans={t: p.file_sha256 for t, (_, _, p) in sorted(review.plans.items())},
         destroys=review.destroys,
         errors=dict(review.errors),

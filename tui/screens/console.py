@@ -160,7 +160,21 @@ class ConsoleScreen(Screen[None]):
         self._report(self.driver.pause_or_resume())
 
     def action_advance(self) -> None:
+        review = getattr(self.driver.rollout, "review", None)
+        if review is not None and self.driver.active():  # a plan review waits: show it first
+            self._review_plans(review)
+            return
         self._report(self.driver.command("advance"))
+
+    def _review_plans(self, review) -> None:  # type: ignore[no-untyped-def]
+        from sluice.tui.screens.plan_review import PlanReviewScreen
+
+        def answered(approved: bool | None) -> None:
+            if approved:
+                self._report(self.driver.command("advance"))
+
+        screen = PlanReviewScreen(review.wave, review.groups, review.errors)
+        self.app.push_screen(screen, answered)
 
     def action_retry(self) -> None:
         target = self.view.selected_target()
