@@ -19,6 +19,7 @@ from sluice.tui.app import SluiceApp
 from sluice.tui.driver import RolloutDriver, open_session
 from sluice.tui.screens.modals import ConfirmScreen
 from sluice.tui.screens.plan_review import PlanReviewScreen
+from sluice.tui.widgets.estate_tree import EstateTree
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -92,6 +93,27 @@ async def test_review_screen_shows_groups_outlier_in_danger_and_confirms_destroy
                 )
             ]
             assert len(actions) == 1 and "stg-legacy=" in actions[0]["reason"]
+
+            # `r` on staging: the rollback is planned first and the confirmation shows it.
+            await until(pilot, lambda: rollout.review is not None, "production's plan review")
+            tree = app.screen.query_one(EstateTree)
+            tree.move_cursor(tree._by_ref[("wave", 3)])
+            await pilot.press("r")
+            await until(
+                pilot,
+                lambda: isinstance(app.screen, ConfirmScreen),
+                "the rollback's confirmation",
+                120,
+            )
+            body = app.screen.body
+            assert (
+                body.startswith("Every target of wave 3")
+                and "Rolling back DESTROYS or REPLACES" in body
+            )
+            assert "targets: stg-legacy" in body and "replace (destroy-first)" in body
+            await pilot.press("n")  # not rolled back
+            await pilot.pause()
+            assert version_of(example / "envs" / "stg-legacy") == "2.0.0"
             rollout.abort("test over")
             await until(pilot, lambda: not driver.active(), "the abort")
     finally:

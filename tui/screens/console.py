@@ -190,10 +190,26 @@ class ConsoleScreen(Screen[None]):
             return
         view = self.model.waves.get(wave)
         name = f"wave {wave} ({view.name})" if view else f"wave {wave}"
+        self._confirm_rollback(wave, name)
+
+    @work(group="rollback-preview", exclusive=True)
+    async def _confirm_rollback(self, wave: int, name: str) -> None:
+        """Confirm a wave's rollback; for tofu targets, with the plans of the rollback first."""
+        from sluice.tui.screens.plan_review import rollback_preview
+
+        rollout = self.driver.rollout
+        changed = [
+            (t.name, t.version, t.from_version)
+            for t in (rollout.targets.values() if rollout else ())
+            if t.wave == wave and t.version != t.from_version
+        ]
+        if changed:
+            self.notify(f"planning the rollback of {name}…", timeout=3)
+        preview = await rollback_preview(self.driver.estate, self.model.module, changed)
         self._confirm(
             f"Roll back {name}?",
             f"Every target of {name} that changed is re-applied with the version it had "
-            "before this rollout.",
+            "before this rollout." + (f"\n\n{preview}" if preview else ""),
             "Roll back",
             lambda: self.driver.command("rollback_wave", wave, reason="operator rollback"),
         )

@@ -22,6 +22,7 @@ from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
 from sluice.engine.executors.tofu_plan import DESTRUCTIVE, change_lines
+from sluice.engine.model.estate import Estate
 from sluice.tui.screens.modals import ConfirmScreen
 
 
@@ -130,3 +131,43 @@ def _rows(group: Mapping[str, Any]) -> list[str]:
     return [r["action"] for r in group.get("resources", ())] + [
         o["action"] for o in group.get("outputs", ())
     ]
+
+
+async def rollback_preview(
+    estate: Estate, module: str, targets: Sequence[tuple[str, str, str]]
+) -> str | None:
+    """What rolling ``targets`` (name, version now, version to go back to) back would change.
+
+    None when none of them has a tofu executor (nothing to preview); otherwise the groups of the
+    rollback plans, those that destroy or replace first, for the rollback's confirmation.
+    """
+    from sluice.engine.app.iac import preview_targets
+    from sluice.engine.executors.base import Job
+    from sluice.engine.executors.tofu_plan import group_lines
+
+    jobs = [
+        Job(
+            name,
+            estate.targets[name].channel,
+            module,
+            back,
+            now,
+            "rollback",
+            estate.targets[name].vars,
+        )
+        for name, now, back in targets
+        if estate.executors[estate.targets[name].executor].kind == "tofu"
+    ]
+    if not jobs:
+        return None
+    preview = await preview_targets(estate, jobs)
+    groups = sorted((g.to_dict() for g in preview.groups), key=lambda g: not g["destroys"])
+    lines = [
+        "Rolling back DESTROYS or REPLACES resources:"
+        if preview.destroys
+        else "The rollback plans:"
+    ]
+    for number, group in enumerate(groups, 1):
+        lines += group_lines(number, group)
+    lines += [f"✗ {t}: cannot plan: {reason}" for t, reason in sorted(preview.errors.items())]
+    return "\n".join(lines)
