@@ -235,3 +235,13 @@ def load_drift(estate: Estate) -> dict[str, dict[str, Any]]:
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def last_drift(estate: Estate, module: str) -> dict[str, str]:
+    """Target → its last drift status for ``module`` when it was not in sync (for the console)."""
+    words = {"drifted": "drifted", "version_mismatch": "version mismatch", "error": "drift error"}
+    found = {}
+    for key, row in load_drift(estate).items():
+        if isinstance(row, dict) and key.startswith(f"{module}/") and row.get("status") in words:
+            found[key.split("/", 1)[1]] = words[row["status"]]
+    return found

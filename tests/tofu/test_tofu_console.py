@@ -118,3 +118,39 @@ async def test_review_screen_shows_groups_outlier_in_danger_and_confirms_destroy
             await until(pilot, lambda: not driver.active(), "the abort")
     finally:
         session.close()
+
+
+async def test_the_idle_tree_shows_the_last_drift_result(tmp_path: Path) -> None:
+    """What `sluice drift` saved (.sluice/tofu/drift.json) marks the targets not in sync."""
+    import shutil
+
+    from conftest import EXAMPLE
+
+    from sluice.engine.app.iac import DriftRow, save_drift
+    from sluice.tui.widgets.estate_tree import EstateTree
+
+    shutil.copy(EXAMPLE / "estate.toml", tmp_path / "estate.toml")
+    estate = load_estate(tmp_path / "estate.toml")
+    save_drift(
+        estate,
+        [
+            DriftRow("dev-2", "app", "2.0.0", "version_mismatch", "ledger says 2.0.0", "1.0.0"),
+            DriftRow("dev-1", "app", "2.0.0", "in_sync", "", "2.0.0"),
+            DriftRow("eph-1", "app", "1.0.0", "drifted", "1 to change", "1.0.0"),
+        ],
+        0.0,
+    )
+    session = open_session(estate)
+    try:
+        app = SluiceApp(RolloutDriver(session, Clock()), offer_resume=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            tree = app.screen.query_one(EstateTree)
+            labels = {
+                ref[1]: str(node.label) for ref, node in tree._by_ref.items() if ref[0] == "target"
+            }
+            assert labels["dev-2"].endswith("≠ version mismatch")
+            assert labels["eph-1"].endswith("≠ drifted")
+            assert "≠" not in labels["dev-1"] and "≠" not in labels["prod-eu"]
+    finally:
+        session.close()
