@@ -130,8 +130,11 @@ class TofuExecutor:
         try:
             code = await self._run(work, apply_args, output, deadline, progress)
         except asyncio.CancelledError:
-            await self._say_stopped(work, output, deadline)
+            await self._say_stopped(work, output)
             raise
+        except ToolError as exc:  # timed out (stopped with SIGINT), or could not start
+            await self._say_stopped(work, output)
+            return ApplyResult(False, str(exc))
         if code != 0:
             return ApplyResult(False, progress.reason("apply"), code)
         warnings = [*plan.warnings, *progress.warnings]
@@ -144,8 +147,9 @@ class TofuExecutor:
     async def close(self) -> None:
         return None
 
-    async def _say_stopped(self, work: Workdir, output: OutputSink, deadline: float) -> None:
+    async def _say_stopped(self, work: Workdir, output: OutputSink) -> None:
         """After a stopped apply: say what the state holds now (tainted resources)."""
+        deadline = asyncio.get_running_loop().time() + 30  # its own: the apply's may be spent
         try:
             async with asyncio.timeout(30):
                 shown = await self._capture(work, ["show", "-json", *work.var_args], deadline)
@@ -425,7 +429,9 @@ class TofuExecutor:
         except OSError as exc:
             raise ToolError(f"cannot run {self.binary}: {exc.strerror or exc}") from None
         if finished.timed_out:
-            raise ToolError(f"{args[0]} timed out after {format_duration(self.timeout)}; stopped")
+            raise ToolError(
+                f"{args[0]} timed out after {format_duration(self.timeout)}; stopped (SIGINT)"
+            )
         assert finished.code is not None
         return finished.code
 

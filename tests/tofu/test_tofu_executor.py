@@ -225,3 +225,15 @@ async def test_a_reviewed_plan_file_that_changed_is_refused(
     result, _ = await apply(executor, the_job)
     assert not result.ok and "changed or vanished; re-plan" in result.reason
     assert not (tmp_path / "envs" / "t1" / "terraform.tfstate").exists()
+
+
+async def test_timeout_stops_the_apply_with_sigint_and_says_so(
+    terraform: dict[str, str], tmp_path: Path
+) -> None:
+    settings = {"vars": '{ v = "{version}", command = "sleep 120" }', "timeout": '"30s"'}
+    executor = executor_for(estate_with(tmp_path, PROVISIONED, settings=settings))
+    result, lines = await apply(executor)
+    assert not result.ok and result.reason.startswith("apply timed out after 30s; stopped")
+    assert any("Interrupt received" in line for line in lines)
+    assert lines[-1].startswith("sluice: apply stopped (SIGINT); state saved")
+    assert not (tmp_path / "envs" / "t1" / ".terraform.tfstate.lock.info").exists()
