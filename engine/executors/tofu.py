@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,14 +25,18 @@ from typing import TYPE_CHECKING, Any
 
 from sluice.engine.executors.base import ApplyResult, Job, OutputSink
 from sluice.engine.executors.orphans import (
-    MARKER,
     find_running,
-    marker_value,
     still_running,
     wait_out,
 )
 from sluice.engine.executors.tofu_plan import StreamProgress, normalise, parse_line, plan_hash
 from sluice.engine.executors.tofu_run import run_tool
+from sluice.engine.executors.tofu_workdir import (
+    ToolError,
+    Workdir,
+    build_workdir,
+    init_fingerprint,
+)
 from sluice.engine.model.template import TemplateError, render
 from sluice.engine.model.units import format_duration
 
@@ -44,22 +47,6 @@ if TYPE_CHECKING:
 
 #: The marker ``init = "auto"`` leaves in ``.terraform``: what the last init was made for.
 INIT_MARKER = "sluice-init.sha256"
-_SOURCE_LINE = re.compile(r"^\s*source\s*=.*$", re.MULTILINE)
-
-
-class ToolError(Exception):
-    """A step before plan/apply failed (workspace, init, a template): the target's reason."""
-
-
-@dataclass(frozen=True)
-class Workdir:
-    """One target's rendered invocation: where, with which environment and variables."""
-
-    cwd: Path
-    env: dict[str, str]
-    var_args: tuple[str, ...]
-    init_args: tuple[str, ...]
-    name: str  # the target
 
 
 @dataclass(frozen=True)
@@ -184,6 +171,8 @@ class TofuExecutor:
     ) -> MadePlan:
         """``plan -out=FILE -json``; with ``show``, also its normalised ``show -json``."""
         path = self.plan_path(job)
+        # Saved plans hold the variables' values: readable by this user only.
+        self.work.mkdir(mode=0o700, parents=True, exist_ok=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         progress = StreamProgress()
         code = await self._run(
@@ -275,33 +264,7 @@ class TofuExecutor:
     # ---------------------------------------------------------------- helpers
 
     def _workdir(self, job: Job) -> Workdir:
-        ctx = job.context
-        try:
-            cwd = self.base / render(str(self.settings["dir"]), ctx).text
-            env = dict(os.environ)
-            env.update(TF_IN_AUTOMATION="1", TF_INPUT="0")
-            for name, template in (self.settings.get("env") or {}).items():
-                env[name] = render(template, ctx).text
-            # Marked like a local apply: a resumed sluice waits for one a killed sluice left.
-            env[MARKER] = marker_value(self.estate.name, job.target)
-            if not env.get("TF_PLUGIN_CACHE_DIR"):
-                cache = self.work / "plugin-cache"
-                cache.mkdir(parents=True, exist_ok=True)
-                env["TF_PLUGIN_CACHE_DIR"] = str(cache)
-            if self.settings.get("workspace"):
-                env.pop("TF_WORKSPACE", None)  # set after `workspace list` has checked it
-            var_args: list[str] = []
-            if self.settings.get("var_file"):
-                var_args.append(f"-var-file={render(str(self.settings['var_file']), ctx).text}")
-            for name, template in (self.settings.get("vars") or {}).items():
-                var_args.append(f"-var={name}={render(str(template), ctx).text}")
-            init_args = [
-                f"-backend-config={k}={render(str(v), ctx).text}"
-                for k, v in (self.settings.get("backend_config") or {}).items()
-            ]
-        except TemplateError as exc:
-            raise ToolError(str(exc)) from None
-        return Workdir(cwd.resolve(), env, tuple(var_args), tuple(init_args), job.target)
+        return build_workdir(self.settings, self.base, self.work, self.estate.name, job)
 
     def _workspace(self, job: Job) -> str:
         return render(str(self.settings["workspace"]), job.context).text
@@ -350,16 +313,7 @@ class TofuExecutor:
             marker.write_text(self._init_fingerprint(work))  # now with what init installed
 
     def _init_fingerprint(self, work: Workdir) -> str:
-        """What an init depends on: module sources, backend config, variables, the binary."""
-        parts = [self.binary, *work.init_args, *work.var_args]
-        for tf in sorted(work.cwd.glob("*.tf")):
-            parts += _SOURCE_LINE.findall(tf.read_text(errors="replace"))
-        # What is installed: an init run by hand since (another version) changes these.
-        for installed in (".terraform.lock.hcl", ".terraform/modules/modules.json"):
-            path = work.cwd / installed
-            if path.is_file():
-                parts.append(hashlib.sha256(path.read_bytes()).hexdigest())
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+        return init_fingerprint(self.binary, work)
 
     async def _run(
         self,

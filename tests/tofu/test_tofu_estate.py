@@ -94,3 +94,35 @@ def test_missing_dir_and_bad_review() -> None:
         s.startswith("e.toml:6: channels[0].review: expected one of 'none', 'plans'") for s in shown
     )
     assert any("executors.iac: missing required key 'dir'" in s for s in shown)
+
+
+def test_secret_variables_travel_in_the_environment_not_on_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sluice.engine.executors.base import Job
+    from sluice.engine.executors.tofu_workdir import build_workdir
+
+    monkeypatch.setenv("DB_PASSWORD", "hunter2")
+    monkeypatch.delenv("TF_PLUGIN_CACHE_DIR", raising=False)
+    settings = {
+        "dir": "envs/{target}",
+        "vars": {"app_version": "{version}", "db_password": "{env.DB_PASSWORD}"},
+        "backend_config": {"key": "{target}.tfstate"},
+        "var_file": "vars/{target}.tfvars",
+    }
+    work = build_workdir(
+        settings,
+        tmp_path,
+        tmp_path / ".sluice" / "tofu",
+        "e",
+        Job("t1", "c", "m", "2", "1", "apply"),
+    )
+    assert work.var_args == ("-var-file=vars/t1.tfvars", "-var=app_version=2")
+    assert not any("hunter2" in arg for arg in work.var_args + work.init_args)
+    assert work.env["TF_VAR_db_password"] == "hunter2"
+    assert work.init_args == ("-backend-config=key=t1.tfstate",)
+    assert work.env["TF_IN_AUTOMATION"] == "1" and work.env["SLUICE_APPLY"] == "e/t1"
+    assert work.env["TF_PLUGIN_CACHE_DIR"] == str(tmp_path / ".sluice" / "tofu" / "plugin-cache")
+    monkeypatch.setenv("TF_PLUGIN_CACHE_DIR", "/mine")  # the user's own cache is kept
+    work = build_workdir(settings, tmp_path, tmp_path, "e", Job("t1", "c", "m", "2", "1", "apply"))
+    assert work.env["TF_PLUGIN_CACHE_DIR"] == "/mine"
