@@ -60,6 +60,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "export": cmd_export,
         "replay": cmd_replay,
+        "drift": cmd_drift,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
     try:
@@ -121,11 +122,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     plan = plan_for(estate, args.spec, current_versions(estate, args.spec))
     warn_descriptors(estate)
+    if getattr(args, "preview", False):
+        from sluice.cli import iac
+
+        return iac.cmd_preview(args, estate, plan)
     if args.json:
         print(json.dumps(plan.to_dict(), indent=2))
     else:
         print_plan(estate, plan)
     return ExitCode.OK
+
+
+def cmd_drift(args: argparse.Namespace) -> int:
+    from sluice.cli import iac
+
+    estate = load(args.estate)
+    return iac.cmd_drift(args, estate, lambda module: current_versions(estate, module + "@-"))
 
 
 def current_versions(estate: Estate, spec: str) -> dict[str, str]:
@@ -198,6 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             clock=_clock(args),
             interactive=False,
             approve=args.approve,
+            approve_destroy=args.approve_destroy,
             until_wave=args.until_wave,
         )
         return _drive(session, rollout, args)
@@ -218,6 +231,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 clock=_clock(args),
                 interactive=False,
                 approve=args.approve,
+                approve_destroy=args.approve_destroy,
                 until_wave=args.until_wave,
                 reapply_unknown=not args.no_reapply_unknown,
             )

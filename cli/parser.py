@@ -8,7 +8,18 @@ from sluice.engine import __version__
 
 DEFAULT_ESTATE = "sample_estate.toml"
 
-COMMANDS = ("check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export")
+COMMANDS = (
+    "check",
+    "plan",
+    "run",
+    "resume",
+    "rollback",
+    "history",
+    "show",
+    "replay",
+    "export",
+    "drift",
+)
 
 
 def _time_scale(text: str) -> float:
@@ -60,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("spec", metavar="MODULE@VERSION")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="also run the IaC plan of every changing target; group identical plans, flag outliers",
+    )
+    p.add_argument("--parallel", type=_positive_int, default=4, metavar="N", help="plans at once")
 
     p = sub.add_parser("run", help="start a rollout (headless, or in the console)")
     p.add_argument("estate", metavar="ESTATE")
@@ -111,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--speed", type=float, default=10.0, metavar="X")
     p.add_argument("--theme", metavar="NAME")
 
+    p = sub.add_parser("drift", help="does each target really run what the ledger says? (0/1/2)")
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("--module", metavar="M", help="only this module (default: every module)")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--parallel", type=_positive_int, default=4, metavar="N", help="plans at once")
+
     p = sub.add_parser("export", help="the rollout record as TOML on stdout")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
@@ -121,6 +144,11 @@ def _add_drive_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="no console: print progress")
     p.add_argument("--json", action="store_true", help="with --headless: NDJSON events")
     p.add_argument("--approve", action="store_true", help="approve healthy manual gates")
+    p.add_argument(
+        "--approve-destroy",
+        action="store_true",
+        help="with --approve: also approve reviewed plans that destroy or replace resources",
+    )
     p.add_argument(
         "--until-wave", type=_positive_int, metavar="N", help="stop after wave N (exit 4)"
     )

@@ -110,6 +110,11 @@ class ConsoleModel:
             for name, t in self.estate.targets.items()
             if not self.module or t.runs(self.module)
         }
+        from sluice.engine.app.iac import last_drift  # a small file read; the tofu code on demand
+
+        for name, result in last_drift(self.estate, self.module).items():
+            if name in self.targets:
+                self.targets[name].drift = result
         self.dirty = Dirty(structure=True)
 
     def channels(self) -> list[str]:

@@ -28,6 +28,8 @@ class TargetView:
     duration: float | None = None
     reason: str = ""
     action: str = ""
+    #: the last ``sluice drift`` result when it was not "in sync" (drifted, version mismatch, error)
+    drift: str = ""
     #: lines ever appended to ``output`` (the log widget appends only the ones it has not shown)
     written: int = 0
     output: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=OUTPUT_LINES))

@@ -17,6 +17,7 @@ from sluice.engine.rollout.events import (
     GateEvaluated,
     Notice,
     OperatorAction,
+    PlansReviewed,
     RolloutFinished,
     RolloutStarted,
     SoakStarted,
@@ -31,8 +32,9 @@ from sluice.engine.rollout.state import Outcome
 class TextPrinter:
     """One readable line per significant event."""
 
-    def __init__(self, out: IO[str] = sys.stdout):
-        self.out = out
+    def __init__(self, out: IO[str] | None = None):
+        # sys.stdout now, not when this module was imported (it may have been replaced since)
+        self.out = out or sys.stdout
 
     def __call__(self, event: Event) -> None:
         line = self.format(event)
@@ -77,9 +79,20 @@ class TextPrinter:
             return f"   ■ {e.state.replace('_', ' ')}" + (f": {e.detail}" if e.detail else "")
         if isinstance(e, Notice):
             return f"   ! {e.message}"
+        if isinstance(e, PlansReviewed):
+            return self._plans(e)
         if isinstance(e, RolloutFinished):
             return f"■ {e.outcome} (exit {e.exit_code}): {e.summary}"
         return None
+
+    def _plans(self, e: PlansReviewed) -> str:
+        from sluice.engine.executors.tofu_plan import group_lines
+
+        lines = [f"   plans of wave {e.wave} for review: {len(e.plans)} plan file(s)"]
+        for number, group in enumerate(e.groups, 1):
+            lines += [f"     {line}" for line in group_lines(number, group)]
+        lines += [f"     ✗ {target}: {reason}" for target, reason in sorted(e.errors.items())]
+        return "\n".join(lines)
 
     def _gate(self, e: GateEvaluated) -> str:
         head = f"   gate {e.verdict.upper() if e.verdict != 'passed' else 'passed'}" + (
@@ -119,8 +132,9 @@ _encode = json.JSONEncoder(default=str).encode
 class JsonPrinter:
     """NDJSON: one event per line, exactly the stream history records."""
 
-    def __init__(self, out: IO[str] = sys.stdout):
-        self.out = out
+    def __init__(self, out: IO[str] | None = None):
+        # sys.stdout now, not when this module was imported (it may have been replaced since)
+        self.out = out or sys.stdout
 
     def __call__(self, event: Event) -> None:
         self.out.write(_encode(event.to_dict()) + "\n")

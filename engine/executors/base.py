@@ -100,6 +100,7 @@ EXECUTOR_KINDS = {
     "simulated": "sluice.engine.executors.simulated:SimulatedExecutor",
     "ssh": "sluice.engine.executors.ssh:SshExecutor",
     "http": "sluice.engine.executors.http:HttpExecutor",
+    "tofu": "sluice.engine.executors.tofu:TofuExecutor",
 }
 
 

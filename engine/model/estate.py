@@ -63,6 +63,7 @@ class Channel:
     on_failure: str
     checks: tuple[str, ...]
     targets: tuple[str, ...]
+    review: str = "none"  # none | plans: a wave's plans are reviewed before its applies
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Target:
     vars: Mapping[str, str] = field(hash=False)
     dashboard: str | None
     modules: tuple[str, ...] | None
+    #: other names the target goes by in IaC addresses (normalised away in plan previews)
+    aliases: tuple[str, ...] = ()
 
     def runs(self, module: str) -> bool:
         return self.modules is None or module in self.modules
@@ -495,6 +498,7 @@ class _Validator:
                 vars=MappingProxyType(target_vars),
                 dashboard=values["dashboard"],
                 modules=values["modules"],
+                aliases=values["aliases"] or (),
             )
         if not targets:
             self.problem(("targets",), "the estate defines no [targets.NAME]")
@@ -523,6 +527,7 @@ class _Validator:
                     on_failure=v["on_failure"] or "halt",
                     checks=v["checks"] or (),
                     targets=members,
+                    review=v["review"] or "none",
                 )
             )
         return tuple(channels)

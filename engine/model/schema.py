@@ -40,7 +40,7 @@ class Key:
 
 def _common_apply_keys() -> dict[str, Key]:
     return {
-        "kind": Key("choice", required=True, choices=("local", "ssh", "http", "simulated")),
+        "kind": Key("choice", required=True, choices=("local", "ssh", "http", "simulated", "tofu")),
         "timeout": Key("duration", default=900.0),
         "expected_duration": Key("duration"),
     }
@@ -97,6 +97,20 @@ EXECUTOR_KEYS: dict[str, dict[str, Key]] = {
         "rollback_body": Key("any_table"),
         "ca": Key("str"),
         "insecure": Key("bool", default=False),
+    },
+    "tofu": {
+        "binary": Key("str", default="tofu"),
+        "dir": Key("template", required=True),
+        "workspace": Key("template"),
+        "var_file": Key("template"),
+        "vars": Key("table"),
+        "backend_config": Key("table"),
+        "init": Key("choice", default="auto", choices=("auto", "always", "never")),
+        "lock_timeout": Key("duration", default=0.0),
+        "stop_grace": Key("duration", default=300.0),
+        "version_output": Key("str"),
+        "fail_on_check_warnings": Key("bool", default=False),
+        "env": Key("table"),
     },
     "simulated": {
         "duration": Key("range", default=(1.0, 3.0)),
@@ -169,6 +183,7 @@ CHANNEL_KEYS = {
     "gate": Key("choice", default="auto", choices=("auto", "manual")),
     "on_failure": Key("choice", default="halt", choices=("halt", "rollback")),
     "checks": Key("str_list", default=()),
+    "review": Key("choice", default="none", choices=("none", "plans")),
     "description": Key("str"),
 }
 
@@ -178,6 +193,7 @@ TARGET_KEYS = {
     "vars": Key("any_table"),
     "dashboard": Key("template"),
     "modules": Key("str_list"),
+    "aliases": Key("str_list", default=()),
     "description": Key("str"),
 }
 

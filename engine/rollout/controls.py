@@ -69,6 +69,7 @@ class RolloutControls:
         actor: str | None = None,
         interactive: bool = True,
         approve: bool = False,
+        approve_destroy: bool = False,
         until_wave: int | None = None,
         start_wave: int = 1,
         prior: Mapping[str, tuple[str, str]] | None = None,
@@ -87,6 +88,10 @@ class RolloutControls:
         self.actor = actor or current_user()
         self.interactive = interactive
         self.approve = approve
+        #: headless: approve reviewed plans even when they destroy or replace resources
+        self.approve_destroy = approve_destroy
+        #: the plan review a ``review = "plans"`` wave waits for (rollout/review.py), if any
+        self.review: Any = None
         self.until_wave = until_wave
         self.start_wave = start_wave
         self.resumed = resumed
@@ -176,6 +181,11 @@ class RolloutControls:
         """Approve a waiting gate, or end the current soak early."""
         if not self._active():
             return CommandResult(False, "no rollout is running")
+        if self._waiting == "review_plans" and self._decision and self.review is not None:
+            # Recorded with the hashes of exactly the plan files the applies will use.
+            self._operator("approve_plans", actor, self.review.hashes(), wave=self.current_wave)
+            self._decide(APPROVED)
+            return CommandResult(True, f"wave {self.current_wave}: plans approved")
         if self._waiting in ("awaiting_approval", "inconclusive") and self._decision:
             action = "approve" if self._waiting == "awaiting_approval" else "advance"
             self._operator(action, actor, reason, wave=self.current_wave)

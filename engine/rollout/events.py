@@ -316,3 +316,20 @@ class EventBus:
         self.closed = True
         for subscription in list(self._subscriptions):
             subscription._offer(None)
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class PlansReviewed(Event):
+    """A ``review = "plans"`` wave's plans, made before its applies, grouped for review.
+
+    ``groups`` are :meth:`PlanGroup.to_dict` (largest first, outliers flagged); ``plans`` maps
+    each target to the sha256 of its saved plan file — what an approval approves.
+    """
+
+    kind: ClassVar[str] = "plans_reviewed"
+    wave: int
+    groups: tuple[dict[str, Any], ...] = ()
+    plans: dict[str, str] = field(default_factory=dict, hash=False)
+    destroys: bool = False
+    errors: dict[str, str] = field(default_factory=dict, hash=False)

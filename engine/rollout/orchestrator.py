@@ -174,6 +174,8 @@ class Rollout(RolloutControls):
         sources = {spec.name: self._check(spec.name) for spec in checks}
         gate_targets = [self.targets[t.name] for t in attempted]
         gate_and_baselines = await self._baselines(wave, checks, sources, gate_targets)
+        if wave.channel.review == "plans" and todo:
+            await self._review_plans(wave, todo)
         state.status = "applying"
         self._set_phase("running")
         adopted = await self._adopt_unknown(wave)
@@ -234,6 +236,43 @@ class Rollout(RolloutControls):
         if self.paused:
             self._set_phase("running")
             await self._unpaused.wait()
+
+    async def _review_plans(self, wave: Wave, todo: list[TargetState]) -> None:
+        """``review = "plans"``: make the wave's plans and wait for their approval (review.py)."""
+        from sluice.engine.rollout.review import plan_wave
+
+        self._set_phase("planning", wave.number, "making the wave's plans for review")
+        review = await plan_wave(self, wave, todo)
+        if not review.plans:
+            return  # nothing to review: every plan failed (the applies will say why) or no tofu
+        self.review = review
+        what = f"{len(review.plans)} plan(s)" + (
+            ", some destroy or replace resources" if review.destroys else ""
+        )
+        try:
+            if self.interactive:
+                decision = await self._await_operator(wave, "review_plans", f"{what}; review them")
+            elif self.approve_destroy or (self.approve and not review.destroys):
+                decision = APPROVED
+                self._operator(
+                    "approve_plans",
+                    self.actor,
+                    f"{'--approve-destroy' if self.approve_destroy else '--approve'}: "
+                    f"{review.hashes()}",
+                    wave=wave.number,
+                )
+            else:
+                self._set_phase("review_plans", wave.number, what)
+                needs = "--approve-destroy" if review.destroys else "--approve"
+                raise _Finish(
+                    RolloutOutcome.STOPPED,
+                    f"wave {wave.number} ({wave.name}): {what}; they await review — see them with "
+                    f"`sluice plan --preview`, continue with `sluice resume {needs}` or in the console",
+                )
+        finally:
+            self.review = None
+        if decision != BYPASSED:  # bypassed: the applies plan again, unreviewed (recorded)
+            review.use()
 
     async def _run_rollback_only(self) -> None:
         """``sluice rollback``: roll each planned target back, then finish."""

@@ -187,7 +187,21 @@ class ConsoleScreen(Screen[None]):
         self._report(self.driver.pause_or_resume())
 
     def action_advance(self) -> None:
+        review = getattr(self.driver.rollout, "review", None)
+        if review is not None and self.driver.active():  # a plan review waits: show it first
+            self._review_plans(review)
+            return
         self._report(self.driver.command(Rollout.advance))
+
+    def _review_plans(self, review) -> None:  # type: ignore[no-untyped-def]
+        from sluice.tui.screens.plan_review import PlanReviewScreen
+
+        def answered(approved: bool | None) -> None:
+            if approved:
+                self._report(self.driver.command(Rollout.advance))
+
+        screen = PlanReviewScreen(review.wave, review.groups, review.errors)
+        self.app.push_screen(screen, answered)
 
     def action_retry(self) -> None:
         target = self.view.selected_target()
@@ -203,10 +217,26 @@ class ConsoleScreen(Screen[None]):
             return
         view = self.model.waves.get(wave)
         name = f"wave {wave} ({view.name})" if view else f"wave {wave}"
+        self._confirm_rollback(wave, name)
+
+    @work(group="rollback-preview", exclusive=True)
+    async def _confirm_rollback(self, wave: int, name: str) -> None:
+        """Confirm a wave's rollback; for tofu targets, with the plans of the rollback first."""
+        from sluice.tui.screens.plan_review import rollback_preview
+
+        rollout = self.driver.rollout
+        changed = [
+            (t.name, t.version, t.from_version)
+            for t in (rollout.targets.values() if rollout else ())
+            if t.wave == wave and t.version != t.from_version
+        ]
+        if changed:
+            self.notify(f"planning the rollback of {name}…", timeout=3)
+        preview = await rollback_preview(self.driver.estate, self.model.module, changed)
         self._confirm(
             f"Roll back {name}?",
             f"Every target of {name} that changed is re-applied with the version it had "
-            "before this rollout.",
+            "before this rollout." + (f"\n\n{preview}" if preview else ""),
             "Roll back",
             lambda: self.driver.command(
                 lambda r: r.rollback_wave(wave, reason="operator rollback")

@@ -156,6 +156,8 @@ class EstateTree(Tree[NodeRef], inherit_bindings=False):
             label.append(
                 f" {format_duration(target.duration):>5}", self._palette.style("log-muted")
             )
+        if target.drift:  # the last `sluice drift` found this target not in sync
+            label.append(f" ≠ {target.drift}", self._palette.style("wave-failed"))
         return label
 
     def _palette_text(self, text: str, variable: str) -> Text:

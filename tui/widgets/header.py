@@ -18,6 +18,8 @@ STATE_CLASS = {
     "rolling_back": "running",
     "paused": "paused",
     "awaiting_approval": "waiting",
+    "review_plans": "waiting",
+    "planning": "running",
     "inconclusive": "waiting",
     "halted": "halted",
     "rolled_back": "halted",
@@ -26,7 +28,11 @@ STATE_CLASS = {
     "crashed": "aborted",
     "stopped": "paused",
 }
-STATE_WORDS = {"awaiting_approval": "awaiting approval", "rolled_back": "rolled back"}
+STATE_WORDS = {
+    "awaiting_approval": "awaiting approval",
+    "rolled_back": "rolled back",
+    "review_plans": "plans await review (a)",
+}
 
 
 class RolloutHeader(Horizontal):

@@ -1,0 +1,2 @@
+name     = "dev-1"
+replicas = 1

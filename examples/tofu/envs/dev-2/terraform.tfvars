@@ -1,0 +1,2 @@
+name     = "dev-2"
+replicas = 1

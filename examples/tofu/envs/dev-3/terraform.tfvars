@@ -1,0 +1,2 @@
+name     = "dev-3"
+replicas = 1

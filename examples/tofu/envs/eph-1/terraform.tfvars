@@ -1,0 +1,2 @@
+name     = "eph-1"
+replicas = 1

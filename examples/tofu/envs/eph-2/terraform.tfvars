@@ -1,0 +1,2 @@
+name     = "eph-2"
+replicas = 1

@@ -1,0 +1,2 @@
+name     = "eph-3"
+replicas = 1

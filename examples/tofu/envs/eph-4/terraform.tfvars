@@ -1,0 +1,2 @@
+name     = "eph-4"
+replicas = 1

@@ -1,0 +1,2 @@
+name     = "prod-ap"
+replicas = 3

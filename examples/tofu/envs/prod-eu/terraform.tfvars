@@ -1,0 +1,2 @@
+name     = "prod-eu"
+replicas = 3

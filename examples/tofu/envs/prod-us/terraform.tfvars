@@ -1,0 +1,2 @@
+name     = "prod-us"
+replicas = 3

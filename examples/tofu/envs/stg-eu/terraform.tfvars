@@ -1,0 +1,2 @@
+name     = "stg-eu"
+replicas = 2

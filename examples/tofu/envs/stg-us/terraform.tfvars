@@ -1,0 +1,2 @@
+name     = "stg-us"
+replicas = 2
