@@ -56,6 +56,12 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "export": cmd_export,
         "replay": cmd_replay,
+        "approve": cmd_governance,
+        "pause": cmd_governance,
+        "unpause": cmd_governance,
+        "abort": cmd_governance,
+        "freeze": cmd_governance,
+        "unfreeze": cmd_governance,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -165,12 +171,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         except PlanError as exc:
             raise BadInput(f"sluice: {exc}") from None
         _check_until(args, plan)
+        frozen = _frozen(session)
+        if frozen and not args.wait:
+            print(
+                f"sluice: not started: {frozen}; `--wait` waits for `sluice unfreeze`",
+                file=sys.stderr,
+            )
+            return ExitCode.STOPPED
         rollout = session.new_rollout(
             plan,
             clock=_clock(args),
             interactive=False,
             approve=args.approve,
             until_wave=args.until_wave,
+            **_governance_options(args),
         )
         return _drive(session, rollout, args)
 
@@ -191,6 +205,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 approve=args.approve,
                 until_wave=args.until_wave,
                 reapply_unknown=not args.no_reapply_unknown,
+                **_governance_options(args),
             )
         except ResumeError as exc:
             raise BadInput(f"sluice: {exc}") from None
@@ -274,7 +289,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _console(args, estate, replay=args.rollout_id, speed=args.speed)
 
 
+def cmd_governance(args: argparse.Namespace) -> int:
+    from sluice.cli import governance
+    from sluice.engine.store.history import HistoryError
+
+    estate = load(args.estate)
+    try:
+        if args.command == "freeze":
+            return governance.cmd_freeze(args, estate)
+        if args.command == "unfreeze":
+            return governance.cmd_unfreeze(args, estate)
+        return governance.cmd_request(args, estate)
+    except HistoryError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+    except ValueError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+
+
 # ---------------------------------------------------------------------- helpers
+
+
+def _governance_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"wait": args.wait, "window_bypass": args.bypass_window}
+
+
+def _frozen(session: Any) -> str | None:
+    from sluice.engine.app.governance import freeze_of
+
+    found = freeze_of(session.history, session.estate.name)
+    return None if found is None else found.text()
 
 
 def _spec(spec: str) -> tuple[str, str]:

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sluice.engine.app.governance import RequestPump, freeze_of
+from sluice.engine.app.governance import actor as governance_actor
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, PlannedTarget, Wave, make_plan
 from sluice.engine.rollout.events import EventBus
@@ -68,6 +70,7 @@ class Session:
         self.recorders: list[Recorder] = []
         self.user = current_user()
         self.host = socket.gethostname()
+        self.actor = governance_actor()  # SLUICE_ACTOR or user@host: who commands and approves
         self.pid = os.getpid()
         self.takeover: str | None = None
 
@@ -234,7 +237,7 @@ class Session:
             rollout_id=rollout_id,
             bus=bus,
             clock=clock,
-            actor=self.user,
+            actor=self.actor,
             interactive=interactive,
             **options,
         )
@@ -283,9 +286,10 @@ class Session:
                 # Cut off mid-apply (the console quit, the task was cancelled): what it did is
                 # unknown, exactly like an apply a crash interrupted.
                 prior[row["target"]] = (UNKNOWN, row["from_version"])
-        done = {
-            w["number"] for w in self.history.waves(record.id) if w["outcome"] in DONE_WAVE_OUTCOMES
-        }
+        recorded_waves = self.history.waves(record.id)
+        done = {w["number"] for w in recorded_waves if w["outcome"] in DONE_WAVE_OUTCOMES}
+        # A wave that started before the restart had its entry approval then.
+        entered = {w["number"] for w in recorded_waves if w["started"] is not None}
         start_wave = next(
             (w.number for w in plan.waves if w.number not in done), len(plan.waves) + 1
         )
@@ -305,13 +309,14 @@ class Session:
             rollout_id=record.id,
             bus=bus,
             clock=clock,
-            actor=self.user,
+            actor=self.actor,
             interactive=interactive,
             start_wave=start_wave,
             prior=prior,
             baselines=baselines,
             resumed=True,
             reapply_unknown=reapply_unknown,
+            entered=entered,
             **options,
         )
 
@@ -367,7 +372,7 @@ class Session:
             rollout_id=rollout_id,
             bus=bus,
             clock=clock,
-            actor=self.user,
+            actor=self.actor,
             interactive=False,
             prior=prior,
             rollback_only=True,
@@ -378,6 +383,8 @@ class Session:
         from sluice.engine.app.notify import Notifications
 
         heart = asyncio.ensure_future(self.keep_alive(rollout))
+        rollout.set_freeze(freeze_of(self.history, self.estate.name))
+        pump = asyncio.ensure_future(RequestPump(self.history, rollout, self._me()).run())
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
         try:
@@ -387,9 +394,10 @@ class Session:
                 rollout.bus.emit(Notice, level="warning", message=self.takeover)
             return await rollout.run()
         finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
+            for task in (heart, pump):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             rollout.bus.close()
             await notifications.aclose()  # delivery failures become Notices, still recorded
             for recorder in self.recorders:

@@ -18,6 +18,8 @@ STATE_CLASS = {
     "rolling_back": "running",
     "paused": "paused",
     "awaiting_approval": "waiting",
+    "awaiting_entry": "waiting",
+    "held": "waiting",
     "inconclusive": "waiting",
     "halted": "halted",
     "rolled_back": "halted",
@@ -25,7 +27,12 @@ STATE_CLASS = {
     "aborted": "aborted",
     "stopped": "paused",
 }
-STATE_WORDS = {"awaiting_approval": "awaiting approval", "rolled_back": "rolled back"}
+STATE_WORDS = {
+    "awaiting_approval": "awaiting approval",
+    "awaiting_entry": "needs approval",
+    "held": "held",
+    "rolled_back": "rolled back",
+}
 
 
 class RolloutHeader(Horizontal):
