@@ -129,7 +129,7 @@ def test_one_wave_per_job_then_history_show_and_export(sample):
     assert (first["target"], first["outcome"], first["version"]) == ("eph-101", "ok", "2.0.1")
     soak = [s for s in exported["waves"][0]["samples"] if s["phase"] == "soak"]
     assert soak and all(s["outcome"] == "pass" for s in soak)
-    assert [a["action"] for a in exported["operator_actions"]] == ["approve"] * 3
+    assert [a["action"] for a in exported["operator_actions"]] == ["approve"] * 4  # entry + 3 gates
 
 
 @pytest.mark.timeout(120)
