@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,10 +17,13 @@ from sluice.engine.model.plan import (
     PLAN_NUMERIC,
     Plan,
     PlanError,
+    approvals_note,
     make_plan,
     parse_spec,
     plan_rows,
     wave_sizes,
+    window_waits,
+    windows_note,
 )
 from sluice.engine.model.units import format_duration
 from sluice.engine.rollout.state import ExitCode
@@ -131,7 +135,8 @@ def print_plan(estate: Estate, plan: Plan) -> None:
     console = Console(width=max(Console().width, 100))
     applies = sum(len(w.applies) for w in plan.waves)
     channels = len({w.channel.name for w in plan.waves})
-    rows = plan_rows(plan)
+    waits = window_waits(plan, estate.windows, time.time())
+    rows = plan_rows(plan, waits)
     title = (
         f"{plan.module} → {plan.version} on {estate.name}: {channels} channels, "
         f"{len(plan.waves)} waves, {len(plan.targets)} targets"
@@ -144,11 +149,15 @@ def print_plan(estate: Estate, plan: Plan) -> None:
             no_wrap=True,
             highlight=False,
         )
-    manual = sum(1 for w in plan.waves if w.channel.gate == "manual")
-    note = f"; {manual} manual gate(s) wait for approval, not counted" if manual else ""
+    people = approvals_note(plan)
+    windows = windows_note(plan, waits)
+    total = plan.expected_seconds + sum(waits.values())
     console.print(
         f"{applies} applies, {len(plan.targets) - applies} no-op (already at {plan.version}); "
-        f"estimated duration {format_duration(plan.expected_seconds)}{note}"
+        f"estimated duration {format_duration(total)}"
+        + (f" ({windows})" if windows else "")
+        + (f"; {people}" if people else ""),
+        highlight=False,
     )
 
 
