@@ -103,9 +103,10 @@ class Window:
             date = day + dt.timedelta(days=offset)
             for rule in self.allow:
                 if date.weekday() in rule.days:
-                    edge = dt.datetime.combine(date, rule.start, tzinfo=zone)
-                    # A start in a skipped hour (spring forward) normalises to the real instant.
-                    edge = edge.astimezone(dt.UTC).astimezone(zone)
+                    # In UTC: aware datetimes of one zone compare (and subtract) by wall clock,
+                    # which is wrong across a DST change. A start in a skipped hour (spring
+                    # forward) becomes the real instant it names.
+                    edge = dt.datetime.combine(date, rule.start, tzinfo=zone).astimezone(dt.UTC)
                     if edge > moment:
                         yield edge
 
@@ -120,7 +121,7 @@ class Closed:
 
     channel: str
     reason: str
-    opens: dt.datetime | None  # None: not within HORIZON
+    opens: dt.datetime | None  # in UTC; None: not within HORIZON
     window: Window
 
     def text(self, now: dt.datetime) -> str:
@@ -159,6 +160,7 @@ def utc(timestamp: float) -> dt.datetime:
 
 def closed(windows: Iterable[Window], channel: str, moment: dt.datetime) -> Closed | None:
     """Whether ``channel``'s waves are held at ``moment``, and until when (``None``: open now)."""
+    moment = moment.astimezone(dt.UTC)
     governing = [w for w in windows if w.governs(channel)]
     blocker = next(((w, why) for w in governing for why in [w.closed_by(moment)] if why), None)
     if blocker is None:
@@ -278,7 +280,9 @@ def _deny_periods(
             checker.problem(
                 (*p_at, "start"), f"start {start.isoformat()} is not before end {end.isoformat()}"
             )
-        periods.append(DenyPeriod(start, end, v["reason"] or ""))
+        periods.append(
+            DenyPeriod(start.astimezone(dt.UTC), end.astimezone(dt.UTC), v["reason"] or "")
+        )
     return tuple(periods)
 
 
