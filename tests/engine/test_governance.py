@@ -14,7 +14,7 @@ import pytest
 from sluice.engine.app.governance import RequestPump
 from sluice.engine.app.session import Session
 from sluice.engine.model.estate import load_estate
-from sluice.engine.rollout.events import OperatorAction, StateChanged, WaveStarted
+from sluice.engine.rollout.events import StateChanged, WaveStarted
 from sluice.engine.rollout.governance import Freeze
 from sluice.engine.store import requests as store
 from sluice.engine.support.clock import Clock
@@ -207,7 +207,9 @@ async def test_a_freeze_holds_the_next_wave_of_a_running_rollout_until_unfrozen(
         rollout.bus.listen(lambda e: started.set() if isinstance(e, WaveStarted) else None)
         task = asyncio.ensure_future(session.drive(rollout))
         await started.wait()
-        store.freeze(session.history, estate=estate.name, actor="ops", reason="incident 42", until=None)
+        store.freeze(
+            session.history, estate=estate.name, actor="ops", reason="incident 42", until=None
+        )
         await until(lambda: rollout.state == "held")
         assert rollout.freeze is not None and rollout.freeze.reason == "incident 42"
         held_at = rollout.current_wave
@@ -224,7 +226,9 @@ async def test_a_freeze_holds_the_next_wave_of_a_running_rollout_until_unfrozen(
 def test_a_freeze_until_a_time_ends_by_itself():
     freeze = Freeze("ops", "release party", since=100.0, until=200.0)
     assert freeze.active(150.0) and not freeze.active(200.0)
-    assert "estate frozen by ops until " in freeze.text() and freeze.text().endswith("release party")
+    assert "estate frozen by ops until " in freeze.text() and freeze.text().endswith(
+        "release party"
+    )
 
 
 @pytest.mark.timeout(60)

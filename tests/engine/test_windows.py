@@ -169,7 +169,9 @@ start = "25:00"
 
 
 def test_entry_and_approvers_are_channel_keys():
-    data = BASE.replace('name = "production"\n', 'name = "production"\nentry = "manual"\napprovers = 2\n')
+    data = BASE.replace(
+        'name = "production"\n', 'name = "production"\nentry = "manual"\napprovers = 2\n'
+    )
     production = parse_estate(data, Path("w.toml")).channel("production")
     assert (production.entry, production.approvers) == ("manual", 2)
     with pytest.raises(EstateError) as info:
