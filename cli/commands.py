@@ -132,7 +132,7 @@ def print_plan(estate: Estate, plan: Plan) -> None:
 
     from sluice.engine.app.report import make_table
 
-    console = Console(width=max(Console().width, 100))
+    console = Console(width=max(Console().width, 112))  # every column, entry and gate too
     applies = sum(len(w.applies) for w in plan.waves)
     channels = len({w.channel.name for w in plan.waves})
     waits = window_waits(plan, estate.windows, time.time())

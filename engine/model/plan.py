@@ -243,6 +243,7 @@ def plan_rows(plan: Plan, waits: Mapping[int, float] | None = None) -> list[tupl
     """One row of text per wave (see :data:`PLAN_COLUMNS`), the ETA cumulative (with ``waits``
     for change windows, from :func:`window_waits`)."""
     from sluice.engine.model.units import format_duration
+    from sluice.engine.model.windows import span_text
 
     rows: list[tuple[str, ...]] = []
     elapsed = 0.0
@@ -262,7 +263,7 @@ def plan_rows(plan: Plan, waits: Mapping[int, float] | None = None) -> list[tupl
                 gate_text(wave),
                 format_duration(wave.channel.soak),
                 f"{wave.blast_radius:.0%}",
-                ("⏲ " if wait else "") + f"+{format_duration(elapsed)}",
+                f"⏲+{span_text(elapsed)}" if wait else f"+{format_duration(elapsed)}",
             )
         )
     return rows
@@ -284,9 +285,9 @@ def approvals_note(plan: Plan) -> str:
 
 def windows_note(plan: Plan, waits: Mapping[int, float]) -> str:
     """``wave 5 waits 2h13m for its change window`` for each wave the windows hold."""
-    from sluice.engine.model.units import format_duration
+    from sluice.engine.model.windows import span_text
 
     return "; ".join(
-        f"wave {number} waits {format_duration(seconds)} for its change window"
+        f"wave {number} waits {span_text(seconds)} for its change window"
         for number, seconds in sorted(waits.items())
-    )
+    ).replace("waits 0s", "waits <1s")
