@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,10 +17,13 @@ from sluice.engine.model.plan import (
     PLAN_NUMERIC,
     Plan,
     PlanError,
+    approvals_note,
     make_plan,
     parse_spec,
     plan_rows,
     wave_sizes,
+    window_waits,
+    windows_note,
 )
 from sluice.engine.model.units import format_duration
 from sluice.engine.rollout.state import ExitCode
@@ -61,6 +65,12 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": cmd_export,
         "replay": cmd_replay,
         "drift": cmd_drift,
+        "approve": cmd_governance,
+        "pause": cmd_governance,
+        "unpause": cmd_governance,
+        "abort": cmd_governance,
+        "freeze": cmd_governance,
+        "unfreeze": cmd_governance,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
     try:
@@ -161,10 +171,11 @@ def print_plan(estate: Estate, plan: Plan) -> None:
 
     from sluice.engine.app.report import make_table
 
-    console = Console(width=max(Console().width, 100))
+    console = Console(width=max(Console().width, 112))  # every column, entry and gate too
     applies = sum(len(w.applies) for w in plan.waves)
     channels = len({w.channel.name for w in plan.waves})
-    rows = plan_rows(plan)
+    waits = window_waits(plan, estate.windows, time.time())
+    rows = plan_rows(plan, waits)
     title = (
         f"{plan.module} → {plan.version} on {estate.name}: {channels} channels, "
         f"{len(plan.waves)} waves, {len(plan.targets)} targets"
@@ -177,11 +188,15 @@ def print_plan(estate: Estate, plan: Plan) -> None:
             no_wrap=True,
             highlight=False,
         )
-    manual = sum(1 for w in plan.waves if w.channel.gate == "manual")
-    note = f"; {manual} manual gate(s) wait for approval, not counted" if manual else ""
+    people = approvals_note(plan)
+    windows = windows_note(plan, waits)
+    total = plan.expected_seconds + sum(waits.values())
     console.print(
         f"{applies} applies, {len(plan.targets) - applies} no-op (already at {plan.version}); "
-        f"estimated duration {format_duration(plan.expected_seconds)}{note}"
+        f"estimated duration {format_duration(total)}"
+        + (f" ({windows})" if windows else "")
+        + (f"; {people}" if people else ""),
+        highlight=False,
     )
 
 
@@ -205,6 +220,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BadInput(f"sluice: {exc}") from None
         _check_until(args, plan)
         fit_descriptors(estate, plan)
+        frozen = _frozen(session)
+        if frozen and not args.wait:
+            print(
+                f"sluice: not started: {frozen}; `--wait` waits for `sluice unfreeze`",
+                file=sys.stderr,
+            )
+            return ExitCode.STOPPED
         rollout = session.new_rollout(
             plan,
             clock=_clock(args),
@@ -212,6 +234,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             approve=args.approve,
             approve_destroy=args.approve_destroy,
             until_wave=args.until_wave,
+            **_governance_options(args),
         )
         return _drive(session, rollout, args)
 
@@ -234,6 +257,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 approve_destroy=args.approve_destroy,
                 until_wave=args.until_wave,
                 reapply_unknown=not args.no_reapply_unknown,
+                **_governance_options(args),
             )
         except ResumeError as exc:
             raise BadInput(f"sluice: {exc}") from None
@@ -333,7 +357,35 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return _console(args, estate, replay=args.rollout_id, speed=args.speed)
 
 
+def cmd_governance(args: argparse.Namespace) -> int:
+    from sluice.cli import governance
+    from sluice.engine.store.history import HistoryError
+
+    estate = load(args.estate)
+    try:
+        if args.command == "freeze":
+            return governance.cmd_freeze(args, estate)
+        if args.command == "unfreeze":
+            return governance.cmd_unfreeze(args, estate)
+        return governance.cmd_request(args, estate)
+    except HistoryError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+    except ValueError as exc:
+        raise BadInput(f"sluice: {exc}") from None
+
+
 # ---------------------------------------------------------------------- helpers
+
+
+def _governance_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"wait": args.wait, "window_bypass": args.bypass_window}
+
+
+def _frozen(session: Any) -> str | None:
+    from sluice.engine.app.governance import freeze_of
+
+    found = freeze_of(session.history, session.estate.name)
+    return None if found is None else found.text()
 
 
 def _spec(spec: str) -> tuple[str, str]:

@@ -19,6 +19,12 @@ COMMANDS = (
     "replay",
     "export",
     "drift",
+    "approve",
+    "pause",
+    "unpause",
+    "abort",
+    "freeze",
+    "unfreeze",
 )
 
 
@@ -137,13 +143,52 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="the rollout record as TOML on stdout")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
+    _add_governance_commands(sub)
     return parser
+
+
+def _add_governance_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Requests to the process driving the estate, and freezes (docs/governance.md)."""
+    requests = {
+        "approve": "approve the entry or gate the running rollout waits at",
+        "pause": "pause the running rollout (in-flight applies finish)",
+        "unpause": "let a paused rollout go on",
+        "abort": "abort the running rollout",
+    }
+    for name, text in requests.items():
+        p = sub.add_parser(
+            name, help=text + " (from any terminal; exit 0 done, 1 refused, 4 no rollout running)"
+        )
+        p.add_argument("estate", metavar="ESTATE")
+        p.add_argument("--wave", type=_positive_int, metavar="N", help="the wave it is meant for")
+        p.add_argument("--reason", default="", metavar="R")
+    p = sub.add_parser("freeze", help="stop the line: no new wave or rollout starts on the estate")
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("--reason", required=True, metavar="R")
+    p.add_argument(
+        "--until", metavar="TIME", help="lifted by itself then: 2026-12-24T18:00[+01:00] or 2h"
+    )
+    p = sub.add_parser("unfreeze", help="lift the estate's freeze")
+    p.add_argument("estate", metavar="ESTATE")
 
 
 def _add_drive_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="no console: print progress")
     p.add_argument("--json", action="store_true", help="with --headless: NDJSON events")
-    p.add_argument("--approve", action="store_true", help="approve healthy manual gates")
+    p.add_argument(
+        "--approve", action="store_true", help="approve manual entries and healthy manual gates"
+    )
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="with --headless: wait at approvals (for `sluice approve`), closed windows and freezes",
+    )
+    p.add_argument(
+        "--bypass-window",
+        default="",
+        metavar="REASON",
+        help="start waves outside their change windows (recorded with REASON)",
+    )
     p.add_argument(
         "--approve-destroy",
         action="store_true",

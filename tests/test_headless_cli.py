@@ -64,15 +64,18 @@ def test_2_0_0_halts_at_the_dev_gate_with_the_failing_measurements(sample):
 
 
 @pytest.mark.timeout(60)
-def test_2_0_1_stops_at_the_first_manual_gate_without_approve(sample):
+def test_2_0_1_stops_before_production_without_approve(sample):
     result = sluice(
         "run", str(sample), "postgres-operator@2.0.1", "--headless", *FAST, cwd=sample.parent
     )
     assert result.returncode == 4, result.stdout + result.stderr
     last = result.stdout.rstrip().splitlines()[-1]
-    assert last.startswith("■ stopped (exit 4): wave 5 (production 1/3) passed its manual gate")
+    assert last.startswith(
+        "■ stopped (exit 4): wave 5 (production 1/3) not started: "
+        "production needs approval to start: 0 of 1"
+    )
     assert "sluice resume --approve" in last
-    assert "── wave 6" not in result.stdout
+    assert "── wave 5" not in result.stdout  # the sample's production has entry = "manual"
 
 
 @pytest.mark.timeout(60)
@@ -87,7 +90,8 @@ def test_2_0_1_with_approve_completes(sample):
         cwd=sample.parent,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert result.stdout.count("● approve wave") == 3  # the three production waves
+    # production's entry, then its three waves' manual gates
+    assert result.stdout.count("● approve wave") == 4
     assert "■ done (exit 0): 36 applied" in result.stdout
 
 

@@ -110,7 +110,8 @@ def test_one_wave_per_job_then_history_show_and_export(sample):
     assert shown.startswith("rollout #1 (rollout) · postgres-operator 1.12.0 → 2.0.1")
     assert "── wave 5 · production 1/3 · approved · gate passed" in shown
     assert "✓ prod-eu-west-1-a apply 1.12.0 → 2.0.1" in shown
-    assert shown.count("● ") == 3 and "approve wave 7: --approve" in shown
+    # production's entry approval and its three gates, each recorded with who approved
+    assert shown.count("● ") == 4 and "approve wave 7: --approve" in shown
 
     data = json.loads(ok(sluice("show", sample, 1, "--json")).stdout)
     assert [w["outcome"] for w in data["waves"]] == ["passed"] * 4 + ["approved"] * 3
@@ -128,7 +129,7 @@ def test_one_wave_per_job_then_history_show_and_export(sample):
     assert (first["target"], first["outcome"], first["version"]) == ("eph-101", "ok", "2.0.1")
     soak = [s for s in exported["waves"][0]["samples"] if s["phase"] == "soak"]
     assert soak and all(s["outcome"] == "pass" for s in soak)
-    assert [a["action"] for a in exported["operator_actions"]] == ["approve"] * 3
+    assert [a["action"] for a in exported["operator_actions"]] == ["approve"] * 4  # entry + 3 gates
 
 
 @pytest.mark.timeout(120)

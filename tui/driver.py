@@ -73,6 +73,13 @@ class RolloutDriver:
                 return record.version
         return None
 
+    def frozen(self) -> str | None:
+        """Why no new wave or rollout may start on this estate (``sluice freeze``), if frozen."""
+        from sluice.engine.app.governance import freeze_of
+
+        found = freeze_of(self.session.history, self.estate.name)
+        return None if found is None else found.text()
+
     def recorded_events(self, rollout_id: int) -> list[Event]:
         return self.session.history.events(rollout_id)
 
@@ -93,6 +100,9 @@ class RolloutDriver:
 
     def start(self, plan: Plan) -> Rollout:
         self._refuse_if_read_only()
+        frozen = self.frozen()
+        if frozen:
+            raise PermissionError(f"not started: {frozen}")
         self.rollout = self.session.new_rollout(
             plan, clock=self.clock, interactive=True, **self.rollout_options
         )

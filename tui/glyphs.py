@@ -25,6 +25,8 @@ WAVE = {
     "applying": ("◐", "wave-applying", "applying"),
     "soaking": ("◔", "gate-soaking", "soaking"),
     "awaiting_approval": ("◆", "gate-waiting", "awaiting approval"),
+    "awaiting_entry": ("◆", "gate-waiting", "needs approval"),
+    "held": ("◆", "gate-waiting", "held"),
     "inconclusive": ("?", "gate-inconclusive", "inconclusive"),
     "halted": ("✗", "gate-failed", "halted"),
     "failed": ("✗", "gate-failed", "failed"),

@@ -12,7 +12,9 @@ EVENT_LOG_LINES = 2000
 WAVE_DONE = {"passed", "approved", "bypassed", "skipped", "rolled_back", "failed", "inconclusive"}
 WAVE_SETTLED = {"passed", "approved", "bypassed", "skipped", "rolled_back"}
 #: Rollout states in which the console waits for the operator (no ETA: it is up to them).
-WAITING_STATES = {"awaiting_approval", "inconclusive", "halted", "rolled_back"}
+WAITING_STATES = {
+    "awaiting_approval", "awaiting_entry", "held", "inconclusive", "halted", "rolled_back",
+}  # fmt: skip
 APPLY_OUTCOME_STATUS = {"ok": "ok", "failed": "failed", "aborted": "aborted", "unknown": "unknown"}
 
 

@@ -74,9 +74,12 @@ class TextPrinter:
             "paused",
             "rolling_back",
             "awaiting_approval",
+            "awaiting_entry",
+            "held",
         ):
             # Halts are said once, by RolloutFinished.
-            return f"   ■ {e.state.replace('_', ' ')}" + (f": {e.detail}" if e.detail else "")
+            word = {"awaiting_entry": "needs approval"}.get(e.state, e.state.replace("_", " "))
+            return f"   ■ {word}" + (f": {e.detail}" if e.detail else "")
         if isinstance(e, Notice):
             return f"   ! {e.message}"
         if isinstance(e, PlansReviewed):

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sluice.engine.app.governance import RequestPump, freeze_of
+from sluice.engine.app.governance import actor as governance_actor
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, PlanError, PlannedTarget, Wave, make_plan
 from sluice.engine.rollout.events import EventBus
@@ -87,6 +89,7 @@ class Session:
         self.recorders: list[Recorder] = []
         self.user = current_user()
         self.host = socket.gethostname()
+        self.actor = governance_actor()  # SLUICE_ACTOR or user@host: who commands and approves
         self.pid = os.getpid()
         self.takeover: str | None = None
         #: The one line to print when the history could not be written during a rollout.
@@ -271,7 +274,7 @@ class Session:
             rollout_id=rollout_id,
             bus=bus,
             clock=clock,
-            actor=self.user,
+            actor=self.actor,
             interactive=interactive,
             **options,
         )
@@ -320,7 +323,10 @@ class Session:
                 # Cut off mid-apply (the console quit, the task was cancelled): what it did is
                 # unknown, exactly like an apply a crash interrupted.
                 prior[row["target"]] = (UNKNOWN, row["from_version"])
-        done = {w["number"] for w in self.history.waves(record.id) if w["outcome"] in DONE_OUTCOMES}
+        recorded_waves = self.history.waves(record.id)
+        done = {w["number"] for w in recorded_waves if w["outcome"] in DONE_OUTCOMES}
+        # A wave that started before the restart had its entry approval then.
+        entered = {w["number"] for w in recorded_waves if w["started"] is not None}
         start_wave = next(
             (w.number for w in plan.waves if w.number not in done), len(plan.waves) + 1
         )
@@ -340,13 +346,14 @@ class Session:
             rollout_id=record.id,
             bus=bus,
             clock=clock,
-            actor=self.user,
+            actor=self.actor,
             interactive=interactive,
             start_wave=start_wave,
             prior=prior,
             baselines=baselines,
             resumed=True,
             reapply_unknown=reapply_unknown,
+            entered=entered,
             **options,
         )
 
@@ -402,7 +409,7 @@ class Session:
             rollout_id=rollout_id,
             bus=bus,
             clock=clock,
-            actor=self.user,
+            actor=self.actor,
             interactive=False,
             prior=prior,
             rollback_only=True,
@@ -432,6 +439,8 @@ class Session:
         recorder = next(r for r in reversed(self.recorders) if r.rollout_id == rollout.rollout_id)
         guard = HistoryGuard(rollout, recorder, self.history.path)
         heart = asyncio.ensure_future(self.keep_alive(rollout))
+        rollout.set_freeze(freeze_of(self.history, self.estate.name))
+        pump = asyncio.ensure_future(RequestPump(self.history, rollout, self._me()).run())
         notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
         try:
@@ -441,9 +450,10 @@ class Session:
                 rollout.bus.emit(Notice, level="warning", message=self.takeover)
             return await rollout.run()
         finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
+            for task in (heart, pump):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             rollout.bus.close()
             await notifications.aclose()  # delivery failures become Notices, still recorded
             for recorder in self.recorders:

@@ -21,6 +21,7 @@ from sluice.engine.model.template import (
 )
 from sluice.engine.model.toml_lines import key_lines
 from sluice.engine.model.units import Share
+from sluice.engine.model.windows import Window, validate_windows
 
 KeyPath = tuple[str | int, ...]
 
@@ -64,6 +65,10 @@ class Channel:
     checks: tuple[str, ...]
     targets: tuple[str, ...]
     review: str = "none"  # none | plans: a wave's plans are reviewed before its applies
+    #: ``manual``: an approval before the channel's first wave (``gate`` is the one after a wave)
+    entry: str = "auto"
+    #: distinct people each manual approval of this channel (entry or gate) needs
+    approvers: int = 1
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,7 @@ class Estate:
     seed: int = 0
     regressions: tuple[Regression, ...] = ()
     notify: tuple[Notifier, ...] = ()
+    windows: tuple[Window, ...] = ()
 
     def channel(self, name: str) -> Channel:
         return next(c for c in self.channels if c.name == name)
@@ -325,6 +331,7 @@ class _Validator:
         channels = self.channels(channel_values, targets)
         seed, regressions = self.simulation(modules, channel_values)
         notify = self.notifiers()
+        windows = validate_windows(self, self.raw.get("windows"), (c.name for c in channels))
         self.templates(targets, channels, executors, checks, notify)
         try:
             history = Path(meta["history"] or ".sluice/history.db").expanduser()
@@ -345,6 +352,7 @@ class _Validator:
             seed=seed,
             regressions=regressions,
             notify=notify,
+            windows=windows,
         )
 
     def modules(self) -> dict[str, Module]:
@@ -528,6 +536,8 @@ class _Validator:
                     checks=v["checks"] or (),
                     targets=members,
                     review=v["review"] or "none",
+                    entry=v["entry"] or "auto",
+                    approvers=v["approvers"] or 1,
                 )
             )
         return tuple(channels)

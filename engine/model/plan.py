@@ -9,6 +9,7 @@ from typing import Any
 
 from sluice.engine.model.estate import Channel, Estate, ExecutorSpec
 from sluice.engine.model.units import Share
+from sluice.engine.model.windows import Window
 
 #: What an apply is expected to take when the executor does not say (``expected_duration``).
 DEFAULT_APPLY_SECONDS = 60.0
@@ -86,6 +87,8 @@ class Plan:
                     "index_in_channel": w.index_in_channel,
                     "waves_in_channel": w.waves_in_channel,
                     "gate": w.channel.gate,
+                    "entry": w.channel.entry if w.index_in_channel == 0 else "auto",
+                    "approvers": w.channel.approvers,
                     "soak_seconds": w.channel.soak,
                     "max_parallel": w.channel.max_parallel,
                     "failure_budget": w.failure_budget,
@@ -252,18 +255,52 @@ def _wave_seconds(estate: Estate, channel: Channel, batch: tuple[PlannedTarget, 
 
 
 #: Columns of :func:`plan_rows`, shared by ``sluice plan`` and the console's new-rollout modal.
-PLAN_COLUMNS = ("wave", "channel", "n", "change", "par", "budget", "gate", "soak", "blast", "ETA")
+#: ``entry`` is the approval before a channel's first wave; ``gate`` the one after each wave.
+PLAN_COLUMNS = (
+    "wave", "channel", "n", "change", "par", "budget", "entry", "gate", "soak", "blast", "ETA",
+)  # fmt: skip
 PLAN_NUMERIC = {"wave", "n", "par", "budget", "blast", "ETA"}
 
 
-def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
-    """One row of text per wave (see :data:`PLAN_COLUMNS`), the ETA cumulative."""
+def entry_text(wave: Wave) -> str:
+    """``approve`` (``approve×2``: two people) before a manual-entry channel's first wave."""
+    if wave.channel.entry != "manual" or wave.index_in_channel != 0:
+        return "—"
+    return "approve" + (f"×{wave.channel.approvers}" if wave.channel.approvers > 1 else "")
+
+
+def gate_text(wave: Wave) -> str:
+    manual = wave.channel.gate == "manual" and wave.channel.approvers > 1
+    return wave.channel.gate + (f"×{wave.channel.approvers}" if manual else "")
+
+
+def window_waits(plan: Plan, windows: tuple[Window, ...], start: float) -> dict[int, float]:
+    """Seconds each wave would wait for its change windows if the rollout began at ``start``
+    and every wave took its expected time (approvals are not counted)."""
+    from sluice.engine.model.windows import closed, utc
+
+    waits: dict[int, float] = {}
+    at = start
+    for wave in plan.waves:
+        shut = closed(windows, wave.channel.name, utc(at)) if windows else None
+        if shut is not None and shut.opens is not None:
+            waits[wave.number] = shut.opens.timestamp() - at
+            at = shut.opens.timestamp()
+        at += wave.expected_seconds
+    return waits
+
+
+def plan_rows(plan: Plan, waits: Mapping[int, float] | None = None) -> list[tuple[str, ...]]:
+    """One row of text per wave (see :data:`PLAN_COLUMNS`), the ETA cumulative (with ``waits``
+    for change windows, from :func:`window_waits`)."""
     from sluice.engine.model.units import format_duration
+    from sluice.engine.model.windows import span_text
 
     rows: list[tuple[str, ...]] = []
     elapsed = 0.0
     for wave in plan.waves:
-        elapsed += wave.expected_seconds
+        wait = (waits or {}).get(wave.number, 0.0)
+        elapsed += wave.expected_seconds + wait
         froms = sorted({t.from_version for t in wave.applies})
         rows.append(
             (
@@ -273,10 +310,35 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
                 f"{','.join(froms)} → {plan.version}" if froms else "no-op",
                 str(wave.channel.max_parallel),
                 str(wave.failure_budget),
-                wave.channel.gate,
+                entry_text(wave),
+                gate_text(wave),
                 format_duration(wave.channel.soak),
                 f"{wave.blast_radius:.0%}",
-                f"+{format_duration(elapsed)}",
+                f"⏲+{span_text(elapsed)}" if wait else f"+{format_duration(elapsed)}",
             )
         )
     return rows
+
+
+def approvals_note(plan: Plan) -> str:
+    """What waits for people, for the plan's summary line (ETA does not count it)."""
+    parts = []
+    for wave in plan.waves:
+        if wave.channel.entry == "manual" and wave.index_in_channel == 0:
+            people = wave.channel.approvers
+            who = "1 person" if people == 1 else f"{people} people"
+            parts.append(f"{wave.channel.name} needs approval to start ({who})")
+    manual = sum(1 for w in plan.waves if w.channel.gate == "manual")
+    if manual:
+        parts.append(f"{manual} manual gate(s) wait for approval")
+    return "; ".join(parts) + (" — not counted" if parts else "")
+
+
+def windows_note(plan: Plan, waits: Mapping[int, float]) -> str:
+    """``wave 5 waits 2h13m for its change window`` for each wave the windows hold."""
+    from sluice.engine.model.windows import span_text
+
+    return "; ".join(
+        f"wave {number} waits {span_text(seconds)} for its change window"
+        for number, seconds in sorted(waits.items())
+    ).replace("waits 0s", "waits <1s")

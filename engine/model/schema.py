@@ -23,7 +23,8 @@ class Key:
 
     ``kind`` is one of: str, template, int, float, bool, duration, range, share, increase,
     str_list, share_list, status_list, table (string → template), any_table (free-form TOML
-    table, templated strings inside), choice.
+    table, templated strings inside), any_list (a list of tables), datetime (a TOML datetime or
+    date), choice.
     """
 
     kind: str
@@ -181,6 +182,8 @@ CHANNEL_KEYS = {
     "max_failures": Key("share", default=0),
     "soak": Key("duration", default=0.0),
     "gate": Key("choice", default="auto", choices=("auto", "manual")),
+    "entry": Key("choice", default="auto", choices=("auto", "manual")),
+    "approvers": Key("int", default=1, minimum=1),
     "on_failure": Key("choice", default="halt", choices=("halt", "rollback")),
     "checks": Key("str_list", default=()),
     "review": Key("choice", default="none", choices=("none", "plans")),
@@ -243,6 +246,7 @@ TOP_LEVEL = (
     "modules",
     "simulation",
     "notify",
+    "windows",
 )
 
 
@@ -307,6 +311,16 @@ def convert(key: Key, value: Any) -> Any:
         if not isinstance(value, dict):
             raise ValueError(f"expected a table, got {_type_name(value)}")
         return value
+    if kind == "any_list":
+        if not isinstance(value, list):
+            raise ValueError(f"expected a list of tables, got {_type_name(value)}")
+        return value
+    if kind == "datetime":
+        import datetime
+
+        if isinstance(value, datetime.date) and not isinstance(value, str):
+            return value
+        raise ValueError("expected a TOML datetime like 2026-12-20T00:00:00+01:00 (no quotes)")
     if kind == "regressions":
         if not isinstance(value, list):
             raise ValueError("expected [[simulation.regressions]] tables")

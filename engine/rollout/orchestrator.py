@@ -13,7 +13,7 @@ from typing import Any
 
 from sluice.engine.checks.base import CheckSource
 from sluice.engine.model.plan import Wave
-from sluice.engine.rollout.controls import APPROVED, BYPASSED, RolloutControls
+from sluice.engine.rollout.controls import APPROVED, BYPASSED
 from sluice.engine.rollout.events import (
     Notice,
     OperatorAction,
@@ -23,6 +23,8 @@ from sluice.engine.rollout.events import (
     WaveFinished,
     WaveStarted,
 )
+from sluice.engine.rollout.governance import Finish as _Finish
+from sluice.engine.rollout.governance import Governed
 from sluice.engine.rollout.jobs import run_bounded
 from sluice.engine.rollout.soak import run_soak
 from sluice.engine.rollout.state import (
@@ -47,12 +49,7 @@ def describe_failure(exc: BaseException) -> str:
     return text + (f" (and {others} more)" if others else "")
 
 
-class _Finish(Exception):
-    def __init__(self, outcome: RolloutOutcome, summary: str):
-        self.outcome = Outcome(outcome, summary)
-
-
-class Rollout(RolloutControls):
+class Rollout(Governed):
     """Drives ``plan`` across ``estate``: waves in order, bounded applies, soaks and gates."""
 
     # ------------------------------------------------------------------ running
@@ -155,6 +152,7 @@ class Rollout(RolloutControls):
 
     async def _run_wave(self, wave: Wave) -> None:
         state = self.waves[wave.number]
+        await self.clear_to_start(wave)
         self.current_wave = wave.number
         self.bus.emit(
             WaveStarted,
@@ -333,8 +331,10 @@ class Rollout(RolloutControls):
 
     async def _await_operator(self, wave: Wave, why: str, detail: str) -> str:
         """Wait at a gate or a halt for the operator's decision (headless: decide by policy)."""
-        if not self.interactive:
-            if why == "awaiting_approval" and self.approve:
+        if why == "awaiting_approval":
+            self._approvals = {}
+            if not self.interactive and self.approve:
+                self._approvals[self.actor] = "--approve"
                 self.bus.emit(
                     OperatorAction,
                     action="approve",
@@ -342,7 +342,11 @@ class Rollout(RolloutControls):
                     reason="--approve",
                     wave=wave.number,
                 )
-                return APPROVED
+                if len(self._approvals) >= self.needed_approvals(wave):
+                    return APPROVED
+            if self.approve or self.needed_approvals(wave) > 1:
+                detail = self._approval_text(wave, gate=True)
+        if not self.interactive and not (why == "awaiting_approval" and self.wait):
             if why == "awaiting_approval":
                 # Said before stopping: a pipeline's notifications tell someone to approve.
                 self._set_phase("awaiting_approval", wave.number, detail)
@@ -360,17 +364,8 @@ class Rollout(RolloutControls):
             raise _Finish(
                 RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
             )
-        self._waiting = why
-        # Ready before the state change is announced: a listener may decide at once.
-        decision = self._decision = asyncio.get_running_loop().create_future()
         phase = "halted" if why in ("budget", "unknown") else why
-        self._set_phase(phase, wave.number, detail)
-        try:
-            return await decision
-        finally:
-            self._decision = None
-            self._waiting = None
-            self._set_phase("running", wave.number)
+        return await self._wait_decision(wave, why, phase, detail)
 
     def _check(self, name: str) -> CheckSource:
         if name not in self._checks:

@@ -7,7 +7,7 @@ views, renames, or copies a table's rows as they are into a new definition of it
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -109,7 +109,25 @@ CREATE VIEW IF NOT EXISTS events (rollout_id, seq, ts, kind, data) AS
     ) FROM samples WHERE seq IS NOT NULL
 """
 
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+# v4, governance: operator requests from other terminals (``sluice approve|pause|unpause|abort``),
+# carried out by the driving process, which writes the result into the same row; and freezes
+# (``sluice freeze``), an estate-wide stop of new waves, lifted by a later row's ``lifted``.
+_SCHEMA_V4 = """
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY, estate TEXT NOT NULL, ts REAL NOT NULL, actor TEXT NOT NULL,
+    host TEXT NOT NULL, action TEXT NOT NULL, wave INTEGER, reason TEXT NOT NULL DEFAULT '',
+    status TEXT NOT NULL DEFAULT 'pending', result TEXT, rollout_id INTEGER, handled REAL,
+    handled_by TEXT
+);
+CREATE INDEX IF NOT EXISTS requests_pending ON requests (estate, status);
+CREATE TABLE IF NOT EXISTS freezes (
+    id INTEGER PRIMARY KEY, estate TEXT NOT NULL, ts REAL NOT NULL, actor TEXT NOT NULL,
+    reason TEXT NOT NULL, until REAL, lifted REAL, lifted_by TEXT
+);
+CREATE INDEX IF NOT EXISTS freezes_estate ON freezes (estate, id)
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
 
 #: The ``samples`` columns a reader sees (``seq`` is the stream's business, not the report's).
 SAMPLE_COLUMNS = (

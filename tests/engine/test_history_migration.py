@@ -128,9 +128,9 @@ def test_a_version_2_history_migrates_keeping_every_row_and_goes_on_recording(tm
 
     history = History.open(path)
     try:
-        assert history.schema_version == SCHEMA_VERSION == 3
+        assert history.schema_version == SCHEMA_VERSION == 4
         versions = [r[0] for r in history.db.execute("SELECT version FROM schema_version")]
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
         db = history.db
         # Every row of every table is still there, as it was (events: now in event_log).
         for table, rows in before.items():
@@ -194,7 +194,7 @@ def test_a_version_2_history_migrates_keeping_every_row_and_goes_on_recording(tm
         history.close()
     history = History.open(path)  # opened again: nothing migrates twice
     try:
-        assert history.db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 3
+        assert history.db.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 4
         assert history.events(1) == stream + more
     finally:
         history.close()

@@ -109,7 +109,8 @@ async def test_every_event_of_a_rollout_is_in_the_history_in_order(tmp_path):
         assert [(a["action"], a["wave"]) for a in actions] == [
             (e.action, e.wave) for e in seen if isinstance(e, OperatorAction)
         ]
-        assert [a["action"] for a in actions] == ["approve"] * 3
+        # production's entry approval (before wave 5), then its three manual gates
+        assert [(a["action"], a["wave"]) for a in actions] == [("approve", w) for w in (5, 5, 6, 7)]
         [record] = history.rollouts()
         assert (record.outcome, record.exit_code, record.waves_done, record.waves_total) == (
             "done",

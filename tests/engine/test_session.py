@@ -342,7 +342,8 @@ def test_a_recorded_plan_rebuilds_the_same_waves(estate):
 async def test_a_rollout_stopped_at_a_manual_gate_resumes_with_a_fresh_soak(estate):
     session = Session.open(estate)
     try:
-        first, outcome = await drive(session, f"{MODULE}@2.0.1")  # headless, no --approve
+        # headless, no --approve; production's entry approval counts as given (entered)
+        first, outcome = await drive(session, f"{MODULE}@2.0.1", entered=[5])
         assert outcome.outcome == "stopped" and "awaits approval" in outcome.summary
         waves = session.history.waves(first.rollout_id)
         assert (waves[4]["number"], waves[4]["outcome"], waves[4]["verdict"]) == (

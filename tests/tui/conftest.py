@@ -33,6 +33,8 @@ def _utc(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     monkeypatch.delenv("NO_COLOR", raising=False)
+    # The acting person is SLUICE_ACTOR or user@host: fixed, so no host name reaches a snapshot.
+    monkeypatch.setenv("SLUICE_ACTOR", "root")
 
 
 @pytest.fixture

@@ -101,6 +101,13 @@ async def test_a_approves_a_manual_gate(make_console) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console, "2.0.1")
+        # The sample's production has entry = "manual": approved before its first wave...
+        await until(pilot, state_is(console, "awaiting_entry"))
+        rollout = console.driver.rollout
+        assert rollout.current_wave == 5 and rollout.waves[5].status == "pending"
+        assert {rollout.targets[n].status for n in rollout.waves[5].targets} == {"pending"}
+        await pilot.press("a")
+        # ...and its manual gate after it.
         await until(pilot, state_is(console, "awaiting_approval"))
         assert console.driver.rollout.current_wave == 5
         await pilot.press("a")
@@ -374,6 +381,6 @@ async def test_n_after_a_halt_suggests_the_fix_and_supersedes(make_console) -> N
         assert console.driver.rollout is first
         await pilot.press("s")
         await until(pilot, lambda: console.driver.rollout is not first)
-        await until(pilot, state_is(console, "awaiting_approval"))
+        await until(pilot, state_is(console, "awaiting_entry"))  # production needs approval
         assert first.outcome is not None and first.outcome.outcome == "aborted"
         assert console.driver.rollout.plan.version == "2.0.1"

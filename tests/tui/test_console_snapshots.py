@@ -70,11 +70,25 @@ def test_halted_gate_with_failing_sparkline(snap_compare, make_console) -> None:
     assert snap_compare(console.app, terminal_size=SIZE, run_before=_halted(console))
 
 
+def test_production_needs_approval_to_start(snap_compare, make_console) -> None:
+    """The sample's production has entry = "manual": the console says what it waits for."""
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await start_rollout(pilot, console, "2.0.1")
+        await until(pilot, state_is(console, "awaiting_entry"))
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
 def test_awaiting_approval_gate(snap_compare, make_console) -> None:
     console = make_console()
 
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await start_rollout(pilot, console, "2.0.1")
+        await until(pilot, state_is(console, "awaiting_entry"))
+        await pilot.press("a")  # production's entry approval
         await until(pilot, state_is(console, "awaiting_approval"))
         await _settle(pilot, console)
 

@@ -21,10 +21,13 @@ from sluice.tui.driver import RolloutDriver
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
 from sluice.tui.screens.new_rollout import NewRolloutScreen
+from sluice.tui.widgets.header import RolloutHeader
 from sluice.tui.widgets.rollout_view import RolloutView
 
 #: How often a watching (read-only) console reads the driving console's progress from history.
 WATCH_SECONDS = 1.0
+#: How often every console looks for a freeze of its estate (``sluice freeze``).
+FREEZE_SECONDS = 1.0
 
 
 def _poll(history: History, watched: int | None, seen: int) -> tuple[int | None, int, list[Event]]:
@@ -68,6 +71,16 @@ class ConsoleScreen(Screen[None]):
     def on_mount(self) -> None:
         if self.driver.read_only:
             self._watch()
+        self._show_freeze()
+        self.set_interval(FREEZE_SECONDS, self._show_freeze)
+
+    def _show_freeze(self) -> None:
+        """Every console of the estate shows its freeze, whoever drives (history is shared)."""
+        try:
+            frozen = self.driver.frozen() or ""
+        except Exception:  # a busy history: the next poll says it
+            return
+        self.view.query_one(RolloutHeader).frozen = frozen
 
     @work(group="watch", exclusive=True)
     async def _watch(self) -> None:
@@ -147,7 +160,10 @@ class ConsoleScreen(Screen[None]):
             self._report(CommandResult(False, self.driver.read_only))
             return
         if rollout is not None and self.driver.active():
-            if rollout.state not in ("halted", "rolled_back", "inconclusive", "awaiting_approval"):
+            if rollout.state not in (
+                "halted", "rolled_back", "inconclusive", "awaiting_approval", "awaiting_entry",
+                "held",
+            ):  # fmt: skip
                 self._report(
                     CommandResult(
                         False,
@@ -168,6 +184,7 @@ class ConsoleScreen(Screen[None]):
                 self.driver.last_version,
                 time_scale=self.driver.clock.scale,
                 warning=warning,
+                now=self.driver.clock.now,
             ),
             self._new_rollout_chosen,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 
@@ -15,7 +16,14 @@ from textual.widgets import Button, DataTable, Label, Select, Static
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import PLAN_COLUMNS as COLUMNS
-from sluice.engine.model.plan import Plan, PlanError, plan_rows
+from sluice.engine.model.plan import (
+    Plan,
+    PlanError,
+    approvals_note,
+    plan_rows,
+    window_waits,
+    windows_note,
+)
 from sluice.engine.model.units import format_duration
 
 
@@ -53,6 +61,7 @@ class NewRolloutScreen(ModalScreen[Plan | None]):
         *,
         time_scale: float = 1.0,
         warning: str = "",
+        now: Callable[[], float] = time.time,
     ):
         super().__init__(classes="modal")
         self.estate = estate
@@ -61,6 +70,7 @@ class NewRolloutScreen(ModalScreen[Plan | None]):
         self.last_version = last_version
         self.time_scale = time_scale
         self.warning = warning
+        self.now = now  # the change windows' "now" (the engine clock's, in tests)
         self.plan: Plan | None = None
         self.module = next(iter(estate.modules))
 
@@ -123,25 +133,27 @@ class NewRolloutScreen(ModalScreen[Plan | None]):
             summary.update(Text(str(exc), style="bold"))
             return
         plan = self.plan
-        for row in plan_rows(plan):
+        waits = window_waits(plan, self.estate.windows, self.now())
+        for row in plan_rows(plan, waits):
             table.add_row(*row)
         applies = sum(len(w.applies) for w in plan.waves)
         channels = len({w.channel.name for w in plan.waves})
-        manual = sum(1 for w in plan.waves if w.channel.gate == "manual")
         text = Text()
         text.append(f"{plan.module} → {plan.version}", style="bold")
         text.append(
             f": {channels} channels, {len(plan.waves)} waves, {len(plan.targets)} targets "
             f"({applies} to apply, {len(plan.targets) - applies} already there)\n"
         )
-        text.append(f"estimated {format_duration(plan.expected_seconds)}")
+        text.append(f"estimated {format_duration(plan.expected_seconds + sum(waits.values()))}")
         if self.time_scale != 1.0:
             text.append(
                 f" of estate time ≈ {format_duration(plan.expected_seconds * self.time_scale)} "
                 f"at time scale {self.time_scale:g}"
             )
-        if manual:
-            text.append(f"; {manual} manual gate(s) wait for your approval (not counted)")
+        if windows_note(plan, waits):
+            text.append(f" ({windows_note(plan, waits)})")
+        if approvals_note(plan):
+            text.append(f"\n{approvals_note(plan)}")
         summary.update(text)
 
     def action_start(self) -> None:

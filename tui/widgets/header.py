@@ -20,6 +20,8 @@ STATE_CLASS = {
     "awaiting_approval": "waiting",
     "review_plans": "waiting",
     "planning": "running",
+    "awaiting_entry": "waiting",
+    "held": "waiting",
     "inconclusive": "waiting",
     "halted": "halted",
     "rolled_back": "halted",
@@ -28,8 +30,12 @@ STATE_CLASS = {
     "crashed": "aborted",
     "stopped": "paused",
 }
+#: Wave statuses of a wave waiting to start (nothing of it applied yet).
+HELD = ("awaiting_entry", "held")
 STATE_WORDS = {
     "awaiting_approval": "awaiting approval",
+    "awaiting_entry": "needs approval",
+    "held": "held",
     "rolled_back": "rolled back",
     "review_plans": "plans await review (a)",
 }
@@ -54,6 +60,8 @@ class RolloutHeader(Horizontal):
     """Time left if every gate passes on its own ("—" while it waits for the operator)."""
     mode = reactive("live")
     """``live``, ``replay`` or ``watch`` (read-only)."""
+    frozen = reactive("")
+    """Why the estate is frozen (``sluice freeze``), or empty."""
 
     def compose(self) -> ComposeResult:
         yield Label("", id="state-badge")
@@ -75,7 +83,9 @@ class RolloutHeader(Horizontal):
         self.rollout = f"#{model.rollout_id}" if model.rollout_id is not None else ""
         self.change = f"{model.module} {model.from_text} → {model.version}" if model.version else ""
         self.state = model.state
-        wave = model.waves.get(model.current_wave or 0)
+        # A wave held before it starts (entry approval, window, freeze) is where the state applies.
+        held = next((w for w in model.waves.values() if w.status in HELD), None)
+        wave = held or model.waves.get(model.current_wave or 0)
         self.wave = f"W{wave.number} {wave.name}" if wave and model.running() else ""
         self.tick(model)
 
@@ -128,7 +138,12 @@ class RolloutHeader(Horizontal):
             parts.append("no rollout running — press n to start one")
         if self.wave:
             parts.append(self.wave)
+        if self.frozen:
+            parts.append(f"❄ {self.frozen}")
         self.query_one("#what", Label).update(" · ".join(parts), layout=False)
+
+    def watch_frozen(self) -> None:
+        self._paint_what()
 
     def watch_elapsed(self) -> None:
         self._paint_times()

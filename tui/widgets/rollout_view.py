@@ -46,6 +46,8 @@ ALERT_STATES: dict[str, SeverityLevel] = {
     "halted": "error",
     "inconclusive": "warning",
     "awaiting_approval": "information",
+    "awaiting_entry": "information",
+    "held": "information",
     "rolled_back": "warning",
 }
 

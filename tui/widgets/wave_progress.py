@@ -91,6 +91,14 @@ def gate_text(model: ConsoleModel, wave: WaveView, palette: Palette) -> Text:
             text.append(f": {format_duration(left)} left")
         text.append(f" · {checks}")
         return text
+    if status in ("awaiting_entry", "held"):
+        # Nothing of the wave has started: say what it waits for ("production needs approval
+        # to start: 0 of 1", "production opens Mon 09:00 Europe/Berlin — in 2h13m").
+        text = Text(f"{glyph} {wave.detail}", style=style)
+        text.append(
+            " — press a to approve" if status == "awaiting_entry" else " — b bypasses a window"
+        )
+        return text
     head = {
         "awaiting_approval": "gate passed — awaiting approval: press a",
         "inconclusive": "gate INCONCLUSIVE — approve (a) or bypass (b)",
