@@ -56,6 +56,8 @@ class Channel:
     on_failure: str
     checks: tuple[str, ...]
     targets: tuple[str, ...]
+    #: rear guard: seconds a passed wave's checks keep being sampled while later waves run
+    watch_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class CheckSpec:
     baseline: str
     timeout: float
     settings: Mapping[str, Any] = field(hash=False)
+    compare: str = "threshold"  # threshold | mann-whitney
+    alpha: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,7 @@ class Regression:
     metric: str
     channels: tuple[str, ...]
     factor: float
+    after: float = 0.0  # seconds after a target started running the version
 
 
 @dataclass(frozen=True)
@@ -388,7 +393,11 @@ class _Validator:
                 baseline=v.get("baseline") or "self",
                 timeout=v.get("timeout") or 10.0,
                 settings=MappingProxyType(v),
+                compare=v.get("compare") or "threshold",
+                alpha=v.get("alpha") or 0.05,
             )
+            if v.get("alpha") is not None and v["alpha"] <= 0:
+                self.problem((*at, "alpha"), "alpha must be above 0 (e.g. 0.05)")
         return checks
 
     def channel_values(self, checks: Mapping[str, CheckSpec]) -> list[dict[str, Any]]:
@@ -487,6 +496,7 @@ class _Validator:
                     on_failure=v["on_failure"] or "halt",
                     checks=v["checks"] or (),
                     targets=members,
+                    watch_after=v.get("watch_after") or 0.0,
                 )
             )
         return tuple(channels)
@@ -535,6 +545,7 @@ class _Validator:
                     r["metric"] or "",
                     r["channels"] or (),
                     r["factor"] or 0.0,
+                    r.get("after") or 0.0,
                 )
             )
         return values["seed"] or 0, tuple(regressions)

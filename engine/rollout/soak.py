@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 SAMPLE_CONCURRENCY = 64
 #: At most this many not-yet-upgraded targets form a control group.
 CONTROL_GROUP_SIZE = 16
+#: ``compare = "mann-whitney"``, ``baseline = "self"``: pre-wave samples per target and check.
+PRE_WAVE_SAMPLES = 8
 
 
 def _context(rollout: Rollout, target: TargetState) -> Context:
@@ -56,13 +58,15 @@ async def take_baselines(
     gate = Gate(checks, [t.name for t in targets])
     semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
 
-    async def one(spec: CheckSpec, target: TargetState) -> None:
+    async def one(spec: CheckSpec, target: TargetState, sample: int = 0) -> None:
         key = (wave.number, spec.name, target.name)
-        if key in rollout.recorded_baselines:  # resumed: the value taken before the restart
+        if (
+            key in rollout.recorded_baselines and not sample
+        ):  # resumed: the value taken before the restart
             reading = Reading(
                 value=rollout.recorded_baselines[key], detail="recorded before the restart"
             )
-        elif target.status != PENDING:
+        elif target.status != PENDING and not sample:
             # Resumed after this target's apply: measuring now would take the new version as
             # the baseline and hide a regression. No baseline → its measurements are inconclusive.
             reading = Reading(
@@ -90,6 +94,16 @@ async def take_baselines(
         )
 
     await asyncio.gather(*(one(spec, t) for spec in checks for t in targets))
+    # The U test needs several pre-wave samples; a resumed wave has only the one recorded.
+    extra = [
+        one(spec, t, n)
+        for spec in checks
+        if spec.compare == "mann-whitney" and spec.baseline == "self"
+        for t in targets
+        if t.status == PENDING
+        for n in range(1, PRE_WAVE_SAMPLES)
+    ]
+    await asyncio.gather(*extra)
     return gate
 
 
@@ -132,6 +146,7 @@ async def run_soak(
             )
             values = [r.value for r in readings if r.error is None and r.value is not None]
             control_median = statistics.median(values) if values else None
+            gate.add_control(spec.name, values)
             for c, r in zip(control, readings, strict=True):
                 rollout.bus.emit(
                     SampleTaken,
