@@ -20,6 +20,8 @@ from sluice.engine.rollout.events import (
     RolloutStarted,
     SoakStarted,
     StateChanged,
+    WatchEnded,
+    WatchStarted,
     WaveApplied,
     WaveStarted,
 )
@@ -60,6 +62,12 @@ class TextPrinter:
             return f"   soak {format_duration(e.configured)}: {checks}"
         if isinstance(e, GateEvaluated):
             return self._gate(e)
+        if isinstance(e, WatchStarted):
+            return f"   rear guard: watching wave {e.wave} for {format_duration(e.configured)} while later waves run"
+        if isinstance(e, WatchEnded) and e.outcome != "regressed":  # a regression: the halt says it
+            return f"   rear guard: wave {e.wave} {e.outcome}" + (
+                f": {e.detail}" if e.detail else ""
+            )
         if isinstance(e, OperatorAction):
             where = f" {e.target}" if e.target else (f" wave {e.wave}" if e.wave else "")
             why = f": {e.reason}" if e.reason else ""
