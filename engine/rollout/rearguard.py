@@ -89,7 +89,8 @@ class RearGuard:
         if pending:
             await asyncio.gather(*pending.values(), return_exceptions=True)
         for number in pending:
-            self._cancel_said(number)
+            if number != self.tripped_wave:  # that one ended "regressed"
+                self._cancel_said(number)
 
     def _cancel_said(self, number: int) -> None:
         if number not in self._cancelled:
