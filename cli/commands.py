@@ -56,6 +56,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "export": cmd_export,
         "replay": cmd_replay,
+        "backtest": cmd_backtest,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -272,6 +273,20 @@ def cmd_replay(args: argparse.Namespace) -> int:
     with _history(estate) as history:
         _record(history, args.rollout_id)
     return _console(args, estate, replay=args.rollout_id, speed=args.speed)
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from sluice.engine.app.backtest import backtest, backtest_lines
+
+    estate = load(args.estate)
+    judge = load(args.other) if args.other else estate
+    with _history(estate) as history:
+        result = backtest(history, _record(history, args.rollout_id), judge)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(backtest_lines(result)))
+    return ExitCode.HALTED if result.changed else ExitCode.OK
 
 
 # ---------------------------------------------------------------------- helpers

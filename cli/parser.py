@@ -8,7 +8,9 @@ from sluice.engine import __version__
 
 DEFAULT_ESTATE = "sample_estate.toml"
 
-COMMANDS = ("check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export")
+COMMANDS = (
+    "check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export", "backtest",
+)  # fmt: skip
 
 
 def _time_scale(text: str) -> float:
@@ -95,6 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="the rollout record as TOML on stdout")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
+
+    p = sub.add_parser(
+        "backtest",
+        help="re-judge a recorded rollout's measurements with today's (or OTHER's) checks; "
+        "exit 0 every verdict unchanged, 1 some verdict differs",
+    )
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
+    p.add_argument(
+        "--estate", dest="other", metavar="OTHER", help="judge with this estate's checks"
+    )
+    p.add_argument("--json", action="store_true")
     return parser
 
 

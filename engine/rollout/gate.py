@@ -207,6 +207,7 @@ class Gate:
                     "max": spec.max,
                     "min": spec.min,
                     "max_increase": spec.max_increase,
+                    "failure_limit": spec.failure_limit,
                     "targets": {},
                 },
             )
