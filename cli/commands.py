@@ -202,6 +202,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.engine.app.session import ResumeError
 
+    if args.to is not None:
+        from sluice.cli.restore import cmd_restore
+
+        return cmd_restore(args)
     estate = load(args.estate)
     with _session(estate) as session:
         rollouts = [r for r in session.history.rollouts() if r.kind == "rollout"]

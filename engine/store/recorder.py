@@ -182,6 +182,10 @@ class Recorder:
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
         elif cls in _APPLY_TYPES:
+            if self._samples and cls is ApplyStarted:
+                # The wave's baselines, taken just before its first apply, are what a resumed
+                # wave compares with: durable before the apply starts (once per wave).
+                self.flush()
             # Only the apply's own rows must be durable now; its event row joins the batch. One
             # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
             if isinstance(event, ApplyFinished) and event.outcome == "ok":
