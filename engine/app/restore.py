@@ -229,17 +229,16 @@ def preview_rows(
         for wave in plan.waves:
             for planned in wave.targets:
                 change = by_target[planned.name]
-                rows.append(
-                    (
-                        str(index),
-                        part.module,
-                        str(wave.number),
-                        change.target,
-                        change.channel,
-                        change.now,
-                        change.then,
-                        f"#{change.rollout_id}",
-                        f"{format_duration(max(0.0, now - change.since))} ago",
-                    )
+                row: tuple[str, ...] = (
+                    str(index),
+                    part.module,
+                    str(wave.number),
+                    change.target,
+                    change.channel,
+                    change.now,
+                    change.then,
+                    f"#{change.rollout_id}",
+                    f"{format_duration(max(0.0, now - change.since))} ago",
                 )
+                rows.append(row)
     return rows
