@@ -93,7 +93,8 @@ class TextPrinter:
         lines += [f"     {reason}" for reason in e.reasons[:10]]
         if len(e.reasons) > 10:
             lines.append(f"     … and {len(e.reasons) - 10} more")
-        lines += _shift_lines(e.checks)
+        if e.verdict == "passed":  # a failed or inconclusive test is in the reasons already
+            lines += _shift_lines(e.checks)
         if e.verdict in ("failed", "inconclusive"):
             for check, data in e.checks.items():
                 for target, series in data["targets"].items():
