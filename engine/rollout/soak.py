@@ -95,16 +95,54 @@ async def take_baselines(
 
     await asyncio.gather(*(one(spec, t) for spec in checks for t in targets))
     # The U test needs several pre-wave samples; a resumed wave has only the one recorded.
-    extra = [
+    pooled = [s for s in checks if s.compare == "mann-whitney" and s.baseline == "self"]
+    pending = [t for t in targets if t.status == PENDING]
+    windowed = [
+        _pre_wave_series(rollout, wave, spec, sources[spec.name], gate, t, semaphore)
+        for spec in pooled
+        if hasattr(sources[spec.name], "baseline_series")
+        for t in pending
+    ]
+    repeated = [
         one(spec, t, n)
-        for spec in checks
-        if spec.compare == "mann-whitney" and spec.baseline == "self"
-        for t in targets
-        if t.status == PENDING
+        for spec in pooled
+        if not hasattr(sources[spec.name], "baseline_series")
+        for t in pending
         for n in range(1, PRE_WAVE_SAMPLES)
     ]
-    await asyncio.gather(*extra)
+    await asyncio.gather(*windowed, *repeated)
     return gate
+
+
+async def _pre_wave_series(
+    rollout: Rollout,
+    wave: Wave,
+    spec: CheckSpec,
+    source: CheckSource,
+    gate: Gate,
+    target: TargetState,
+    semaphore: asyncio.Semaphore,
+) -> None:
+    """A source with a history (Prometheus over ``baseline_window``) gives the pool at once."""
+    async with semaphore:
+        try:
+            readings: list[Reading] = await source.baseline_series(_context(rollout, target))  # type: ignore[attr-defined]
+        except Exception as exc:  # a source bug: no pool, the test stays undecidable
+            readings = [Reading(error=f"{type(exc).__name__}: {exc}")]
+    values = [r.value for r in readings if r.error is None and r.value is not None]
+    gate.series[(spec.name, target.name)].baseline_values = [v for v in values if v == v]
+    for r in readings:
+        rollout.bus.emit(
+            SampleTaken,
+            wave=wave.number,
+            check=spec.name,
+            target=target.name,
+            phase="baseline",
+            value=r.value if r.error is None else None,
+            baseline=None,
+            outcome="baseline" if r.value is not None and r.error is None else "inconclusive",
+            reason=r.error or r.detail,
+        )
 
 
 def _control_group(rollout: Rollout, wave: Wave) -> list[TargetState]:
