@@ -12,7 +12,9 @@ soak the recording ended early (a halt) has no later measurements, so a new verd
 need them is "undecided"; a wave the recorded rollout never reached is "not run".
 
 Elapsed times are estate time: the measurement's round × the check's ``interval``, so a rollout
-recorded at any ``--time-scale`` reads like one at full speed.
+recorded at any ``--time-scale`` reads like one at full speed. A wave that was resumed is judged
+on its last run (the one its recorded verdict came from); rear-guard (``watch``) samples are not
+re-judged.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from sluice.engine.checks.base import Reading
 from sluice.engine.model.estate import CheckSpec, Estate
 from sluice.engine.model.units import format_duration
-from sluice.engine.rollout.events import GateEvaluated, SampleTaken
+from sluice.engine.rollout.events import GateEvaluated, SampleTaken, WaveStarted
 from sluice.engine.rollout.gate import Gate
 from sluice.engine.store.history import History, RolloutRecord
 
@@ -266,6 +268,10 @@ def backtest(history: History, record: RolloutRecord, estate: Estate) -> Backtes
             samples.setdefault(event.wave, []).append(event)
         elif isinstance(event, GateEvaluated):
             gates[event.wave] = event  # a resumed wave's last gate is the one that counts
+        elif isinstance(event, WaveStarted):
+            # A wave started again (resumed) is judged on its last run only: its baselines are
+            # emitted again, its soak starts over.
+            samples[event.wave] = []
     recorded_checks: dict[str, Any] = {}
     for gate_event in gates.values():
         for name, data in gate_event.checks.items():
