@@ -71,6 +71,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "abort": cmd_governance,
         "freeze": cmd_governance,
         "unfreeze": cmd_governance,
+        "backtest": cmd_backtest,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
     try:
@@ -268,6 +269,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from sluice.engine.app.session import ResumeError
 
+    if args.to is not None:
+        from sluice.cli.restore import cmd_restore
+
+        return cmd_restore(args)
     estate = load(args.estate)
     fit_descriptors(estate)
     with _session(estate) as session:
@@ -372,6 +377,20 @@ def cmd_governance(args: argparse.Namespace) -> int:
         raise BadInput(f"sluice: {exc}") from None
     except ValueError as exc:
         raise BadInput(f"sluice: {exc}") from None
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from sluice.engine.app.backtest import backtest, backtest_lines
+
+    estate = load(args.estate)
+    judge = load(args.other) if args.other else estate
+    with _history(estate) as history:
+        result = backtest(history, _record(history, args.rollout_id), judge)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print("\n".join(backtest_lines(result)))
+    return ExitCode.HALTED if result.changed else ExitCode.OK
 
 
 # ---------------------------------------------------------------------- helpers

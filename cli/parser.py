@@ -25,6 +25,7 @@ COMMANDS = (
     "abort",
     "freeze",
     "unfreeze",
+    "backtest",
 )
 
 
@@ -99,12 +100,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave applies of unknown outcome (started, never finished) for the operator",
     )
 
-    p = sub.add_parser("rollback", help="roll a wave or a target back to its previous version")
+    p = sub.add_parser(
+        "rollback",
+        help="roll a wave or a target back to its previous version, or (--to) every target "
+        "and module back to what it ran at a point in time",
+    )
     p.add_argument("estate", metavar="ESTATE")
     group = p.add_mutually_exclusive_group(required=True)
     group.add_argument("--wave", type=_positive_int, metavar="N")
     group.add_argument("--target", metavar="NAME")
+    group.add_argument(
+        "--to",
+        metavar="ROLLOUT_ID|TIME",
+        help="the moment that rollout finished, or an ISO 8601 time (local if no offset)",
+    )
     p.add_argument("--rollout", type=int, metavar="ID", help="default: the latest rollout")
+    p.add_argument("--channel", metavar="C", help="with --to: only this channel's targets")
+    p.add_argument(
+        "--order",
+        choices=("reverse", "forward"),
+        default="reverse",
+        help="with --to: production first (reverse, the default) or the channels' order",
+    )
+    p.add_argument("--approve", action="store_true", help="with --to: approve healthy manual gates")
     p.add_argument("--headless", action="store_true", required=True)
     p.add_argument("--json", action="store_true", help="print NDJSON events")
     p.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
@@ -144,6 +162,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
     _add_governance_commands(sub)
+
+    p = sub.add_parser(
+        "backtest",
+        help="re-judge a recorded rollout's measurements with today's (or OTHER's) checks; "
+        "exit 0 every verdict unchanged, 1 some verdict differs",
+    )
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
+    p.add_argument(
+        "--estate", dest="other", metavar="OTHER", help="judge with this estate's checks"
+    )
+    p.add_argument("--json", action="store_true")
     return parser
 
 

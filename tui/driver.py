@@ -98,13 +98,14 @@ class RolloutDriver:
         """Raises sluice.engine.model.plan.PlanError for an unknown module or version."""
         return self.session.plan(module, version)
 
-    def start(self, plan: Plan) -> Rollout:
+    def start(self, plan: Plan, extra: dict[str, Any] | None = None) -> Rollout:
+        """``extra`` is recorded with the plan (a restore's marker)."""
         self._refuse_if_read_only()
         frozen = self.frozen()
         if frozen:
             raise PermissionError(f"not started: {frozen}")
         self.rollout = self.session.new_rollout(
-            plan, clock=self.clock, interactive=True, **self.rollout_options
+            plan, clock=self.clock, interactive=True, extra=extra, **self.rollout_options
         )
         self.outcome = None
         return self.rollout

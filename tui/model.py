@@ -27,6 +27,8 @@ from sluice.engine.rollout.events import (
     SampleTaken,
     SoakStarted,
     StateChanged,
+    WatchEnded,
+    WatchStarted,
     WaveFinished,
     WaveStarted,
 )
@@ -303,6 +305,20 @@ class ConsoleModel:
             self.dirty.waves.add(e.wave)
             self.dirty.metrics.add(e.wave)
 
+    def _watch_started(self, e: WatchStarted) -> None:
+        wave = self.waves.get(e.wave)
+        if wave is not None:
+            wave.watch_started, wave.watch_seconds, wave.watch_outcome = self._at, e.seconds, ""
+            self.dirty.waves.add(e.wave)
+
+    def _watch_ended(self, e: WatchEnded) -> None:
+        wave = self.waves.get(e.wave)
+        if wave is not None:
+            wave.watch_outcome = e.outcome
+            if e.outcome == "regressed":
+                wave.detail = e.detail
+            self.dirty.waves.add(e.wave)
+
     def _wave_finished(self, e: WaveFinished) -> None:
         wave = self.waves.get(e.wave)
         if wave is not None:
@@ -336,6 +352,8 @@ class ConsoleModel:
         SampleTaken: _sample,
         GateEvaluated: _gate,
         WaveFinished: _wave_finished,
+        WatchStarted: _watch_started,
+        WatchEnded: _watch_ended,
         RolloutFinished: _finished,
     }
 
@@ -405,6 +423,12 @@ class ConsoleModel:
         if wave.status != "soaking" or wave.soak_started is None:
             return None
         return max(0.0, wave.soak_seconds - (self.now() - wave.soak_started))
+
+    def watch_left(self, wave: WaveView) -> float | None:
+        """Rear guard: the real seconds this passed wave is still watched for (None: not watched)."""
+        if wave.watch_started is None or wave.watch_outcome or self.finished is not None:
+            return None
+        return max(0.0, wave.watch_seconds - (self.now() - wave.watch_started))
 
     def counts(self, wave: WaveView) -> dict[str, int]:
         counts: dict[str, int] = {}

@@ -58,6 +58,11 @@ class WaveView:
     soak_seconds: float = 0.0
     early: bool = False
     detail: str = ""
+    #: rear guard (``watch_after``): when the watch of this passed wave began, for how long
+    #: (real seconds), and how it ended (``""`` while it runs)
+    watch_started: float | None = None
+    watch_seconds: float = 0.0
+    watch_outcome: str = ""
 
 
 @dataclass

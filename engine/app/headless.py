@@ -22,6 +22,8 @@ from sluice.engine.rollout.events import (
     RolloutStarted,
     SoakStarted,
     StateChanged,
+    WatchEnded,
+    WatchStarted,
     WaveApplied,
     WaveStarted,
 )
@@ -66,6 +68,12 @@ class TextPrinter:
             return f"   soak {format_duration(e.configured)}: {checks}"
         if isinstance(e, GateEvaluated):
             return self._gate(e)
+        if isinstance(e, WatchStarted):
+            return f"   rear guard: watching wave {e.wave} for {format_duration(e.configured)} while later waves run"
+        if isinstance(e, WatchEnded) and e.outcome != "regressed":  # a regression: the halt says it
+            return f"   rear guard: wave {e.wave} {e.outcome}" + (
+                f": {e.detail}" if e.detail else ""
+            )
         if isinstance(e, OperatorAction):
             where = f" {e.target}" if e.target else (f" wave {e.wave}" if e.wave else "")
             why = f": {e.reason}" if e.reason else ""
@@ -105,6 +113,8 @@ class TextPrinter:
         lines += [f"     {reason}" for reason in e.reasons[:10]]
         if len(e.reasons) > 10:
             lines.append(f"     … and {len(e.reasons) - 10} more")
+        if e.verdict == "passed":  # a failed or inconclusive test is in the reasons already
+            lines += _shift_lines(e.checks)
         if e.verdict in ("failed", "inconclusive"):
             for check, data in e.checks.items():
                 for target, series in data["targets"].items():
@@ -126,6 +136,25 @@ class TextPrinter:
                         f"     {check} on {target}: [{values}] baseline {base_text}, {limits}"
                     )
         return "\n".join(lines)
+
+
+def _shift_lines(checks: dict[str, Any], limit: int = 10) -> list[str]:
+    """``compare = "mann-whitney"`` checks: each target's U, p and medians, whatever the verdict."""
+    lines = []
+    for check, data in checks.items():
+        if data.get("compare") != "mann-whitney":
+            continue
+        for target, series in data["targets"].items():
+            test = series.get("test")
+            if test and test["decidable"]:
+                lines.append(
+                    f"     {check} on {target}: U={test['u']:g} p={test['p']:.3g} "
+                    f"median {test['median']:.4g} vs baseline {test['baseline_median']:.4g} "
+                    f"(alpha {test['alpha']:g})"
+                )
+            elif test:
+                lines.append(f"     {check} on {target}: too few samples for the U test")
+    return lines[:limit] + ([f"     … and {len(lines) - limit} more"] if len(lines) > limit else [])
 
 
 #: ``json.dumps(value, default=str)``, with its encoder built once rather than for every line.

@@ -253,9 +253,18 @@ class Session:
         return bus
 
     def new_rollout(
-        self, plan: Plan, *, clock: Clock | None = None, interactive: bool = True, **options: Any
+        self,
+        plan: Plan,
+        *,
+        clock: Clock | None = None,
+        interactive: bool = True,
+        extra: dict[str, Any] | None = None,
+        **options: Any,
     ) -> Rollout:
-        """Record a new rollout of ``plan`` and return it, ready to ``run()``."""
+        """Record a new rollout of ``plan`` and return it, ready to ``run()``.
+
+        ``extra`` is recorded with the plan (a restore's ``{"restore": …}`` marker).
+        """
         froms = sorted({t.from_version for t in plan.targets if not t.noop}) or [plan.version]
         rollout_id = self.history.create_rollout(
             estate=self.estate.name,
@@ -264,7 +273,7 @@ class Session:
             from_versions=",".join(froms),
             actor=self.user,
             host=self.host,
-            plan=plan.to_dict(),
+            plan={**plan.to_dict(), **(extra or {})},
             started=self.wall(),
         )
         bus = self._wire(rollout_id, plan.module)

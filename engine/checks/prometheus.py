@@ -119,6 +119,24 @@ class PrometheusCheck:
             detail=f"median of {len(values)} samples over {format_duration(window)}",
         )
 
+    async def baseline_series(self, ctx: Context) -> list[Reading]:
+        """``compare = "mann-whitney"``: the samples over ``baseline_window`` (the U test's pool),
+        one per check ``interval``; without a window, the one reading :meth:`baseline` gives."""
+        window = self.baseline_window
+        if not window:
+            return [await self.baseline(ctx)]
+        end = self.clock.now()
+        step = min(window, max(self.spec.interval, window / 1000))
+        points = await self._range(ctx, end - window, end, step)
+        if isinstance(points, str):
+            return [Reading(error=points)]
+        values = [v for _, v in points if math.isfinite(v)]
+        if not values:
+            return [Reading(detail=f"no data in the last {format_duration(window)}")]
+        return [
+            Reading(v, detail=f"pre-wave sample over {format_duration(window)}") for v in values
+        ]
+
     async def close(self) -> None:
         return None  # the HTTP session is the rollout's (Resources)
 

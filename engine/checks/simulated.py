@@ -29,19 +29,26 @@ class SimulatedCheck:
         self.noise = float(spec.settings.get("noise", 0.08) or 0.0)
         self.regressions = [r for r in estate.regressions if r.metric == self.metric]
         self.counts: Counter[str] = Counter()
+        #: measurements of each target on each version: the estate time it has run it for
+        self.on_version: Counter[tuple[str, str]] = Counter()
 
     def factor(self, ctx: Context) -> float:
+        # A regression with ``after`` starts once the target has run the version that long in
+        # estate time, counted in measurements × interval: reproducible at any --time-scale.
+        ran_for = (self.on_version[(ctx.target, ctx.version)] - 1) * self.spec.interval
         for r in self.regressions:
             if (
                 r.module == ctx.module
                 and r.version == ctx.version
                 and (not r.channels or ctx.channel in r.channels)
+                and ran_for >= r.after
             ):
                 return r.factor
         return 1.0
 
     async def measure(self, ctx: Context) -> Reading:
         self.counts[ctx.target] += 1
+        self.on_version[(ctx.target, ctx.version)] += 1
         n = self.counts[ctx.target]
         rng = random.Random(f"{self.seed}:{self.spec.name}:{ctx.target}:{n}")
         wobble = 1 + self.noise * (rng.gauss(0, 1) * 0.6 + math.sin(n / 3) * 0.4)

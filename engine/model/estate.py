@@ -69,6 +69,8 @@ class Channel:
     entry: str = "auto"
     #: distinct people each manual approval of this channel (entry or gate) needs
     approvers: int = 1
+    #: rear guard: seconds a passed wave's checks keep being sampled while later waves run
+    watch_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class CheckSpec:
     baseline: str
     timeout: float
     settings: Mapping[str, Any] = field(hash=False)
+    compare: str = "threshold"  # threshold | mann-whitney
+    alpha: float = 0.05
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,7 @@ class Regression:
     metric: str
     channels: tuple[str, ...]
     factor: float
+    after: float = 0.0  # seconds after a target started running the version
 
 
 @dataclass(frozen=True)
@@ -435,7 +440,11 @@ class _Validator:
                 baseline=v.get("baseline") or "self",
                 timeout=v.get("timeout") or 10.0,
                 settings=MappingProxyType(v),
+                compare=v.get("compare") or "threshold",
+                alpha=v.get("alpha") or 0.05,
             )
+            if v.get("alpha") is not None and v["alpha"] <= 0:
+                self.problem((*at, "alpha"), "alpha must be above 0 (e.g. 0.05)")
         return checks
 
     def channel_values(self, checks: Mapping[str, CheckSpec]) -> list[dict[str, Any]]:
@@ -538,6 +547,7 @@ class _Validator:
                     review=v["review"] or "none",
                     entry=v["entry"] or "auto",
                     approvers=v["approvers"] or 1,
+                    watch_after=v.get("watch_after") or 0.0,
                 )
             )
         return tuple(channels)
@@ -586,6 +596,7 @@ class _Validator:
                     r["metric"] or "",
                     r["channels"] or (),
                     r["factor"] or 0.0,
+                    r.get("after") or 0.0,
                 )
             )
         return values["seed"] or 0, tuple(regressions)

@@ -135,6 +135,10 @@ _CHECK_COMMON: dict[str, Key] = {
     "baseline": Key("choice", default="self", choices=("self", "control")),
     "timeout": Key("duration", default=10.0),
     "description": Key("str"),
+    # Judging (docs/judging.md): each measurement against the limits, or the wave's samples
+    # against the baseline's by a one-sided Mann-Whitney U test at significance ``alpha``.
+    "compare": Key("choice", default="threshold", choices=("threshold", "mann-whitney")),
+    "alpha": Key("float", default=0.05, minimum=0.0, maximum=0.5),
 }
 
 CHECK_KEYS: dict[str, dict[str, Key]] = {
@@ -188,6 +192,8 @@ CHANNEL_KEYS = {
     "checks": Key("str_list", default=()),
     "review": Key("choice", default="none", choices=("none", "plans")),
     "description": Key("str"),
+    # Rear guard: keep sampling a passed wave's checks this long while later waves run.
+    "watch_after": Key("duration", default=0.0),
 }
 
 TARGET_KEYS = {
@@ -217,6 +223,8 @@ REGRESSION_KEYS = {
     "metric": Key("str", required=True),
     "channels": Key("str_list", default=()),
     "factor": Key("float", default=3.0, minimum=0.0),
+    # the regression starts this long after a target began running the version (rear guard demo)
+    "after": Key("duration", default=0.0),
 }
 
 NOTIFY_EVENTS = (

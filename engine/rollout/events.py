@@ -333,3 +333,28 @@ class PlansReviewed(Event):
     plans: dict[str, str] = field(default_factory=dict, hash=False)
     destroys: bool = False
     errors: dict[str, str] = field(default_factory=dict, hash=False)
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class WatchStarted(Event):
+    """Rear guard: a passed wave's checks go on being sampled for ``seconds`` (``watch_after``)."""
+
+    kind: ClassVar[str] = "watch_started"
+    wave: int
+    seconds: float  # scaled: real seconds the watch will take
+    configured: float  # as the estate says
+    checks: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+
+
+@_register
+@dataclass(frozen=True, kw_only=True)
+class WatchEnded(Event):
+    """A rear-guard watch is over: ``outcome`` is ``passed``, ``regressed`` or ``cancelled``."""
+
+    kind: ClassVar[str] = "watch_ended"
+    wave: int
+    outcome: str
+    detail: str = ""
+    elapsed: float = 0.0  # estate seconds after the wave passed (when it regressed)

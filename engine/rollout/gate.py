@@ -17,6 +17,7 @@ from typing import Any
 
 from sluice.engine.checks.base import Reading
 from sluice.engine.model.estate import CheckSpec
+from sluice.engine.rollout.shift import ShiftTest, judge_shift
 
 PASS, FAIL, INCONCLUSIVE, ERROR = "pass", "fail", "inconclusive", "error"
 PASSED, FAILED, VERDICT_INCONCLUSIVE = "passed", "failed", "inconclusive"
@@ -39,7 +40,9 @@ def classify(spec: CheckSpec, reading: Reading, baseline: float | None) -> tuple
         return FAIL, f"{_fmt(value)} > max {_fmt(spec.max)}"
     if spec.min is not None and value < spec.min:
         return FAIL, f"{_fmt(value)} < min {_fmt(spec.min)}"
-    if spec.max_increase is not None:
+    # mann-whitney: the relative limit is the effect size of the U test (Gate.record), not a
+    # per-measurement bound.
+    if spec.max_increase is not None and spec.compare != "mann-whitney":
         if baseline is None or math.isnan(baseline):
             return INCONCLUSIVE, "no baseline to compare with"
         # A relative increase over a zero baseline is undefined; the absolute bounds still hold.
@@ -74,6 +77,9 @@ class Series:
     last_fail: str = ""
     last_inconclusive: str = ""
     last_error: str = ""
+    #: mann-whitney: the baseline's samples (pre-wave for ``self``) and the latest test
+    baseline_values: list[float] = field(default_factory=list)
+    test: ShiftTest | None = None
 
     def add(self, value: float | None, outcome: str, reason: str) -> None:
         self.values.append(value)
@@ -106,17 +112,36 @@ class Gate:
     def __init__(self, checks: list[CheckSpec], targets: list[str]):
         self.checks = {c.name: c for c in checks}
         self.series = {(c.name, t): Series(c.name, t) for c in checks for t in targets}
+        #: mann-whitney with ``baseline = "control"``: the control group's samples, per check
+        self.control_values: dict[str, list[float]] = {c.name: [] for c in checks}
 
     def set_baseline(self, check: str, target: str, value: float | None) -> None:
-        self.series[(check, target)].baseline = value
+        series = self.series[(check, target)]
+        series.baseline = value
+        if value is not None and math.isfinite(value):
+            series.baseline_values.append(value)
+
+    def add_control(self, check: str, values: list[float]) -> None:
+        """The control group's values of one round (the mann-whitney comparison pool)."""
+        self.control_values[check].extend(v for v in values if math.isfinite(v))
+
+    def _pool(self, spec: CheckSpec, series: Series) -> list[float]:
+        if spec.baseline == "control" and self.control_values[spec.name]:
+            return self.control_values[spec.name]
+        return series.baseline_values
 
     def record(
         self, check: str, target: str, reading: Reading, baseline: float | None = None
     ) -> tuple[str, str]:
         """Judge and record one measurement; ``baseline`` overrides the stored one (control group)."""
         series = self.series[(check, target)]
+        spec = self.checks[check]
         base = series.baseline if baseline is None else baseline
-        outcome, reason = classify(self.checks[check], reading, base)
+        outcome, reason = classify(spec, reading, base)
+        if spec.compare == "mann-whitney" and outcome == PASS and reading.value is not None:
+            values = [v for v in series.values if v is not None] + [reading.value]
+            series.test = judge_shift(spec, values, self._pool(spec, series))
+            outcome, reason = series.test.outcome, series.test.reason
         series.add(reading.value if reading.error is None else None, outcome, reason)
         return outcome, reason
 
@@ -160,6 +185,9 @@ class Gate:
                 reasons.append(
                     f"{s.check} on {s.target}: latest measurement {s.latest} ({s.last_reason})"
                 )
+            elif s.test is not None and not s.test.decidable:
+                # Fail closed: too few samples to ever show a shift is not a pass.
+                reasons.append(f"{s.check} on {s.target}: {s.test.reason}")
         if reasons:
             return VERDICT_INCONCLUSIVE, reasons
         return PASSED, []
@@ -175,6 +203,7 @@ class Gate:
                     "max": spec.max,
                     "min": spec.min,
                     "max_increase": spec.max_increase,
+                    "failure_limit": spec.failure_limit,
                     "targets": {},
                 },
             )
@@ -188,4 +217,7 @@ class Gate:
                 "latest": s.latest,
                 "reason": s.last_reason,
             }
+            if spec.compare == "mann-whitney":
+                out[s.check]["compare"], out[s.check]["alpha"] = spec.compare, spec.alpha
+                out[s.check]["targets"][s.target]["test"] = s.test.to_dict() if s.test else None
         return out

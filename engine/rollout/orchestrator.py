@@ -26,6 +26,7 @@ from sluice.engine.rollout.events import (
 from sluice.engine.rollout.governance import Finish as _Finish
 from sluice.engine.rollout.governance import Governed
 from sluice.engine.rollout.jobs import run_bounded
+from sluice.engine.rollout.rearguard import RearGuard
 from sluice.engine.rollout.soak import run_soak
 from sluice.engine.rollout.state import (
     FAILED,
@@ -57,6 +58,7 @@ class Rollout(Governed):
     async def run(self) -> Outcome:
         """Run the rollout to its end; returns the outcome (and emits ``RolloutFinished``)."""
         self._task = asyncio.current_task()  # type: ignore[assignment]
+        self.rear_guard = RearGuard(self)
         self.bus.emit(
             RolloutStarted,
             rollout_id=self.rollout_id,
@@ -93,6 +95,7 @@ class Rollout(Governed):
                             f"stopped after wave {self.until_wave} as asked; continue with `sluice resume`",
                         )
                     await self._run_wave(wave)
+                await self._rear_guard_drain()
                 raise _Finish(RolloutOutcome.DONE, self._summary())
             except asyncio.CancelledError:
                 if self._aborting is None:
@@ -171,6 +174,7 @@ class Rollout(Governed):
         checks = [self.estate.checks[name] for name in wave.channel.checks]
         sources = {spec.name: self._check(spec.name) for spec in checks}
         gate_targets = [self.targets[t.name] for t in attempted]
+        await self._rear_guard_check(wave)
         gate_and_baselines = await self._baselines(wave, checks, sources, gate_targets)
         if wave.channel.review == "plans" and todo:
             await self._review_plans(wave, todo)
@@ -179,6 +183,7 @@ class Rollout(Governed):
         adopted = await self._adopt_unknown(wave)
         todo = [t for t in todo if t.name not in adopted]
         await self._apply_wave(wave, todo)
+        await self._rear_guard_check(wave)
         while self._over_budget(wave):
             decision = await self._await_operator(wave, "budget", self._budget_text(wave))
             if decision == BYPASSED:
@@ -199,6 +204,7 @@ class Rollout(Governed):
             self, wave, checks, sources, gate_and_baselines, gate_targets
         )
         state.verdict, state.reasons = verdict, reasons
+        await self._rear_guard_check(wave)
         if verdict == "bypassed":
             state.status = BYPASSED
         elif verdict == "passed":
@@ -209,6 +215,8 @@ class Rollout(Governed):
                 state.status = decision
             else:
                 state.status = "passed"
+            if state.status in ("passed", APPROVED):
+                self.rear_guard.watch(wave, checks, sources, gate_and_baselines, gate_targets)
         elif verdict == "failed":
             if wave.channel.on_failure == "rollback":
                 await self._rollback(
@@ -308,7 +316,7 @@ class Rollout(Governed):
     async def _apply_wave(self, wave: Wave, todo: list[TargetState]) -> None:
         async def one(target: TargetState) -> None:
             await self._unpaused.wait()
-            if self._over_budget(wave):
+            if self._over_budget(wave) or self.rear_guard.tripped:
                 return
             await self.jobs.run(wave.number, target, "apply")
 
@@ -367,6 +375,25 @@ class Rollout(Governed):
         phase = "halted" if why in ("budget", "unknown") else why
         return await self._wait_decision(wave, why, phase, detail)
 
+    async def _rear_guard_check(self, wave: Wave) -> None:
+        """Halt when the rear guard saw an earlier wave regress (the operator decides, live)."""
+        if self.rear_guard.tripped is None:
+            return
+        detail = self.rear_guard.tripped
+        if not self.interactive:
+            raise _Finish(
+                RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
+            )
+        await self._await_operator(wave, "halted", detail)  # bypass goes on; abort ends
+        self.rear_guard.tripped = None
+
+    async def _rear_guard_drain(self) -> None:
+        """The last wave is done: wait for the watches still running, then judge them."""
+        if self.rear_guard.watching:
+            self._set_phase("watching", self.current_wave, "rear guard: watching passed waves")
+            await self.rear_guard.drain()
+        await self._rear_guard_check(self.plan.waves[-1])
+
     def _check(self, name: str) -> CheckSource:
         if name not in self._checks:
             spec = self.estate.checks[name]
@@ -374,4 +401,5 @@ class Rollout(Governed):
         return self._checks[name]
 
     async def _close(self) -> None:
+        await self.rear_guard.close()  # before the checks' sources close under it
         await self.jobs.close(list(self._checks.values()))

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 SAMPLE_CONCURRENCY = 64
 #: At most this many not-yet-upgraded targets form a control group.
 CONTROL_GROUP_SIZE = 16
+#: ``compare = "mann-whitney"``, ``baseline = "self"``: pre-wave samples per target and check.
+PRE_WAVE_SAMPLES = 8
 
 
 def _context(rollout: Rollout, target: TargetState) -> Context:
@@ -50,13 +52,15 @@ async def take_baselines(
     gate = Gate(checks, [t.name for t in targets])
     semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
 
-    async def one(spec: CheckSpec, target: TargetState) -> None:
+    async def one(spec: CheckSpec, target: TargetState, sample: int = 0) -> None:
         key = (wave.number, spec.name, target.name)
-        if key in rollout.recorded_baselines:  # resumed: the value taken before the restart
+        if (
+            key in rollout.recorded_baselines and not sample
+        ):  # resumed: the value taken before the restart
             reading = Reading(
                 value=rollout.recorded_baselines[key], detail="recorded before the restart"
             )
-        elif target.status != PENDING:
+        elif target.status != PENDING and not sample:
             # Resumed after this target's apply: measuring now would take the new version as
             # the baseline and hide a regression. No baseline → its measurements are inconclusive.
             reading = Reading(
@@ -84,7 +88,55 @@ async def take_baselines(
         )
 
     await asyncio.gather(*(one(spec, t) for spec in checks for t in targets))
+    # The U test needs several pre-wave samples; a resumed wave has only the one recorded.
+    pooled = [s for s in checks if s.compare == "mann-whitney" and s.baseline == "self"]
+    pending = [t for t in targets if t.status == PENDING]
+    windowed = [
+        _pre_wave_series(rollout, wave, spec, sources[spec.name], gate, t, semaphore)
+        for spec in pooled
+        if hasattr(sources[spec.name], "baseline_series")
+        for t in pending
+    ]
+    repeated = [
+        one(spec, t, n)
+        for spec in pooled
+        if not hasattr(sources[spec.name], "baseline_series")
+        for t in pending
+        for n in range(1, PRE_WAVE_SAMPLES)
+    ]
+    await asyncio.gather(*windowed, *repeated)
     return gate
+
+
+async def _pre_wave_series(
+    rollout: Rollout,
+    wave: Wave,
+    spec: CheckSpec,
+    source: CheckSource,
+    gate: Gate,
+    target: TargetState,
+    semaphore: asyncio.Semaphore,
+) -> None:
+    """A source with a history (Prometheus over ``baseline_window``) gives the pool at once."""
+    async with semaphore:
+        try:
+            readings: list[Reading] = await source.baseline_series(_context(rollout, target))  # type: ignore[attr-defined]
+        except Exception as exc:  # a source bug: no pool, the test stays undecidable
+            readings = [Reading(error=f"{type(exc).__name__}: {exc}")]
+    values = [r.value for r in readings if r.error is None and r.value is not None]
+    gate.series[(spec.name, target.name)].baseline_values = [v for v in values if v == v]
+    for r in readings:
+        rollout.bus.emit(
+            SampleTaken,
+            wave=wave.number,
+            check=spec.name,
+            target=target.name,
+            phase="baseline",
+            value=r.value if r.error is None else None,
+            baseline=None,
+            outcome="baseline" if r.value is not None and r.error is None else "inconclusive",
+            reason=r.error or r.detail,
+        )
 
 
 def _control_group(rollout: Rollout, wave: Wave) -> list[TargetState]:
@@ -126,6 +178,7 @@ async def run_soak(
             )
             values = [r.value for r in readings if r.error is None and r.value is not None]
             control_median = statistics.median(values) if values else None
+            gate.add_control(spec.name, values)
             for c, r in zip(control, readings, strict=True):
                 rollout.bus.emit(
                     SampleTaken,

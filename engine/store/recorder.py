@@ -205,6 +205,10 @@ class Recorder:
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
         elif cls in _APPLY_TYPES:
+            if self._samples and cls is ApplyStarted:
+                # The wave's baselines, taken just before its first apply, are what a resumed
+                # wave compares with: durable before the apply starts (once per wave).
+                self.flush()
             self._write_apply(event)
             if self.failure is not None:
                 return

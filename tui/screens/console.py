@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
@@ -105,10 +106,10 @@ class ConsoleScreen(Screen[None]):
 
     # ------------------------------------------------------------------ starting
 
-    def start(self, plan: Plan) -> Rollout | None:
-        """Start ``plan`` now (the caller has confirmed it)."""
+    def start(self, plan: Plan, extra: dict[str, Any] | None = None) -> Rollout | None:
+        """Start ``plan`` now (the caller has confirmed it); ``extra`` is recorded with it."""
         try:
-            rollout = self.driver.start(plan)
+            rollout = self.driver.start(plan, extra)
         except PermissionError as exc:
             self.notify(str(exc), title="refused", severity="warning", markup=False)
             return None

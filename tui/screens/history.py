@@ -1,4 +1,5 @@
-"""History: past rollouts, newest first; ``enter`` shows one, ``p`` replays it."""
+"""History: past rollouts, newest first; ``enter`` shows one, ``p`` replays it, ``t`` backtests
+it with today's checks, ``u`` restores the estate to the moment it finished."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from textual.widgets import DataTable, Footer, Label
 from sluice.engine.app import report
 from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History, RolloutRecord
-from sluice.tui.screens.modals import TextScreen
+from sluice.tui.screens.modals import ConfirmScreen, TextScreen
 from sluice.tui.screens.replay import ReplayScreen
 
 
@@ -30,6 +31,8 @@ class HistoryScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "show", "Show", id="history.show"),
         Binding("p", "replay", "Replay", id="history.replay"),
+        Binding("t", "backtest", "Backtest", id="history.backtest"),
+        Binding("u", "restore", "Restore to here", id="history.restore"),
         Binding("escape", "close", "Back", id="history.close"),
     ]
 
@@ -98,6 +101,53 @@ class HistoryScreen(Screen[None]):
             self.notify("no rollout selected", severity="warning")
             return
         self.app.push_screen(ReplayScreen(self.estate, self.history, record.id, speed=self.speed))
+
+    def action_backtest(self) -> None:
+        """Re-judge the selected rollout's measurements with the estate's checks of today."""
+        from sluice.engine.app.backtest import backtest, backtest_lines
+
+        record = self._selected()
+        if record is None:
+            self.notify("no rollout selected", severity="warning")
+            return
+        lines = backtest_lines(backtest(self.history, record, self.estate))
+        self.app.push_screen(TextScreen(f"backtest of rollout #{record.id}", lines))
+
+    def action_restore(self) -> None:
+        """Put every target and module back to what it ran when the selected rollout ended."""
+        from sluice.tui.restore import drive_restore, parts_to, point_of, preview_text
+
+        record = self._selected()
+        console = getattr(self.app, "console_screen", None)
+        driver = getattr(self.app, "driver", None)
+        point = point_of(record) if record is not None else None
+        if point is None or console is None or driver is None:
+            self.notify("select a finished rollout to restore to", severity="warning")
+            return
+        if driver.read_only or driver.active():
+            why = driver.read_only or "a rollout is running: let it finish or abort it first"
+            self.notify(why, title="refused", severity="warning", markup=False)
+            return
+        parts = parts_to(self.history, self.estate, point)
+        if not parts:
+            self.notify(f"nothing to restore: every target runs what it ran at {point.label}")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            self.app.pop_screen()
+
+            async def run() -> None:
+                message = await drive_restore(console, point)
+                console.notify(message, timeout=10, markup=False)
+
+            console.run_worker(run(), group="restore", exclusive=True)
+
+        body = preview_text(parts, point)
+        self.app.push_screen(
+            ConfirmScreen(f"Restore to {point.label}?", body, confirm="Restore"), answered
+        )
 
     def action_close(self) -> None:
         self.app.pop_screen()

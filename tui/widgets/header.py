@@ -15,6 +15,7 @@ STATE_CLASS = {
     "idle": "idle",
     "running": "running",
     "soaking": "running",
+    "watching": "running",  # rear guard: the last wave is done, earlier ones are still watched
     "rolling_back": "running",
     "paused": "paused",
     "awaiting_approval": "waiting",

@@ -206,7 +206,11 @@ class RolloutView(Vertical):
     def _tick(self) -> None:
         """Once a second: the clock-driven parts (elapsed, ETA, soak countdown)."""
         self.query_one(RolloutHeader).tick(self.model)
-        soaking = {n for n, w in self.model.waves.items() if w.status == "soaking"}
+        soaking = {
+            n
+            for n, w in self.model.waves.items()
+            if w.status == "soaking" or self.model.watch_left(w) is not None
+        }
         if soaking:
             self.query_one(WaveProgress).refresh_waves(self.model, self.palette, soaking)
 

@@ -116,6 +116,13 @@ def gate_text(model: ConsoleModel, wave: WaveView, palette: Palette) -> Text:
     if status == "rolled_back" and model.running() and model.current_wave == wave.number:
         head = "rolled back — n starts a fixed version, x aborts this rollout"
     text = Text(f"{glyph} {head}", style=style)
+    left = model.watch_left(wave)
+    if left is not None:
+        text.append(
+            f" · watching {format_duration(left)} left", style=palette.style("gate-soaking")
+        )
+    elif wave.watch_outcome == "regressed":
+        text.append(" · REGRESSED after it passed", style=palette.style("wave-failed"))
     if status in ("halted", "inconclusive", "failed", "rolled_back", "bypassed") or (
         wave.verdict in ("failed", "inconclusive")
     ):
