@@ -91,6 +91,10 @@ class Rollout(RolloutControls):
                     raise
                 await self._cancel_side_tasks()
                 actor, reason = self._aborting
+                if self.superseded_by is not None:
+                    raise _Finish(
+                        "superseded", f"superseded by {self.superseded_by} (stopped by {actor})"
+                    ) from None
                 raise _Finish(
                     "aborted", f"aborted by {actor}" + (f": {reason}" if reason else "")
                 ) from None

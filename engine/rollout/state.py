@@ -34,6 +34,7 @@ OUTCOME_EXIT = {
     "done": ExitCode.OK,
     "halted": ExitCode.HALTED,
     "aborted": ExitCode.ABORTED,
+    "superseded": ExitCode.ABORTED,  # aborted because a new rollout of the module replaced it
     "stopped": ExitCode.STOPPED,
 }
 
@@ -100,7 +101,7 @@ class CommandResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str  # done | halted | aborted | stopped
+    outcome: str  # done | halted | aborted | superseded | stopped
     summary: str
 
     @property

@@ -131,7 +131,7 @@ class ConsoleScreen(Screen[None]):
                 return
             warning = (
                 f"Rollout #{rollout.rollout_id} ({rollout.plan.module} → {rollout.plan.version}) "
-                f"is {rollout.state.replace('_', ' ')}: starting this one aborts it."
+                f"is {rollout.state.replace('_', ' ')}: starting this one stops it (recorded as superseded)."
             )
         self.app.push_screen(
             NewRolloutScreen(
@@ -152,7 +152,7 @@ class ConsoleScreen(Screen[None]):
     @work(group="start", exclusive=True)
     async def _start_chosen(self, plan: Plan) -> None:
         if self.driver.active():
-            await self.driver.supersede(f"superseded by {plan.module} {plan.version}")
+            await self.driver.supersede(f"{plan.module} {plan.version}")
             plan = self.driver.plan(plan.module, plan.version)  # the ledger moved
         self.start(plan)
 

@@ -13,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label
 
 from sluice.engine.app import report
+from sluice.engine.app.outcomes import outcome_text
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History, RolloutRecord
@@ -82,7 +83,7 @@ class HistoryScreen(Screen[None]):
                 r.actor,
                 _when(r.started),
                 "—" if r.duration is None else format_duration(r.duration),
-                r.outcome,
+                outcome_text(r, self.records.values()),
                 f"{r.waves_done}/{r.waves_total}",
                 key=str(r.id),
             )

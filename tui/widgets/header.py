@@ -23,6 +23,7 @@ STATE_CLASS = {
     "rolled_back": "halted",
     "done": "done",
     "aborted": "aborted",
+    "superseded": "aborted",
     "stopped": "paused",
 }
 STATE_WORDS = {"awaiting_approval": "awaiting approval", "rolled_back": "rolled back"}
