@@ -56,6 +56,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "export": cmd_export,
         "replay": cmd_replay,
+        "serve": cmd_serve,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -265,6 +266,22 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _history(load(args.estate)) as history:
         sys.stdout.write(report.export_toml(history, _record(history, args.rollout_id)))
     return ExitCode.OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    estate = load(args.estate)
+    try:
+        from sluice.tui.serve import serve
+    except ImportError as exc:
+        raise BadInput(f"sluice: the console cannot be served: {exc}") from None
+    return serve(
+        str(estate.path),
+        estate_name=estate.name,
+        host=args.host,
+        port=args.port,
+        theme=args.theme,
+        time_scale=args.time_scale,
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

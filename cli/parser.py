@@ -8,7 +8,9 @@ from sluice.engine import __version__
 
 DEFAULT_ESTATE = "sample_estate.toml"
 
-COMMANDS = ("check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export")
+COMMANDS = (
+    "check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export", "serve",
+)  # fmt: skip
 
 
 def _time_scale(text: str) -> float:
@@ -95,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="the rollout record as TOML on stdout")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
+
+    p = sub.add_parser("serve", help="serve the console to a browser (textual-serve)")
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("--port", type=_positive_int, default=8000, metavar="P")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    p.add_argument("--theme", metavar="NAME")
+    p.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
     return parser
 
 

@@ -17,7 +17,7 @@ from sluice.engine.store.history import HistoryError, RolloutRecord
 from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
-from sluice.tui.keymap import UserKeys
+from sluice.tui.keymap import UserKeys, binding_scopes, default_path, read_keys
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.console import ConsoleScreen
 from sluice.tui.screens.help import HelpScreen
@@ -297,11 +297,16 @@ def run_console(
         return ExitCode.BAD_INPUT
     _trust_the_terminal()
     driver = RolloutDriver(session, Clock(time_scale), read_only=read_only)
+    keys = read_keys(default_path(), binding_scopes())
     try:
-        app = SluiceApp(driver, theme=theme, start=start, resume=resume, replay=replay, speed=speed)
+        app = SluiceApp(
+            driver, theme=theme, start=start, resume=resume, replay=replay, speed=speed, keys=keys
+        )
         code = app.run()
     finally:
         session.close()
     if app.farewell:
         print(app.farewell, file=sys.stderr)
+    for line in keys.problems:  # shown in the console too; kept on the terminal after it
+        print(line, file=sys.stderr)
     return int(code or 0)
