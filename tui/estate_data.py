@@ -124,11 +124,19 @@ def ledger_rows(history: History, target: str) -> list[LedgerRow]:
                 rollout_id=entry["rollout_id"],
                 actor=record.actor if record else "?",
                 action=entry["action"],
-                outcome=outcome_text(record, records) if record else "?",
+                outcome=_outcome(record, records),
             )
         )
     rows.sort(key=lambda r: (r.since, r.rollout_id), reverse=True)
     return rows
+
+
+def _outcome(record: RolloutRecord | None, records: list[RolloutRecord]) -> str:
+    if record is None:
+        return "?"
+    if record.outcome == "running":  # halted or waiting for the operator counts as unfinished
+        return "in progress"
+    return outcome_text(record, records)
 
 
 def last_apply(history: History, target: str) -> LastApply | None:
