@@ -48,6 +48,8 @@ class SluiceApp(App[int]):
     CSS_PATH = ["sluice.tcss", "estate_screens.tcss"]
     TITLE = "sluice"
     COMMANDS = App.COMMANDS | {SluiceCommands}
+    #: Below 100 columns the screen gets ``-narrow`` (estate_screens.tcss narrows the side panes).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("h", "history", "History", id="app.history"),

@@ -113,8 +113,9 @@ class TargetDetailScreen(Screen[None]):
         )
         runs = Text()
         for module, version in d.modules.items():
+            runs.append("\n" if runs else "")
             runs.append(f"{module} ", style="bold")
-            runs.append(f"{version}\n")
+            runs.append(version)
         self.query_one("#detail-runs", Static).update(runs)
         self._paint_ledger()
         self._paint_vars()

@@ -57,7 +57,7 @@ class RolloutView(Vertical):
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="tree.filter", show=False),
         Binding("escape", "clear_filter", "Clear filter", id="tree.clear_filter", show=False),
-        Binding("enter", "target_detail", "Detail", id="target.detail"),
+        Binding("enter", "target_detail", "Detail", id="target.detail", show=False),
     ]
 
     selection: reactive[NodeRef | None] = reactive(None, init=False)
@@ -97,7 +97,7 @@ class RolloutView(Vertical):
     async def on_mount(self) -> None:
         pane = self.query_one("#tree-pane")
         pane.border_title = "estate"
-        pane.border_subtitle = "/ filter"
+        pane.border_subtitle = "⏎ detail · / filter"
         self.query_one(RolloutHeader).mode = self.mode
         self.watch(self.app, "theme", self._theme_changed, init=False)
         self.set_interval(1.0, self._tick)
