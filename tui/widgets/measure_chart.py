@@ -21,7 +21,12 @@ AXIS = 8  # the width of the left axis labels
 
 
 def _figure(value: float) -> str:
-    return f"{value:.3g}"
+    """At most ``AXIS - 2`` characters: ``0.25``, ``0.0066``, ``1.2e+03``→``1e+03``."""
+    for spec in (".3g", ".2g", ".1g", ".0e"):
+        text = f"{value:{spec}}"
+        if len(text) <= AXIS - 2:
+            return text
+    return text
 
 
 def chart_rows(series: CheckSeries, width: int, height: int) -> list[list[tuple[str, str]]]:

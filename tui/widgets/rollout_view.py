@@ -277,7 +277,9 @@ class RolloutView(Vertical):
     # ------------------------------------------------------------------ filter
 
     def action_target_detail(self) -> None:
-        target = self.selected_target()
+        # The tree's cursor, not ``selection``: a key may arrive before the highlight message.
+        ref = self.query_one(EstateTree).selected_ref
+        target = str(ref[1]) if ref is not None and ref[0] == "target" else None
         if target is None:
             self.notify("select a target in the tree to see its detail", severity="warning")
             return
