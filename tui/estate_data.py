@@ -109,12 +109,10 @@ def current_versions(estate: Estate, history: History) -> dict[str, dict[str, st
 
 def ledger_rows(history: History, target: str) -> list[LedgerRow]:
     """Every module's ledger entries for ``target``, newest first."""
-    records = history.rollouts()
+    records = history.rollouts()  # (few: one row per rollout, for the outcome words)
     by_id = {r.id: r for r in records}
     rows = []
-    for entry in history.ledger_entries():
-        if entry["target"] != target:
-            continue
+    for entry in history.target_ledger(target):
         record = by_id.get(entry["rollout_id"])
         rows.append(
             LedgerRow(
@@ -141,25 +139,23 @@ def _outcome(record: RolloutRecord | None, records: list[RolloutRecord]) -> str:
 
 def last_apply(history: History, target: str) -> LastApply | None:
     """The newest recorded apply (or rollback) of ``target``, with its output as recorded."""
-    for record in history.rollouts():
-        applies = [a for a in history.applies(record.id) if a["target"] == target]
-        if not applies:
-            continue
-        a = applies[-1]
-        return LastApply(
-            rollout_id=record.id,
-            module=record.module,
-            action=a["action"],
-            version=a["version"],
-            from_version=a["from_version"],
-            outcome=a["outcome"],
-            reason=a["reason"] or "",
-            started=a["started"],
-            duration=a["duration"],
-            command=a["command"] or "",
-            lines=tuple((a["output_tail"] or "").splitlines()),
-        )
-    return None
+    a = history.target_last_apply(target)
+    if a is None:
+        return None
+    record = history.rollout(a["rollout_id"])
+    return LastApply(
+        rollout_id=a["rollout_id"],
+        module=record.module if record else "?",
+        action=a["action"],
+        version=a["version"],
+        from_version=a["from_version"],
+        outcome=a["outcome"],
+        reason=a["reason"] or "",
+        started=a["started"],
+        duration=a["duration"],
+        command=a["command"] or "",
+        lines=tuple((a["output_tail"] or "").splitlines()),
+    )
 
 
 def check_series(
@@ -167,8 +163,8 @@ def check_series(
 ) -> list[CheckSeries]:
     """``target``'s soak measurements in rollout ``rollout_id``, one series per check and wave."""
     series: dict[tuple[int, str], CheckSeries] = {}
-    for row in history.samples(rollout_id):
-        if row["target"] != target or row["phase"] != "soak":
+    for row in history.target_samples(rollout_id, target):
+        if row["phase"] != "soak":
             continue
         key = (row["wave"], row["check_name"])
         if key not in series:
@@ -214,7 +210,10 @@ def target_detail(
     rollout that measured this target)."""
     spec = estate.targets[target]
     modules = modules_of(estate, target)
-    current = {m: history.ledger(m).get(target, estate.modules[m].initial) for m in modules}
+    current = {m: estate.modules[m].initial for m in modules}
+    for entry in history.target_ledger(target):  # oldest first: the last entry of a module wins
+        if entry["module"] in current:
+            current[entry["module"]] = entry["version"]
     record = history.rollout(rollout_id) if rollout_id is not None else None
     series = check_series(estate, history, record.id, target) if record else []
     if record is None:
