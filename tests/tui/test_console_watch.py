@@ -11,7 +11,8 @@ import pytest
 from tui_support import ROOT, FrozenClock, until
 
 from sluice.engine.model.estate import load_estate
-from sluice.tui.app import EXIT_LOCKED, SluiceApp, run_console
+from sluice.engine.rollout.state import ExitCode
+from sluice.tui.app import SluiceApp, run_console
 from sluice.tui.driver import LeaseHeld, RolloutDriver, open_session
 
 pytestmark = pytest.mark.timeout(120)
@@ -42,7 +43,7 @@ def test_starting_a_rollout_on_a_driven_estate_exits_5(estate_path: Path, capsys
     other = _driven_elsewhere(estate_path)
     try:
         code = run_console(str(estate_path), start=("postgres-operator", "2.0.1"))
-        assert code == EXIT_LOCKED
+        assert code == ExitCode.LOCKED
         assert "is driven by" in capsys.readouterr().err
     finally:
         other.kill()

@@ -10,17 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Input, Label
+from textual.widgets import Footer, Input, Label
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History
 from sluice.tui.estate_data import current_versions
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import Palette
+from sluice.tui.widgets.matrix_grid import MatrixGrid
 
 #: (module, target) → the target's status in the running rollout of that module.
 Running = dict[tuple[str, str], str]
@@ -67,23 +68,30 @@ class MatrixScreen(Screen[None]):
         self.modules = list(estate.modules)
         self.filter_text = ""
         self.rows: list[str] = []  # target per table row ("" for a channel's heading row)
+        self._shown = False
 
     def compose(self) -> ComposeResult:
         yield Label("", id="matrix-title", markup=False)
         yield Input(placeholder="filter targets or channels…", id="matrix-filter")
-        yield DataTable(id="matrix-table", cursor_type="row", zebra_stripes=False)
+        yield Label("", id="matrix-header", markup=False)
+        yield MatrixGrid(id="matrix-table")
         yield Label("", id="matrix-legend")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#matrix-filter").display = False
-        table = self.query_one(DataTable)
-        table.add_column("target", key="target", width=24)
+        self.widths = [max([len(n) for n in self.estate.targets] + [20]) + 3]
+        titles = ["target"]
         for module in self.modules:
             newest = self.estate.modules[module].versions[-1]
-            table.add_column(f"{module} (newest {newest})", key=module)
+            title = f"{module} (newest {newest})"
+            widest = max(len(v) for v in self.estate.modules[module].versions)
+            self.widths.append(max(len(title), widest + 16) + 2)
+            titles.append(title)
+        header = "".join(f"{t:<{w}}" for t, w in zip(titles, self.widths, strict=True))
+        self.query_one("#matrix-header", Label).update(" " + header)
         self.paint()
-        table.focus()
+        self.query_one(MatrixGrid).focus()
 
     @property
     def palette(self) -> Palette:
@@ -91,10 +99,10 @@ class MatrixScreen(Screen[None]):
         return Palette(variables)
 
     def paint(self) -> None:
-        table = self.query_one(DataTable)
-        keep = self.rows[table.cursor_row] if self.rows and table.cursor_row >= 0 else ""
-        table.clear()
+        grid = self.query_one(MatrixGrid)
+        keep = self.rows[grid.cursor] if self.rows and grid.cursor < len(self.rows) else ""
         self.rows = []
+        lines: list[Text] = []
         versions = current_versions(self.estate, self.history)
         running = self.running()
         palette = self.palette
@@ -108,21 +116,23 @@ class MatrixScreen(Screen[None]):
             ]
             if not names:
                 continue
-            heading = Text(f"{channel.name} · {len(names)} targets", style="bold")
-            table.add_row(heading, *([""] * len(self.modules)))
+            lines.append(Text(f" {channel.name} · {len(names)} targets", style="bold"))
             self.rows.append("")
             for name in names:
-                cells = [Text(f"  {name}")]
-                for module in self.modules:
-                    cells.append(self._cell(module, name, versions, running, palette, tally))
-                table.add_row(*cells, key=name)
+                line = Text(f"   {name:<{self.widths[0] - 2}}")
+                for module, width in zip(self.modules, self.widths[1:], strict=True):
+                    cell = self._cell(module, name, versions, running, palette, tally)
+                    cell.truncate(width, pad=True)
+                    line.append_text(cell)
+                lines.append(line)
                 self.rows.append(name)
                 tally["shown"] += 1
         self._paint_texts(tally, len(versions))
         if keep and keep in self.rows:
-            table.move_cursor(row=self.rows.index(keep))
-        elif len(self.rows) > 1:
-            table.move_cursor(row=1)
+            cursor = self.rows.index(keep)
+        else:
+            cursor = 1 if len(self.rows) > 1 else 0
+        grid.set_lines(lines, cursor)
 
     def _cell(
         self,
@@ -169,10 +179,10 @@ class MatrixScreen(Screen[None]):
     # ------------------------------------------------------------------ keys
 
     def selected_target(self) -> str | None:
-        table = self.query_one(DataTable)
-        if not self.rows or table.cursor_row < 0 or table.cursor_row >= len(self.rows):
+        cursor = self.query_one(MatrixGrid).cursor
+        if not self.rows or cursor >= len(self.rows):
             return None
-        return self.rows[table.cursor_row] or None
+        return self.rows[cursor] or None
 
     def action_detail(self) -> None:
         target = self.selected_target()
@@ -190,8 +200,7 @@ class MatrixScreen(Screen[None]):
             )
         )
 
-    @on(DataTable.RowSelected, "#matrix-table")
-    def _row_selected(self) -> None:
+    def on_matrix_grid_chosen(self) -> None:
         self.action_detail()
 
     def action_filter(self) -> None:
@@ -204,7 +213,7 @@ class MatrixScreen(Screen[None]):
         if box.has_focus:
             box.value = ""
             box.display = False
-            self.query_one(DataTable).focus()
+            self.query_one(MatrixGrid).focus()
             return
         self.app.pop_screen()
 
@@ -216,10 +225,12 @@ class MatrixScreen(Screen[None]):
     @on(Input.Submitted, "#matrix-filter")
     def _filter_done(self, event: Input.Submitted) -> None:
         self.query_one("#matrix-filter", Input).display = bool(event.value)
-        self.query_one(DataTable).focus()
+        self.query_one(MatrixGrid).focus()
 
-    def on_screen_resume(self) -> None:
-        self.paint()
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if self._shown:  # back from a target's detail (the first paint is on_mount's)
+            self.paint()
+        self._shown = True
 
 
 def running_cells(module: str, statuses: Sequence[tuple[str, str]]) -> Running:
