@@ -12,8 +12,10 @@ Measured, in one run:
 - idle: CPU share of one core with the estate open and no rollout;
 - load: events/s, repaints (coalesced frames), CPU share while the rollout streams;
 - key → effect, median and worst: ``space`` until the engine is paused (or resumed), and ``down``
-  until the tree's selection moved and the metrics and log panes follow it. Keys go through the
-  driver's message queue exactly as terminal input does.
+  until the tree's selection moved and the metrics and log panes follow it; ``m`` until the
+  estate matrix shows all 1,000 targets × 2 modules, ``enter`` on a target until its detail
+  shows its charts (both read from the history the rollout is writing), ``escape`` back. Keys go
+  through the driver's message queue exactly as terminal input does.
 
 Goals (issue 5): key → effect < 100 ms; CPU < 50 % of a core under load; updates coalesced.
 """
@@ -37,6 +39,9 @@ from sluice.engine.model.estate import load_estate  # noqa: E402
 from sluice.engine.support.clock import Clock  # noqa: E402
 from sluice.tui.app import SluiceApp  # noqa: E402
 from sluice.tui.driver import RolloutDriver, open_session  # noqa: E402
+from sluice.tui.screens.matrix import MatrixScreen  # noqa: E402
+from sluice.tui.screens.target_detail import TargetDetailScreen  # noqa: E402
+from sluice.tui.widgets.measure_chart import MeasureChart  # noqa: E402
 from sluice.tui.widgets.metrics import MetricsPanel  # noqa: E402
 from sluice.tui.widgets.rollout_log import RolloutLog  # noqa: E402
 from sluice.tui.widgets.rollout_view import RolloutView  # noqa: E402
@@ -161,6 +166,8 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
                 view = app.console_screen.query_one(RolloutView)
                 pause_ms: list[float] = []
                 select_ms: list[float] = []
+                matrix_ms: list[float] = []
+                detail_ms: list[float] = []
                 gap = seconds / (2 * presses)
                 for _ in range(presses):
                     if rollout.outcome is not None:
@@ -179,6 +186,11 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
                         )
                     )
                     await asyncio.sleep(gap)
+                    matrix_ms.append(await measure_key(app, "m", lambda: matrix_shown(app)))
+                    await measure_key(app, "escape", lambda: app.screen is app.console_screen)
+                    if view.selected_target() is not None:
+                        detail_ms.append(await measure_key(app, "enter", lambda: detail_shown(app)))
+                        await measure_key(app, "escape", lambda: app.screen is app.console_screen)
                 if rollout.paused:
                     rollout.resume()
                 wall = time.monotonic() - wall0
@@ -197,11 +209,27 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
         "seconds": wall,
         "pause_ms": pause_ms,
         "select_ms": select_ms,
+        "matrix_ms": matrix_ms,
+        "detail_ms": detail_ms,
         "state": state,
     }
 
 
+def matrix_shown(app: SluiceApp) -> bool:
+    screen = app.screen
+    return isinstance(screen, MatrixScreen) and len(screen.rows) == TARGETS + len(CHANNELS)
+
+
+def detail_shown(app: SluiceApp) -> bool:
+    screen = app.screen
+    return isinstance(screen, TargetDetailScreen) and (
+        not screen.detail.series or bool(list(screen.query(MeasureChart)))
+    )
+
+
 def summary(values: list[float]) -> str:
+    if not values:
+        return "not measured"
     return (
         f"median {statistics.median(values):6.1f} ms, worst {max(values):6.1f} ms (n={len(values)})"
     )
@@ -234,12 +262,15 @@ def main() -> int:
     )
     print(f"  key space → engine paused/resumed   {summary(result['pause_ms'])}")
     print(f"  key down  → selection + panes moved {summary(result['select_ms'])}")
+    print(f"  key m     → estate matrix shown     {summary(result['matrix_ms'])}")
+    print(f"  key enter → target detail shown     {summary(result['detail_ms'])}")
     print(
         f"  CPU         idle {result['idle_cpu']:.1%} of a core, under load "
         f"{result['load_cpu']:.1%} of a core ({result['load_cpu'] / max(result['idle_cpu'], 1e-3):.0f}× idle)"
     )
-    worst = max(max(result["pause_ms"]), max(result["select_ms"]))
-    medians = max(statistics.median(result["pause_ms"]), statistics.median(result["select_ms"]))
+    keys = [k for k in ("pause_ms", "select_ms", "matrix_ms", "detail_ms") if result[k]]
+    worst = max(max(result[k]) for k in keys)
+    medians = max(statistics.median(result[k]) for k in keys)
     goals = {
         f"events ≥ {GOAL_EVENTS:.0f}/s": result["events_per_s"] >= GOAL_EVENTS,
         f"key → effect median < {GOAL_KEY_MS:.0f} ms": medians < GOAL_KEY_MS,

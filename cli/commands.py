@@ -72,6 +72,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "freeze": cmd_governance,
         "unfreeze": cmd_governance,
         "backtest": cmd_backtest,
+        "serve": cmd_serve,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
     try:
@@ -353,6 +354,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     with _history(load(args.estate)) as history:
         sys.stdout.write(report.export_toml(history, _record(history, args.rollout_id)))
     return ExitCode.OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    estate = load(args.estate)
+    if importlib.util.find_spec("textual_serve") is None:
+        raise BadInput("sluice: `sluice serve` needs textual-serve: pip install 'sluice[serve]'")
+    try:
+        from sluice.tui.serve import serve
+    except ImportError as exc:
+        raise BadInput(f"sluice: the console cannot be served: {exc}") from None
+    return serve(
+        str(estate.path),
+        estate_name=estate.name,
+        host=args.host,
+        port=args.port,
+        theme=args.theme,
+        time_scale=args.time_scale,
+    )
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

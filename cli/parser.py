@@ -26,6 +26,7 @@ COMMANDS = (
     "freeze",
     "unfreeze",
     "backtest",
+    "serve",
 )
 
 
@@ -174,6 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--estate", dest="other", metavar="OTHER", help="judge with this estate's checks"
     )
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("serve", help="serve the console to a browser (textual-serve)")
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("--port", type=_positive_int, default=8000, metavar="P")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    p.add_argument("--theme", metavar="NAME")
+    p.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
     return parser
 
 

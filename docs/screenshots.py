@@ -1,4 +1,5 @@
-"""Regenerate the README's screenshot: the sample rollout halting at the dev gate.
+"""Regenerate the README's screenshots: the sample rollout halting at the dev gate (console),
+dev-eu-1's detail (``-detail``) and the estate matrix (``-matrix``).
 
 Run: ``.venv/bin/python -m sluice.tui.screenshot [--out docs/screenshot.svg] [--time-scale 1]``
 
@@ -15,11 +16,13 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from sluice.engine.model.estate import load_estate
 from sluice.engine.support.clock import Clock
 from sluice.tui.app import SluiceApp
 from sluice.tui.driver import RolloutDriver, open_session
+from sluice.tui.widgets.estate_tree import EstateTree
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,8 +50,28 @@ async def capture(out: Path, time_scale: float, version: str, theme: str | None)
                 app.clear_notifications()
                 await pilot.pause(0.2)
                 app.save_screenshot(out.name, str(out.parent))
+                await _detail_and_matrix(app, pilot, out)
         finally:
             session.close()
+
+
+async def _detail_and_matrix(app: SluiceApp, pilot: Any, out: Path) -> None:
+    """``enter`` on dev-eu-1 (its p99 chart over the limit), then ``m`` (the matrix)."""
+    tree = app.screen.query_one(EstateTree)
+    tree.move_cursor(tree._by_ref[("target", "dev-eu-1")])
+    await pilot.pause(0.2)
+    await pilot.press("enter")
+    await pilot.pause(1.0)
+    app.clear_notifications()
+    await pilot.pause(0.2)
+    app.save_screenshot(f"{out.stem}-detail.svg", str(out.parent))
+    await pilot.press("escape")
+    await pilot.pause(0.3)
+    await pilot.press("m")
+    await pilot.pause(1.0)
+    app.clear_notifications()
+    await pilot.pause(0.2)
+    app.save_screenshot(f"{out.stem}-matrix.svg", str(out.parent))
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from textual import on
 from textual.app import App
 from textual.binding import Binding
 
@@ -15,12 +16,15 @@ from sluice.engine.store.history import HistoryError, HistoryNotWritable, Rollou
 from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
+from sluice.tui.keymap import UserKeys, binding_scopes, default_path, read_keys
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.console import ConsoleScreen
 from sluice.tui.screens.help import HelpScreen
 from sluice.tui.screens.history import HistoryScreen
+from sluice.tui.screens.matrix import MatrixScreen, Running
 from sluice.tui.screens.modals import ConfirmScreen
 from sluice.tui.screens.replay import ReplayScreen
+from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import ThemeError, load_themes, resolve_theme_name, variable_defaults
 from sluice.tui.widgets.rollout_view import RolloutView
 
@@ -36,14 +40,19 @@ class SluiceApp(App[int]):
         replay: a rollout id to replay instead of driving.
         speed: replay speed.
         offer_resume: on opening, offer to resume a rollout left running.
+        keys: the user's keys file as read (:func:`sluice.tui.keymap.read_keys`): its keymap
+            is applied; its problems are shown and the default keys kept.
     """
 
-    CSS_PATH = "sluice.tcss"
+    CSS_PATH = ["sluice.tcss", "estate_screens.tcss"]
     TITLE = "sluice"
     COMMANDS = App.COMMANDS | {SluiceCommands}
+    #: Below 100 columns the screen gets ``-narrow`` (estate_screens.tcss narrows the side panes).
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (100, "-wide")]
     BINDINGS = [
         Binding("question_mark", "help", "Help", id="app.help"),
         Binding("h", "history", "History", id="app.history"),
+        Binding("m", "matrix", "Matrix", id="app.matrix"),
         Binding("q", "quit_console", "Quit", id="app.quit"),
     ]
 
@@ -57,6 +66,7 @@ class SluiceApp(App[int]):
         replay: int | None = None,
         speed: float = 10.0,
         offer_resume: bool = True,
+        keys: UserKeys | None = None,
     ):
         self.themes = load_themes()
         self.theme_name = resolve_theme_name(theme, self.themes)
@@ -69,6 +79,7 @@ class SluiceApp(App[int]):
         self.speed = speed
         self.offer_resume = offer_resume
         self.farewell: str | None = None
+        self.keys = keys
         module = next(iter(self.estate.modules), None)
         self.model = ConsoleModel(
             self.estate,
@@ -90,6 +101,8 @@ class SluiceApp(App[int]):
         for theme in self.themes.values():
             self.register_theme(theme)
         self.theme = self.theme_name
+        if self.keys is not None and self.keys.keymap:
+            self.set_keymap(self.keys.keymap)
         mode = "watch" if self.driver.read_only else "live"
         self.install_screen(ConsoleScreen(self.driver, self.model, mode=mode), name="console")
         self.push_screen("console")
@@ -99,6 +112,14 @@ class SluiceApp(App[int]):
                 title="watching only",
                 severity="warning",
                 timeout=12,
+                markup=False,
+            )
+        if self.keys is not None and self.keys.problems:
+            self.notify(
+                "\n".join(self.keys.problems) + "\n(the default keys are in use)",
+                title="keys file not applied",
+                severity="error",
+                timeout=30,
                 markup=False,
             )
         self.call_after_refresh(self._opening_move)
@@ -157,6 +178,8 @@ class SluiceApp(App[int]):
             ("Console", ConsoleScreen, [*ConsoleScreen.BINDINGS, *RolloutView.BINDINGS]),
             ("History screen (h)", HistoryScreen, HistoryScreen.BINDINGS),
             ("Replay screen (p in history)", ReplayScreen, ReplayScreen.BINDINGS),
+            ("Target detail (enter on a target)", TargetDetailScreen, TargetDetailScreen.BINDINGS),
+            ("Estate matrix (m)", MatrixScreen, MatrixScreen.BINDINGS),
         ]
         others = [
             (title, keys) for title, cls, keys in sections if not isinstance(self.screen, cls)
@@ -167,6 +190,45 @@ class SluiceApp(App[int]):
         if isinstance(self.screen, HistoryScreen):
             return
         self.push_screen(HistoryScreen(self.estate, self.driver.session.history, speed=self.speed))
+
+    def action_matrix(self) -> None:
+        if isinstance(self.screen, MatrixScreen):
+            return
+        self.push_screen(
+            MatrixScreen(
+                self.estate,
+                self.driver.session.history,
+                running=self._running_cells,
+                detail_options=self._live_detail,
+            )
+        )
+
+    def _running_cells(self) -> Running:
+        """What the console's model shows of the running rollout, by (module, target)."""
+        model = self.model
+        if not model.running():
+            return {}
+        return {(model.module, t.name): t.status for t in model.targets.values() if t.wave}
+
+    def _live_detail(self, target: str) -> dict[str, object]:
+        view = self.model.targets.get(target)
+        if not self.model.running() or view is None or not view.output:
+            return {"live": self.model.running()}
+        return {"live": True, "live_lines": lambda: [line for _, line in view.output]}
+
+    @on(RolloutView.DetailRequested)
+    def _open_detail(self, message: RolloutView.DetailRequested) -> None:
+        view = message.view
+        options = self._live_detail(message.target) if view.mode != "replay" else {}
+        self.push_screen(
+            TargetDetailScreen(
+                self.estate,
+                self.driver.session.history,
+                message.target,
+                rollout_id=view.model.rollout_id,
+                **options,  # type: ignore[arg-type]
+            )
+        )
 
     def action_quit_console(self) -> None:
         leaving = self.driver.left_running()
@@ -233,11 +295,16 @@ def run_console(
         return ExitCode.BAD_INPUT
     _trust_the_terminal()
     driver = RolloutDriver(session, Clock(time_scale), read_only=read_only)
+    keys = read_keys(default_path(), binding_scopes())
     try:
-        app = SluiceApp(driver, theme=theme, start=start, resume=resume, replay=replay, speed=speed)
+        app = SluiceApp(
+            driver, theme=theme, start=start, resume=resume, replay=replay, speed=speed, keys=keys
+        )
         code = app.run()
     finally:
         session.close()
     if app.farewell:
         print(app.farewell, file=sys.stderr)
+    for line in keys.problems:  # shown in the console too; kept on the terminal after it
+        print(line, file=sys.stderr)
     return int(code or 0)

@@ -125,11 +125,14 @@ class RolloutDriver:
         self.outcome = await self.session.drive(self.rollout)
         return self.outcome
 
-    async def supersede(self, why: str) -> None:
-        """Abort a halted or waiting rollout so a new one can start, and wait for it to end."""
+    async def supersede(self, by: str) -> None:
+        """Stop a halted or waiting rollout because ``by`` (``"module version"``) replaces it.
+
+        Its outcome is recorded ``superseded`` (not ``aborted``); waits for it to end.
+        """
         if self.rollout is None or not self.active():
             return
-        self.rollout.abort(reason=why)
+        self.rollout.abort(reason=f"superseded by {by}", superseded_by=by)
         for _ in range(200):
             if not self.active():
                 return

@@ -24,9 +24,18 @@ KEY_HELP: dict[str, str] = {
     "rollout.abort": "Abort the rollout: stop in-flight applies, start nothing new (asks first)",
     "rollout.bypass": "Bypass the current gate or halt — an emergency skip that needs a reason",
     "target.dashboard": "Show the selected target's dashboard link and copy it to the clipboard",
+    "target.detail": "The selected target in full: ledger, last apply's output, measurements, vars",
+    "tree.module": "Show the next module's versions in the estate tree (when no rollout runs)",
     "tree.filter": "Filter the estate tree by target name (enter keeps it, escape clears it)",
     "tree.clear_filter": "Clear the tree filter",
     "app.history": "History of past rollouts: enter shows one, p replays it, t backtests it, u restores to it",
+    "app.matrix": "Estate matrix: every target × module, the version it runs, by channel",
+    "detail.close": "Back",
+    "detail.copy_link": "Copy the target's dashboard link to the clipboard",
+    "detail.open_link": "Open the target's dashboard with the system's browser opener",
+    "matrix.close": "Back (or leave the filter)",
+    "matrix.filter": "Filter the matrix by target or channel name",
+    "matrix.detail": "Open the selected target's detail",
     "app.help": "This help: every key and what it does",
     "app.quit": "Quit (asks while a rollout runs; it stays resumable)",
     "app.palette": "Command palette: every action and theme by name",
@@ -56,8 +65,15 @@ TITLES: dict[str, str] = {
     "rollout.abort": "Abort rollout…",
     "rollout.bypass": "Bypass gate…",
     "target.dashboard": "Dashboard link of selected target",
+    "target.detail": "Target detail",
+    "tree.module": "Estate tree: next module",
     "tree.filter": "Filter estate tree",
     "app.history": "History",
+    "app.matrix": "Estate matrix",
+    "detail.copy_link": "Copy dashboard link",
+    "detail.open_link": "Open dashboard",
+    "matrix.filter": "Filter matrix",
+    "matrix.detail": "Detail of selected target",
     "app.help": "Help: keys",
     "app.quit": "Quit",
     "history.show": "Show selected rollout",
@@ -104,8 +120,14 @@ def active_keys(app: App[object], node: DOMNode) -> Iterator[KeyInfo]:
 def class_keys(
     app: App[object], bindings: Iterable[Binding | tuple[str, ...]]
 ) -> Iterator[KeyInfo]:
-    """The bindings of a class that is not on screen (for the help of other screens)."""
+    """The bindings of a class that is not on screen (for the help of other screens).
+
+    Keys as the user's keymap has them (``App.set_keymap``: a class's bindings are remapped only
+    once it is on screen).
+    """
+    keymap: dict[str, str] = getattr(app, "_keymap", {})
     for binding in bindings:
         if isinstance(binding, Binding) and binding.id:
-            keys = [app.get_key_display(replace(binding, key=k)) for k in binding.key.split(",")]
+            spec = keymap.get(binding.id, binding.key)
+            keys = [app.get_key_display(replace(binding, key=k)) for k in spec.split(",")]
             yield KeyInfo(" ".join(keys), binding.id, binding.action, describe(binding), None)

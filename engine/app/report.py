@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+from sluice.engine.app.outcomes import outcome_text, superseded_by
 from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History, RolloutRecord
 
@@ -24,7 +25,10 @@ def _duration(record: RolloutRecord) -> str:
 
 
 def history_json(history: History) -> str:
-    return json.dumps([r.to_dict() for r in history.rollouts()], indent=2)
+    records = history.rollouts()
+    return json.dumps(
+        [{**r.to_dict(), "superseded_by": superseded_by(r, records)} for r in records], indent=2
+    )
 
 
 def make_table(
@@ -64,8 +68,9 @@ HISTORY_COLUMNS = (
 )
 
 
-def history_row(r: RolloutRecord) -> tuple[str, ...]:
-    """One rollout as a row of :data:`HISTORY_COLUMNS`."""
+def history_row(r: RolloutRecord, records: Iterable[RolloutRecord] = ()) -> tuple[str, ...]:
+    """One rollout as a row of :data:`HISTORY_COLUMNS` (``records``: the others, for what
+    superseded it)."""
     return (
         str(r.id),
         r.kind,
@@ -74,13 +79,14 @@ def history_row(r: RolloutRecord) -> tuple[str, ...]:
         r.actor,
         _when(r.started),
         _duration(r),
-        r.outcome,
+        outcome_text(r, records),
         f"{r.waves_done}/{r.waves_total}",
     )
 
 
 def history_table(history: History) -> Any:
-    rows = [history_row(r) for r in history.rollouts()]
+    records = history.rollouts()
+    rows = [history_row(r, records) for r in records]
     return make_table(f"history: {history.path}", HISTORY_COLUMNS, rows, {"id", "waves"})
 
 
@@ -109,9 +115,10 @@ def record(history: History, record: RolloutRecord) -> dict[str, Any]:
 
 def show_text(history: History, rec: RolloutRecord) -> list[str]:
     data = record(history, rec)
+    outcome = outcome_text(rec, history.rollouts()) if rec.outcome != "running" else rec.outcome
     lines = [
         f"rollout #{rec.id} ({rec.kind}) · {rec.module} {rec.from_versions} → {rec.version} · by {rec.actor}@{rec.host}",
-        f"started {_when(rec.started)} · finished {_when(rec.finished)} · {_duration(rec)} · {rec.outcome}"
+        f"started {_when(rec.started)} · finished {_when(rec.finished)} · {_duration(rec)} · {outcome}"
         + (f" (exit {rec.exit_code})" if rec.exit_code is not None else ""),
     ]
     if rec.summary:

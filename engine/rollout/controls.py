@@ -147,6 +147,8 @@ class RolloutControls:
         self._task: asyncio.Task[Outcome] | None = None
         self._aborting: tuple[str, str] | None = None
         self._abort_outcome = RolloutOutcome.ABORTED  # or HISTORY_FAILED (stop_unrecorded)
+        #: what replaces this rollout when it is aborted for a new one (``abort(superseded_by=)``)
+        self.superseded_by: str | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
         self._rollbacks = 0  # in flight; the phase before the first comes back after the last
         self._applying: int | None = None  # the wave whose applies are running
@@ -245,8 +247,14 @@ class RolloutControls:
         self._decision.set_result(decision)
         self._decision = self._waiting = None
 
-    def abort(self, reason: str = "", actor: str | None = None) -> CommandResult:
-        """Cancel in-flight applies (process groups terminated) and stop the rollout."""
+    def abort(
+        self, reason: str = "", actor: str | None = None, *, superseded_by: str | None = None
+    ) -> CommandResult:
+        """Cancel in-flight applies (process groups terminated) and stop the rollout.
+
+        ``superseded_by`` (e.g. ``"postgres-operator 2.0.1"``): it is stopped because a new
+        rollout replaces it; its outcome is then ``superseded``, not ``aborted``.
+        """
         if not self._active() or self._task is None:
             return CommandResult(False, "no rollout is running")
         if self._aborting:
@@ -258,6 +266,7 @@ class RolloutControls:
             return CommandResult(True, f"stopping {stopping} apply(s) at once: SIGKILL")
         actor = actor or self.actor
         self._aborting = (actor, reason)
+        self.superseded_by = superseded_by
         self._operator("abort", actor, reason)
         self._task.cancel()
         return CommandResult(True, "aborting: in-flight applies are being stopped")
@@ -438,7 +447,8 @@ class RolloutControls:
 
     def _budget_text(self, wave: Wave) -> str:
         failed = self._counts(wave)[FAILED]
-        text = f"{failed} failed, {wave.failure_budget} tolerated"
+        # "0 failed, 2 tolerated" read as if two failures were tolerated: say it is the budget.
+        text = f"{failed} failed (budget {wave.failure_budget})"
         return text + (" — failure budget exceeded" if failed > wave.failure_budget else "")
 
     def _summary(self) -> str:

@@ -102,6 +102,11 @@ class Rollout(Governed):
                     raise
                 await self._cancel_side_tasks()
                 actor, reason = self._aborting
+                if self.superseded_by is not None:
+                    raise _Finish(
+                        RolloutOutcome.SUPERSEDED,
+                        f"superseded by {self.superseded_by} (stopped by {actor})",
+                    ) from None
                 if self._abort_outcome != "aborted":
                     raise _Finish(self._abort_outcome, reason) from None
                 raise _Finish(

@@ -64,6 +64,7 @@ class RolloutOutcome(StrEnum):
     STOPPED = "stopped"  # on purpose and resumable (--until-wave, a manual gate headless)
     CRASHED = "crashed"  # the engine failed; resumable like a driver that died
     HISTORY_FAILED = "history_failed"  # the history could not be written: stopped, resumable
+    SUPERSEDED = "superseded"  # aborted because a new rollout of the module replaced it
 
 
 class ExitCode(IntEnum):
@@ -90,6 +91,7 @@ OUTCOME_EXIT = {
     RolloutOutcome.STOPPED: ExitCode.STOPPED,
     RolloutOutcome.CRASHED: ExitCode.STOPPED,
     RolloutOutcome.HISTORY_FAILED: ExitCode.HISTORY_UNWRITABLE,
+    RolloutOutcome.SUPERSEDED: ExitCode.ABORTED,  # aborted because a new rollout replaced it
 }
 
 

@@ -423,3 +423,28 @@ class History:
         if module is None:
             return list(self.db.query("SELECT * FROM ledger ORDER BY id"))
         return list(self.db.query("SELECT * FROM ledger WHERE module = ? ORDER BY id", [module]))
+
+    # ------------------------------------------------------------------ one target (the console's detail)
+
+    def target_ledger(self, target: str) -> list[dict[str, Any]]:
+        """Every module's ledger entries for ``target``, oldest first."""
+        return list(self.db.query("SELECT * FROM ledger WHERE target = ? ORDER BY id", [target]))
+
+    def target_last_apply(self, target: str) -> dict[str, Any] | None:
+        """The newest recorded apply (or rollback) of ``target``, in any rollout."""
+        rows = list(
+            self.db.query(
+                "SELECT * FROM applies WHERE target = ? ORDER BY id DESC LIMIT 1", [target]
+            )
+        )
+        return rows[0] if rows else None
+
+    def target_samples(self, rollout_id: int, target: str) -> list[dict[str, Any]]:
+        """``target``'s samples in rollout ``rollout_id``, in the order they were taken."""
+        return list(
+            self.db.query(
+                f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM samples WHERE rollout_id = ? "
+                "AND target = ? ORDER BY rowid",
+                [rollout_id, target],
+            )
+        )

@@ -130,7 +130,7 @@ async def test_failure_budget_exactly_at_the_limit_continues(tmp_path):
     applied = events.of(WaveApplied, wave=1)[0]
     assert (applied.ok, applied.failed, applied.tolerated) == (3, 1, 1)
     assert not applied.budget_exceeded
-    assert applied.summary == "1 failed, 1 tolerated"
+    assert applied.summary == "1 failed (budget 1)"
     assert rollout.targets["dev-1"].status == FAILED
     assert "timeout waiting for StatefulSet" in rollout.targets["dev-1"].reason
     assert [e.wave for e in events.of(WaveStarted)] == [1, 2]
@@ -149,15 +149,15 @@ async def test_failure_budget_one_past_the_limit_halts_and_starts_nothing_new(tm
     outcome = await rollout.run()
 
     assert (outcome.outcome, outcome.exit_code) == ("halted", 1)
-    assert "2 failed, 1 tolerated" in outcome.summary
+    assert "2 failed (budget 1)" in outcome.summary
     # Once the budget was spent, no new apply started in that wave, and no later wave ran.
     assert [e.target for e in events.of(ApplyStarted)] == ["dev-1", "dev-2"]
     applied = events.of(WaveApplied, wave=1)[0]
     assert (applied.ok, applied.failed, applied.tolerated, applied.skipped) == (0, 2, 1, 3)
     assert applied.budget_exceeded
-    assert applied.summary.startswith("2 failed, 1 tolerated")
+    assert applied.summary.startswith("2 failed (budget 1)")
     halt = [e for e in events.of(StateChanged) if e.state == "halted"]
-    assert halt and "2 failed, 1 tolerated" in halt[-1].detail
+    assert halt and "2 failed (budget 1)" in halt[-1].detail
     assert [t.status for n, t in rollout.targets.items() if n.startswith("dev")] == [
         FAILED,
         FAILED,
@@ -187,7 +187,7 @@ async def test_failure_budget_in_flight_applies_finish_after_it_is_spent(tmp_pat
     assert outcome.outcome == "halted"
     assert held.started == ["dev-1", "dev-2", "dev-3"]
     assert [rollout.targets[f"dev-{i}"].status for i in (1, 2, 3)] == [FAILED, OK, OK]
-    assert "1 failed, 0 tolerated" in outcome.summary
+    assert "1 failed (budget 0)" in outcome.summary
 
 
 @pytest.mark.timeout(30)
@@ -201,7 +201,7 @@ async def test_percentage_budget_of_the_wave(tmp_path):
     rollout = make_rollout(estate)
     events = Events(rollout)
     assert (await rollout.run()).outcome == "done"
-    assert events.of(WaveApplied)[0].summary == "2 failed, 2 tolerated"
+    assert events.of(WaveApplied)[0].summary == "2 failed (budget 2)"
 
 
 @pytest.mark.timeout(30)

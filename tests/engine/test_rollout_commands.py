@@ -389,10 +389,10 @@ async def test_retry_of_a_failed_target_then_advance_past_the_budget_halt(tmp_pa
     events = Events(rollout)
     task = start(rollout)
     halted = await events.first(is_state("halted"))
-    assert "1 failed, 0 tolerated" in halted.detail
+    assert "1 failed (budget 0)" in halted.detail
     assert rollout.targets["dev-2"].status == FAILED
     assert rollout.targets["dev-2"].reason == "transient: lock held"
-    refused(rollout.advance(), "1 failed, 0 tolerated", "retry")
+    refused(rollout.advance(), "1 failed (budget 0)", "retry")
     refused(rollout.retry("dev-1"), "dev-1 is ok, not failed")
     refused(rollout.retry("nope"), "unknown target")
 
@@ -607,5 +607,5 @@ async def test_retry_waits_for_the_wave_applies_so_max_parallel_holds(tmp_path):
     refused(rollout.retry("dev-1"), "wave 1 is still applying", "retry dev-1")
     flaky.release.set()
     outcome = await asyncio.wait_for(task, 10)
-    assert outcome.outcome == "done"  # 1 failed, 1 tolerated
+    assert outcome.outcome == "done"  # 1 failed (budget 1)
     assert events.of(OperatorAction, action="retry") == []

@@ -375,12 +375,20 @@ async def test_n_after_a_halt_suggests_the_fix_and_supersedes(make_console) -> N
         await until(pilot, lambda: isinstance(console.app.screen, NewRolloutScreen))
         screen = console.app.screen
         assert screen.query_one("#version", Select).value == "2.0.1"
-        assert "starting this one aborts it" in str(screen.query_one("#plan-warning").render())
+        assert "starting this one stops it (recorded as superseded)" in str(
+            screen.query_one("#plan-warning").render()
+        )
         await pilot.press("enter")  # enter opens the version picker; it never starts a rollout
         await pilot.press("escape")
         assert console.driver.rollout is first
         await pilot.press("s")
         await until(pilot, lambda: console.driver.rollout is not first)
         await until(pilot, state_is(console, "awaiting_entry"))  # production needs approval
-        assert first.outcome is not None and first.outcome.outcome == "aborted"
+        assert first.outcome is not None and first.outcome.outcome == "superseded"
         assert console.driver.rollout.plan.version == "2.0.1"
+        from sluice.engine.app.outcomes import outcome_text
+
+        records = console.driver.session.history.rollouts()
+        old = next(r for r in records if r.id == first.rollout_id)
+        assert old.outcome == "superseded"
+        assert outcome_text(old, records) == f"superseded by #{console.driver.rollout.rollout_id}"

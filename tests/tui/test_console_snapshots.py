@@ -152,3 +152,52 @@ def test_replay_at_its_end(snap_compare, make_console) -> None:
         await _settle(pilot, console)
 
     assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def _detail_of(console: Console, target: str):  # type: ignore[no-untyped-def]
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _halted(console)(pilot)
+        tree = console.app.screen.query_one("#tree")
+        tree.move_cursor(tree._by_ref[("target", target)])
+        await pilot.pause()
+        await pilot.press("enter")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "TargetDetailScreen")
+        await _settle(pilot, console)
+
+    return run_before
+
+
+def test_target_detail_with_chart(snap_compare, make_console) -> None:
+    """dev-eu-1 after the dev gate halted: its p99 chart crosses the limit line."""
+    console = make_console()
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=_detail_of(console, "dev-eu-1"))
+
+
+def test_matrix_with_two_modules(snap_compare, make_console) -> None:
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        await _halted(console)(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.parametrize("screen", ["console", "detail", "matrix"])
+def test_narrow_terminal(snap_compare, make_console, screen: str) -> None:
+    """80×24: every pane keeps its border and title; nothing is drawn over anything else."""
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
+        if screen == "detail":
+            await _detail_of(console, "dev-eu-1")(pilot)
+        else:
+            await _halted(console)(pilot)
+            if screen == "matrix":
+                await pilot.press("m")
+                await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
+            await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=(80, 24), run_before=run_before)

@@ -101,6 +101,22 @@ def test_console_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     assert "p99_latency" in halted
     assert "✗" in _region(halted, 1, 28, 84, 120)  # failed measurements counted in metrics
 
+    # The estate matrix (m), and from it a target's detail (enter): the ledger, the charts.
+    tmux.keys("m")
+    matrix = tmux.wait_for(lambda s: "estate matrix · acme-platform" in s, "the estate matrix")
+    assert "pgbouncer" in matrix and "● 2.0.0" in matrix
+    tmux.keys("Enter")
+    detail = tmux.wait_for(
+        lambda s: "target eph-101 · channel ephemeral" in s and "p99_latency" in s,
+        "the target detail",
+    )
+    assert "ledger" in detail and "last apply: #1 apply 1.12.0 → 2.0.0" in detail
+    tmux.keys("Escape")
+    # Each Escape is seen handled before the next key: sent together they read as alt+key.
+    tmux.wait_for(lambda s: "estate matrix" in s, "back to the matrix")
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "HALTED" in s and "estate matrix" not in s, "back to the console")
+
     tmux.keys("q")
     tmux.wait_for(lambda s: "Quit while a rollout runs?" in s, "the quit confirmation")
     tmux.keys("y")

@@ -53,6 +53,7 @@ class ConsoleScreen(Screen[None]):
         Binding("x", "abort", "Abort", id="rollout.abort"),
         Binding("b", "bypass", "Bypass", id="rollout.bypass"),
         Binding("d", "dashboard", "Dash", id="target.dashboard"),
+        Binding("v", "next_module", "Module", id="tree.module"),
     ]
 
     def __init__(self, driver: RolloutDriver, model: ConsoleModel, *, mode: str = "live"):
@@ -175,7 +176,7 @@ class ConsoleScreen(Screen[None]):
                 return
             warning = (
                 f"Rollout #{rollout.rollout_id} ({rollout.plan.module} → {rollout.plan.version}) "
-                f"is {rollout.state.replace('_', ' ')}: starting this one aborts it."
+                f"is {rollout.state.replace('_', ' ')}: starting this one stops it (recorded as superseded)."
             )
         self.app.push_screen(
             NewRolloutScreen(
@@ -197,7 +198,7 @@ class ConsoleScreen(Screen[None]):
     @work(group="start", exclusive=True)
     async def _start_chosen(self, plan: Plan) -> None:
         if self.driver.active():
-            await self.driver.supersede(f"superseded by {plan.module} {plan.version}")
+            await self.driver.supersede(f"{plan.module} {plan.version}")
             plan = self.driver.plan(plan.module, plan.version)  # the ledger moved
         self.start(plan)
 
@@ -340,6 +341,22 @@ class ConsoleScreen(Screen[None]):
             timeout=12,
             markup=False,
         )
+
+    def action_next_module(self) -> None:
+        """Show the next module's versions in the tree (no rollout is running)."""
+        if self.driver.active() or self.model.running():
+            self._report(
+                CommandResult(False, f"the tree shows the running rollout's {self.model.module}")
+            )
+            return
+        modules = list(self.driver.estate.modules)
+        if not modules:
+            return
+        at = modules.index(self.model.module) if self.model.module in modules else -1
+        module = modules[(at + 1) % len(modules)]
+        self.model.reset_idle(self.driver.current_versions(module), module)
+        self.call_next(self.view.repaint)
+        self.notify(f"the estate tree shows {module}", timeout=3, markup=False)
 
     def _confirm(self, title: str, body: str, verb: str, command) -> None:  # type: ignore[no-untyped-def]
         def answered(yes: bool | None) -> None:

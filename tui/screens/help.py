@@ -17,8 +17,9 @@ def _table(title: str, keys: list[KeyInfo]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False, box=None, expand=True)
     table.add_column("key", style="bold", width=12, no_wrap=True)
     table.add_column("what it does", ratio=1)
+    table.add_column("binding id", style="dim", no_wrap=True)
     for key in keys:
-        table.add_row(key.key, key.description)
+        table.add_row(key.key, key.description, key.id)
     return table
 
 
@@ -52,7 +53,8 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(
                     Text(
                         "Every action is also in the command palette (ctrl+p), with the themes. "
-                        "Keys can be remapped by binding id (App.set_keymap).",
+                        "Keys can be remapped by binding id in ~/.config/sluice/keys.toml, "
+                        'e.g. "rollout.pause" = "p" (ids in the last column).',
                         style="dim",
                     )
                 )

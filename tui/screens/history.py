@@ -69,7 +69,7 @@ class HistoryScreen(Screen[None]):
         table.clear()
         self.records = {r.id: r for r in self.history.rollouts()}
         for r in self.records.values():
-            table.add_row(*report.history_row(r), key=str(r.id))
+            table.add_row(*report.history_row(r, self.records.values()), key=str(r.id))
         empty = self.query_one("#history-empty", Label)
         empty.display = not self.records
         empty.update("No rollouts recorded yet. Start one from the console (n).")

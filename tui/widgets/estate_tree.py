@@ -17,9 +17,10 @@ NodeRef = tuple[str, str | int]
 NAME_WIDTH = 17
 
 
-#: Keys the screens own: space (pause / play), ← and → (replay seek). Tree binds them to toggle
-#: and scroll, and even a binding that skips itself would hide the screen's from the footer.
-SCREEN_KEYS = {"space", "left", "right"}
+#: Keys the screens own: space (pause / play), ← and → (replay seek), enter (a target's detail).
+#: Tree binds them to toggle and scroll, and even a binding that skips itself would hide the
+#: screen's from the footer.
+SCREEN_KEYS = {"space", "left", "right", "enter"}
 
 
 def _tree_bindings_without_screen_keys() -> list[Binding | tuple[str, str] | tuple[str, str, str]]:

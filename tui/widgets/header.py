@@ -29,6 +29,7 @@ STATE_CLASS = {
     "done": "done",
     "aborted": "aborted",
     "crashed": "aborted",
+    "superseded": "aborted",
     "stopped": "paused",
 }
 #: Wave statuses of a wave waiting to start (nothing of it applied yet).

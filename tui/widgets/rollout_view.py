@@ -58,10 +58,19 @@ class RolloutView(Vertical):
     BINDINGS = [
         Binding("slash", "filter", "Filter", id="tree.filter", show=False),
         Binding("escape", "clear_filter", "Clear filter", id="tree.clear_filter", show=False),
+        Binding("enter", "target_detail", "Detail", id="target.detail", show=False),
     ]
 
     selection: reactive[NodeRef | None] = reactive(None, init=False)
     """The tree node the other panes focus on (None: follow the current wave)."""
+
+    class DetailRequested(Message):
+        """``enter`` on a target: the app opens its detail (live, replay: the same screen)."""
+
+        def __init__(self, view: RolloutView, target: str) -> None:
+            super().__init__()
+            self.view = view
+            self.target = target
 
     class Changed(Message):
         """The model changed; one pending message stands for any number of events."""
@@ -89,7 +98,7 @@ class RolloutView(Vertical):
     async def on_mount(self) -> None:
         pane = self.query_one("#tree-pane")
         pane.border_title = "estate"
-        pane.border_subtitle = "/ filter"
+        pane.border_subtitle = "⏎ detail · / filter"
         self.query_one(RolloutHeader).mode = self.mode
         self.watch(self.app, "theme", self._theme_changed, init=False)
         self.set_interval(1.0, self._tick)
@@ -202,6 +211,8 @@ class RolloutView(Vertical):
                 if dirty.log or dirty.output:
                     log.append_new(self.model, palette)
             self.query_one(RolloutHeader).show(self.model)
+            # The version column is one module's: say which.
+            self.query_one("#tree-pane").border_title = f"estate · {self.model.module}"
 
     def _tick(self) -> None:
         """Once a second: the clock-driven parts (elapsed, ETA, soak countdown)."""
@@ -265,6 +276,15 @@ class RolloutView(Vertical):
         self.query_one(WaveProgress).mark(selected=wave, current=self.model.current_wave)
 
     # ------------------------------------------------------------------ filter
+
+    def action_target_detail(self) -> None:
+        # The tree's cursor, not ``selection``: a key may arrive before the highlight message.
+        ref = self.query_one(EstateTree).selected_ref
+        target = str(ref[1]) if ref is not None and ref[0] == "target" else None
+        if target is None:
+            self.notify("select a target in the tree to see its detail", severity="warning")
+            return
+        self.post_message(self.DetailRequested(self, target))
 
     def action_filter(self) -> None:
         box = self.query_one("#tree-filter", Input)

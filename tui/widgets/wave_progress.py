@@ -149,7 +149,7 @@ def row_data(model: ConsoleModel, wave: WaveView, palette: Palette) -> WaveRowDa
         budget.append(f"tolerates {tolerates}", style=palette.style("log-muted"))
     else:
         budget.append(
-            f"{failed} failed of {wave.budget} tolerated",
+            f"{failed} failed (budget {wave.budget})",
             style=palette.style("wave-failed" if over else "log-muted"),
         )
     if over:

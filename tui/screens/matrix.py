@@ -1,0 +1,238 @@
+"""``m``: the estate matrix — targets × modules, the version each runs, grouped by channel.
+
+A cell's colour (and its mark, never colour alone) says its state: ``●`` in the running rollout,
+``▼`` behind the module's newest published version, plain when it runs the newest. ``/`` filters
+by target or channel name; ``enter`` opens the target's detail.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from rich.text import Text
+from textual import events, on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import Footer, Input, Label
+
+from sluice.engine.model.estate import Estate
+from sluice.engine.store.history import History
+from sluice.tui.estate_data import current_versions
+from sluice.tui.screens.target_detail import TargetDetailScreen
+from sluice.tui.themes import Palette
+from sluice.tui.widgets.matrix_grid import MatrixGrid
+
+#: (module, target) → the target's status in the running rollout of that module.
+Running = dict[tuple[str, str], str]
+MARKS = {"rollout": "●", "behind": "▼", "newest": " "}
+STYLES = {"rollout": "gate-soaking", "behind": "gate-waiting", "newest": "wave-ok"}
+
+
+def cell_state(version: str, newest: str, in_rollout: bool) -> str:
+    if in_rollout:
+        return "rollout"
+    return "newest" if version == newest else "behind"
+
+
+class MatrixScreen(Screen[None]):
+    """Every target's version of every module.
+
+    Args:
+        running: what the running rollout is doing, by (module, target) (read when painted).
+        rollout_id: the rollout whose measurements a target's detail draws (history's choice).
+        detail_options: passed on to :class:`TargetDetailScreen` (live output, refresh).
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="matrix.close"),
+        Binding("slash", "filter", "Filter", id="matrix.filter"),
+        Binding("enter", "detail", "Detail", id="matrix.detail"),
+    ]
+
+    def __init__(
+        self,
+        estate: Estate,
+        history: History,
+        *,
+        running: Callable[[], Running] | None = None,
+        rollout_id: int | None = None,
+        detail_options: Callable[[str], dict[str, object]] | None = None,
+    ):
+        super().__init__(id="matrix")
+        self.estate = estate
+        self.history = history
+        self.running = running or dict
+        self.rollout_id = rollout_id
+        self.detail_options = detail_options
+        self.modules = list(estate.modules)
+        self.filter_text = ""
+        self.rows: list[str] = []  # target per table row ("" for a channel's heading row)
+        self._shown = False
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="matrix-title", markup=False)
+        yield Input(placeholder="filter targets or channels…", id="matrix-filter")
+        yield Label("", id="matrix-header", markup=False)
+        yield MatrixGrid(id="matrix-table")
+        yield Label("", id="matrix-legend")
+        yield Footer(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#matrix-filter").display = False
+        self.widths = [max([len(n) for n in self.estate.targets] + [20]) + 3]
+        titles = ["target"]
+        for module in self.modules:
+            newest = self.estate.modules[module].versions[-1]
+            title = f"{module} (newest {newest})"
+            widest = max(len(v) for v in self.estate.modules[module].versions)
+            self.widths.append(max(len(title), widest + 16) + 2)
+            titles.append(title)
+        header = "".join(f"{t:<{w}}" for t, w in zip(titles, self.widths, strict=True))
+        self.query_one("#matrix-header", Label).update(" " + header)
+        self.paint()
+        self.query_one(MatrixGrid).focus()
+
+    @property
+    def palette(self) -> Palette:
+        variables = {**self.app.get_theme_variable_defaults(), **self.app.current_theme.variables}
+        return Palette(variables)
+
+    def paint(self) -> None:
+        grid = self.query_one(MatrixGrid)
+        keep = self.rows[grid.cursor] if self.rows and grid.cursor < len(self.rows) else ""
+        self.rows = []
+        lines: list[Text] = []
+        versions = current_versions(self.estate, self.history)
+        running = self.running()
+        palette = self.palette
+        needle = self.filter_text.lower()
+        tally = {"behind": 0, "rollout": 0, "shown": 0}
+        for channel in self.estate.channels:
+            names = [
+                n
+                for n in channel.targets
+                if not needle or needle in n.lower() or needle in channel.name.lower()
+            ]
+            if not names:
+                continue
+            lines.append(Text(f" {channel.name} · {len(names)} targets", style="bold"))
+            self.rows.append("")
+            for name in names:
+                line = Text(f"   {name:<{self.widths[0] - 2}}")
+                for module, width in zip(self.modules, self.widths[1:], strict=True):
+                    cell = self._cell(module, name, versions, running, palette, tally)
+                    cell.truncate(width, pad=True)
+                    line.append_text(cell)
+                lines.append(line)
+                self.rows.append(name)
+                tally["shown"] += 1
+        self._paint_texts(tally, len(versions))
+        if keep and keep in self.rows:
+            cursor = self.rows.index(keep)
+        else:
+            cursor = 1 if len(self.rows) > 1 else 0
+        grid.set_lines(lines, cursor)
+
+    def _cell(
+        self,
+        module: str,
+        target: str,
+        versions: dict[str, dict[str, str]],
+        running: Running,
+        palette: Palette,
+        tally: dict[str, int],
+    ) -> Text:
+        version = versions[module].get(target)
+        if version is None:
+            return Text("—  (not run here)", style=palette.style("log-muted"))
+        status = running.get((module, target))
+        state = cell_state(version, self.estate.modules[module].versions[-1], status is not None)
+        if state != "newest":
+            tally[state] += 1
+        text = Text(f"{MARKS[state]} {version}", style=palette.style(STYLES[state]))
+        if status is not None:
+            text.append(f"  {status.replace('_', ' ')}", style=palette.style("log-muted"))
+        return text
+
+    def _paint_texts(self, tally: dict[str, int], modules: int) -> None:
+        total = len(self.estate.targets)
+        shown = f"{tally['shown']} of {total} targets" if self.filter_text else f"{total} targets"
+        self.query_one("#matrix-title", Label).update(
+            f" estate matrix · {self.estate.name} · {shown} × {modules} modules"
+            + (f" · filter “{self.filter_text}”" if self.filter_text else "")
+        )
+        palette = self.palette
+        legend = Text(" ")
+        legend.append(
+            f"{MARKS['rollout']} in the running rollout", palette.style(STYLES["rollout"])
+        )
+        legend.append(f" ({tally['rollout']} target·modules)   ")
+        legend.append(
+            f"{MARKS['behind']} behind the newest version", palette.style(STYLES["behind"])
+        )
+        legend.append(f" ({tally['behind']} target·modules)   ")
+        legend.append("runs the newest", palette.style(STYLES["newest"]))
+        legend.append("   · / filter · enter detail · esc back", style="dim")
+        self.query_one("#matrix-legend", Label).update(legend)
+
+    # ------------------------------------------------------------------ keys
+
+    def selected_target(self) -> str | None:
+        cursor = self.query_one(MatrixGrid).cursor
+        if not self.rows or cursor >= len(self.rows):
+            return None
+        return self.rows[cursor] or None
+
+    def action_detail(self) -> None:
+        target = self.selected_target()
+        if target is None:
+            self.notify("select a target row (not a channel heading)", severity="warning")
+            return
+        options = self.detail_options(target) if self.detail_options else {}
+        self.app.push_screen(
+            TargetDetailScreen(
+                self.estate,
+                self.history,
+                target,
+                rollout_id=self.rollout_id,
+                **options,  # type: ignore[arg-type]
+            )
+        )
+
+    def on_matrix_grid_chosen(self) -> None:
+        self.action_detail()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#matrix-filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_close(self) -> None:
+        box = self.query_one("#matrix-filter", Input)
+        if box.has_focus:
+            box.value = ""
+            box.display = False
+            self.query_one(MatrixGrid).focus()
+            return
+        self.app.pop_screen()
+
+    @on(Input.Changed, "#matrix-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.paint()
+
+    @on(Input.Submitted, "#matrix-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        self.query_one("#matrix-filter", Input).display = bool(event.value)
+        self.query_one(MatrixGrid).focus()
+
+    def on_screen_resume(self, event: events.ScreenResume) -> None:
+        if self._shown:  # back from a target's detail (the first paint is on_mount's)
+            self.paint()
+        self._shown = True
+
+
+def running_cells(module: str, statuses: Sequence[tuple[str, str]]) -> Running:
+    """(target, status) pairs of a running rollout of ``module`` as matrix cells."""
+    return {(module, target): status for target, status in statuses}

@@ -1,0 +1,230 @@
+"""One target in full: what it runs, its ledger as a timeline, its last apply's output, its
+measurements drawn large, its vars and dashboard link (``d`` copies, ``o`` opens).
+
+Opened with ``enter`` on a target in the console, the replay and the estate matrix. Everything is
+read from history (:mod:`sluice.tui.estate_data`), so it says the same in all three; while a
+rollout runs it re-reads once a second.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Label, Log, Static
+
+from sluice.engine.model.estate import Estate
+from sluice.engine.model.units import format_duration
+from sluice.engine.store.history import History
+from sluice.tui.estate_data import TargetDetail, target_detail
+from sluice.tui.widgets.measure_chart import MeasureChart, legend
+
+#: Openers tried for ``o``, first found wins (none: the link is copied and shown instead).
+OPENERS = ("xdg-open", "open", "wslview")
+LEDGER_COLUMNS = ("when", "module", "version", "by", "rollout outcome", "who")
+REFRESH_SECONDS = 1.0
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
+
+
+class TargetDetailScreen(Screen[None]):
+    """The detail of ``target``; ``rollout_id`` chooses whose measurements are drawn.
+
+    Args:
+        live_lines: the running rollout's output lines for this target, newer than history's
+            recorded tail (the console model's); None outside a live rollout.
+        live: re-read history once a second (a rollout is running).
+    """
+
+    BINDINGS = [
+        Binding("escape", "close", "Back", id="detail.close"),
+        Binding("d", "copy_link", "Copy link", id="detail.copy_link"),
+        Binding("o", "open_link", "Open link", id="detail.open_link"),
+    ]
+
+    def __init__(
+        self,
+        estate: Estate,
+        history: History,
+        target: str,
+        *,
+        rollout_id: int | None = None,
+        live_lines: Callable[[], Sequence[str]] | None = None,
+        live: bool = False,
+    ):
+        super().__init__(id="target-detail")
+        self.estate = estate
+        self.history = history
+        self.target = target
+        self.rollout_id = rollout_id
+        self.live_lines = live_lines
+        self.live = live
+        self.detail: TargetDetail = target_detail(estate, history, target, rollout_id)
+        self._output_shown: tuple[str, ...] = ()
+
+    def compose(self) -> ComposeResult:
+        yield Label("", id="detail-title", markup=False)
+        with Horizontal(id="detail-panes"):
+            with Vertical(id="detail-left"):
+                yield Static("", id="detail-runs")
+                yield DataTable(id="detail-ledger", cursor_type="row", zebra_stripes=True)
+                yield Static("", id="detail-vars")
+            with Vertical(id="detail-right"):
+                yield VerticalScroll(id="detail-charts")
+                yield Log(id="detail-output", highlight=False)
+        yield Footer(compact=True)
+
+    async def on_mount(self) -> None:
+        self.query_one("#detail-runs").border_title = "runs now"
+        self.query_one("#detail-ledger").border_title = "ledger: every module, newest first"
+        self.query_one("#detail-vars").border_title = "vars · dashboard"
+        self.query_one("#detail-charts").border_title = "measurements"
+        table = self.query_one("#detail-ledger", DataTable)
+        for column in LEDGER_COLUMNS:
+            table.add_column(column, key=column)
+        await self.paint()
+        table.focus()
+        if self.live:
+            self.set_interval(REFRESH_SECONDS, self.refresh_detail)
+
+    async def refresh_detail(self) -> None:
+        self.detail = target_detail(self.estate, self.history, self.target, self.rollout_id)
+        await self.paint()
+
+    async def paint(self) -> None:
+        d = self.detail
+        record = d.rollout
+        measured = (
+            f"measurements of rollout #{record.id} ({record.module} → {record.version})"
+            if record
+            else "no measurements recorded"
+        )
+        self.query_one("#detail-title", Label).update(
+            f" target {d.name} · channel {d.channel} · executor {d.executor} · {measured}"
+        )
+        runs = Text()
+        for module, version in d.modules.items():
+            runs.append("\n" if runs else "")
+            runs.append(f"{module} ", style="bold")
+            runs.append(version)
+        self.query_one("#detail-runs", Static).update(runs)
+        self._paint_ledger()
+        self._paint_vars()
+        await self._paint_charts()
+        self._paint_output()
+
+    def _paint_ledger(self) -> None:
+        table = self.query_one("#detail-ledger", DataTable)
+        table.clear()
+        for row in self.detail.ledger:
+            table.add_row(
+                _when(row.since),
+                row.module,
+                row.version,
+                f"#{row.rollout_id} {row.action}",
+                row.outcome,
+                row.actor,
+            )
+        if not self.detail.ledger:
+            table.add_row("—", "no change recorded", "(initial versions)", "", "", "")
+
+    def _paint_vars(self) -> None:
+        text = Text()
+        for key, value in self.detail.vars.items():
+            text.append(f"{key}", style="bold")
+            text.append(f" = {value}\n")
+        if not self.detail.vars:
+            text.append("no vars\n", style="dim")
+        link = self.detail.dashboard
+        text.append(link or "no dashboard in the estate file", style="underline" if link else "dim")
+        if link:
+            text.append("  (d copies · o opens)", style="dim")
+        self.query_one("#detail-vars", Static).update(text)
+
+    async def _paint_charts(self) -> None:
+        box = self.query_one("#detail-charts", VerticalScroll)
+        charts = list(box.query(MeasureChart))
+        series = self.detail.series
+        if len(charts) == len(series):
+            for chart, s, label in zip(charts, series, box.query(".chart-legend"), strict=False):
+                chart.series = s
+                label.update(legend(s))  # type: ignore[attr-defined]
+            return
+        await box.remove_children()
+        if not series:
+            await box.mount(Label("no measurements of this target recorded", classes="dim"))
+            return
+        widgets = []
+        for s in series:
+            widgets += [Static(legend(s), classes="chart-legend"), MeasureChart(s)]
+        await box.mount_all(widgets)
+
+    def _paint_output(self) -> None:
+        log = self.query_one("#detail-output", Log)
+        last = self.detail.last_apply
+        live = tuple(self.live_lines()) if self.live_lines is not None else ()
+        if last is None and not live:
+            log.border_title = "last apply: none recorded"
+            lines: tuple[str, ...] = ("no apply of this target is recorded",)
+        else:
+            if last is not None:
+                took = "" if last.duration is None else f" in {format_duration(last.duration)}"
+                log.border_title = (
+                    f"last apply: #{last.rollout_id} {last.action} {last.from_version} → "
+                    f"{last.version} · {last.outcome}{took}"
+                )
+            lines = live or (
+                *((f"$ {last.command}",) if last and last.command else ()),
+                *(last.lines if last else ()),
+                *((f"{last.outcome}: {last.reason}",) if last and last.reason else ()),
+            )
+        if lines != self._output_shown:
+            self._output_shown = lines
+            log.clear()
+            log.write_lines(lines)
+
+    # ------------------------------------------------------------------ keys
+
+    def action_close(self) -> None:
+        self.app.pop_screen()
+
+    def action_copy_link(self) -> None:
+        link = self.detail.dashboard
+        if not link:
+            self.notify(f"{self.target} has no dashboard in the estate file", severity="warning")
+            return
+        self.app.copy_to_clipboard(link)
+        self.notify(f"{link}\n(copied to the clipboard)", title="dashboard", markup=False)
+
+    def action_open_link(self) -> None:
+        link = self.detail.dashboard
+        if not link:
+            self.notify(f"{self.target} has no dashboard in the estate file", severity="warning")
+            return
+        opener = next((found for name in OPENERS if (found := shutil.which(name))), None)
+        if opener is None:
+            self.app.copy_to_clipboard(link)
+            self.notify(
+                f"no browser opener ({', '.join(OPENERS)}) here: {link} copied instead",
+                severity="warning",
+                markup=False,
+            )
+            return
+        # The URL is one argument, never a shell string; the opener outlives nothing of ours.
+        subprocess.Popen(  # noqa: S603
+            [opener, link],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        self.notify(f"opening {link}", title="dashboard", markup=False)
