@@ -27,6 +27,7 @@ class ExitCode(IntEnum):
     ABORTED = 3  # operator, Ctrl-C, SIGTERM
     STOPPED = 4  # stopped before the end and resumable
     LOCKED = 5  # another process drives the estate
+    LEASE_LOST = 6  # this process lost the lease to another driver and stopped at once
 
 
 #: Rollout outcomes and their exit codes.
@@ -35,6 +36,7 @@ OUTCOME_EXIT = {
     "halted": ExitCode.HALTED,
     "aborted": ExitCode.ABORTED,
     "stopped": ExitCode.STOPPED,
+    "lease_lost": ExitCode.LEASE_LOST,
 }
 
 
@@ -100,7 +102,7 @@ class CommandResult(NamedTuple):
 
 @dataclass(frozen=True)
 class Outcome:
-    outcome: str  # done | halted | aborted | stopped
+    outcome: str  # done | halted | aborted | stopped | lease_lost
     summary: str
 
     @property

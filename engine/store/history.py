@@ -14,20 +14,24 @@ whole stream, as JSON, for any SQL reader; sluice itself reads the two tables
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sluice.engine.model.estate import is_history_url
 from sluice.engine.rollout.events import (
     _KINDS as EVENT_KINDS,
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
+from sluice.engine.store.backend import Database, SqliteDatabase
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
@@ -36,8 +40,8 @@ from sluice.engine.store.schema import (  # the schema's names are known from he
     WAL_CHECKPOINT_BYTES,
 )
 
-if TYPE_CHECKING:  # imported when a history is opened: it is a tenth of a second at start-up
-    import sqlite_utils
+if TYPE_CHECKING:
+    from sluice.engine.store.lease import Lease
 
 #: Wave outcomes that count as done (a resumed rollout starts after them).
 DONE_OUTCOMES = ("passed", "approved", "bypassed", "skipped")
@@ -174,16 +178,39 @@ def _create_private(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+def _wal(conn: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Put the file in WAL mode. Switching a new file takes an exclusive lock that SQLite does not
+    wait for (no busy handler): a second process opening the new file at the same moment got
+    "database is locked" — so wait for it here, as the busy timeout waits for any other lock."""
+    deadline = time.monotonic() + patience
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 class History:
     """The estate's history database. Open with :meth:`open`; one per process."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path):
+    def __init__(self, db: Database, path: Path | str):
         self.db = db
+        #: Where it is: the file's path, or the URL (its password never shown).
         self.path = path
+        #: The lease of a driving session: every :meth:`writing` transaction checks it.
+        self.fence: Lease | None = None
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True) -> History:
-        """Open (creating 0600 if needed) and migrate the history at ``path``."""
+    def open(cls, path: Path | str, *, create: bool = True) -> History:
+        """Open (creating 0600 if needed) and migrate the history at ``path`` — a file, or a
+        ``postgresql://`` URL (:mod:`sluice.engine.store.postgres`)."""
+        if isinstance(path, str) and is_history_url(path):
+            return cls._open_url(path, create=create)
         path = Path(path)
         try:
             new = not path.exists()
@@ -198,15 +225,12 @@ class History:
             )
             if new:  # only an empty file takes a page size (a WAL-mode file keeps its own)
                 conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
             conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
-            import sqlite_utils  # here, not at import: most sluice commands never open a history
-
-            # No sqlite-utils plugins in the history store (and no scan for them at every start).
-            history = cls(sqlite_utils.Database(conn, execute_plugins=False), path)
+            history = cls(SqliteDatabase(conn), path)
             history._migrate()
         except sqlite3.DatabaseError as exc:
             raise HistoryError(f"{path}: not a usable sluice history ({exc})") from None
@@ -218,8 +242,35 @@ class History:
                 os.chmod(side, 0o600)
         return history
 
+    @classmethod
+    def _open_url(cls, url: str, *, create: bool) -> History:
+        from sluice.engine.store.postgres import HistoryUrlError, PostgresDatabase, shown
+
+        try:
+            db = PostgresDatabase.connect(url)
+        except HistoryUrlError as exc:
+            raise HistoryError(str(exc)) from None
+        try:
+            if not create and not db.has_history():
+                raise HistoryError(
+                    f"{shown(url)}: no history yet (no rollout has run on this estate)"
+                )
+            current = db.migrate(SCHEMA_VERSION)
+            if current > SCHEMA_VERSION:
+                raise HistoryError(
+                    f"{shown(url)}: written by a newer sluice (schema {current} > {SCHEMA_VERSION})"
+                )
+        except BaseException as exc:
+            db.close()
+            if isinstance(exc, Exception) and type(exc).__module__.startswith("psycopg"):
+                raise HistoryError(f"{shown(url)}: not a usable sluice history ({exc})") from None
+            raise
+        return cls(db, shown(url))
+
     def _migrate(self) -> None:
-        with self.db.atomic():
+        # One write transaction, its lock taken first: two processes opening a new history at
+        # once migrate it one after the other (the second finds it done).
+        with self.db.transaction():
             self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = row[0] or 0
@@ -238,9 +289,18 @@ class History:
         return int(self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.db.close()
 
     # ------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """One write transaction; in a driving session it first checks, inside it, that this
+        process still holds the lease (:class:`~sluice.engine.store.lease.LeaseLost` if not)."""
+        with self.db.transaction():
+            if self.fence is not None:
+                self.fence.check()
+            yield
 
     def create_rollout(
         self,
@@ -256,8 +316,8 @@ class History:
         kind: str = "rollout",
     ) -> int:
         """Allocate a rollout id (the row is written before anything runs)."""
-        with self.db.atomic():
-            cursor = self.db.execute(
+        with self.writing():
+            return self.db.insert(
                 "INSERT INTO rollouts (estate, module, from_versions, version, actor, host, kind, started, "
                 "waves_total, plan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -273,7 +333,14 @@ class History:
                     json.dumps(plan),
                 ],
             )
-        return int(cursor.lastrowid or 0)
+
+    def reopen_rollout(self, rollout_id: int) -> None:
+        """A resumed rollout runs again."""
+        with self.writing():
+            self.db.execute(
+                "UPDATE rollouts SET outcome = 'running', finished = NULL WHERE id = ?",
+                [rollout_id],
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -348,9 +415,10 @@ class History:
     def last_seq(self, rollout_id: int) -> int:
         return int(
             self.db.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM event_log WHERE rollout_id = :id), 0), "
-                "COALESCE((SELECT MAX(seq) FROM samples WHERE rollout_id = :id), 0))",
-                {"id": rollout_id},
+                "SELECT CASE WHEN a > b THEN a ELSE b END FROM (SELECT "
+                "COALESCE((SELECT MAX(seq) FROM event_log WHERE rollout_id = ?), 0) AS a, "
+                "COALESCE((SELECT MAX(seq) FROM samples WHERE rollout_id = ?), 0) AS b) AS seqs",
+                [rollout_id, rollout_id],
             ).fetchone()[0]
         )
 
@@ -379,7 +447,9 @@ class History:
     def operator_actions(self, rollout_id: int) -> list[dict[str, Any]]:
         return list(
             self.db.query(
-                "SELECT * FROM operator_actions WHERE rollout_id = ? ORDER BY rowid", [rollout_id]
+                "SELECT rollout_id, ts, actor, action, reason, wave, target FROM operator_actions "
+                "WHERE rollout_id = ? ORDER BY rowid",
+                [rollout_id],
             )
         )
 

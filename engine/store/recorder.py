@@ -40,6 +40,7 @@ from sluice.engine.rollout.events import (
     WaveStarted,
 )
 from sluice.engine.store.history import History
+from sluice.engine.store.lease import LeaseLost
 
 #: Events written the moment they happen (the rest wait for the next batch).
 DURABLE = (
@@ -88,11 +89,12 @@ def _make_encoder() -> Callable[[Any], str]:
 
 _encode = _make_encoder()
 _EVENT_SQL = (
-    "INSERT OR IGNORE INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
 )
 _SAMPLE_SQL = (
-    "INSERT OR IGNORE INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
-    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
+    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
 
@@ -147,6 +149,10 @@ class Recorder:
         self._tails: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=TAIL_LINES))
         self._apply_ids: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
+        #: Why this process may no longer write (it lost the lease), or None.
+        self.lost: str | None = None
+        #: Called once when a write finds the lease lost (the session stops the rollout).
+        self.on_lost: Callable[[LeaseLost], None] | None = None
 
     def __call__(self, event: Event) -> None:
         cls = type(event)
@@ -182,13 +188,21 @@ class Recorder:
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
         elif cls in _APPLY_TYPES:
-            # Only the apply's own rows must be durable now; its event row joins the batch. One
-            # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
-            if isinstance(event, ApplyFinished) and event.outcome == "ok":
-                with self.history.db.atomic():
-                    self._apply(event)  # the apply's row and its ledger entry, together
-            else:
-                self._apply(event)
+            # Only the apply's own rows must be durable now; its event row joins the batch. The
+            # transaction checks the lease first: an apply this process may no longer drive is
+            # not recorded — and so, raising LeaseLost out of the emit, never launched.
+            if self.lost is not None:
+                if isinstance(event, ApplyStarted):
+                    raise LeaseLost(self.lost)
+                return
+            try:
+                with self.history.writing():
+                    self._apply(event)  # with a success, the apply's row and its ledger entry
+            except LeaseLost as exc:
+                self._lose(exc)
+                if isinstance(event, ApplyStarted):
+                    raise
+                return
         if cls in _FLUSH_TYPES:
             self.flush(event)
         else:
@@ -211,28 +225,42 @@ class Recorder:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self.lost is not None:  # nothing more is written by a process that lost the lease
+            self._events.clear()
+            self._samples.clear()
+            return
         db = self.history.db
-        with db.atomic():
-            if self._events:
-                db.conn.executemany(_EVENT_SQL, self._events)
-                self._events.clear()
-            if self._samples:
-                db.conn.executemany(_SAMPLE_SQL, self._samples)
-                self._samples.clear()
-            if event is not None:
-                self._apply(event)
+        try:
+            with self.history.writing():
+                if self._events:
+                    db.executemany(_EVENT_SQL, self._events)
+                    self._events.clear()
+                if self._samples:
+                    db.executemany(_SAMPLE_SQL, self._samples)
+                    self._samples.clear()
+                if event is not None:
+                    self._apply(event)
+        except LeaseLost as exc:
+            self._lose(exc)
+
+    def _lose(self, exc: LeaseLost) -> None:
+        """The lease is gone: drop what is buffered, write nothing more, tell the session."""
+        self.lost = str(exc)
+        self._events.clear()
+        self._samples.clear()
+        if self.on_lost is not None:
+            self.on_lost(exc)
 
     def _apply(self, e: Event) -> None:
-        conn = self.history.db.conn
+        conn = self.history.db
         rid = self.rollout_id
         if isinstance(e, ApplyStarted):
             self._tails.pop(e.target, None)
-            cursor = conn.execute(
+            self._apply_ids[e.target] = conn.insert(
                 "INSERT INTO applies (rollout_id, wave, target, action, version, from_version, command, started) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [rid, e.wave, e.target, e.action, e.version, e.from_version, e.command, e.ts],
             )
-            self._apply_ids[e.target] = int(cursor.lastrowid or 0)
         elif isinstance(e, ApplyFinished):
             tail = "\n".join(self._tails.pop(e.target, ()))
             apply_id = self._apply_ids.pop(e.target, None)
