@@ -105,10 +105,10 @@ def current_versions(estate: Estate, spec: str) -> dict[str, str]:
     """Each target's current version of the module, from the history's ledger (if any)."""
     from sluice.engine.store.history import History, HistoryError
 
-    if not estate.history_path.exists():
+    if estate.history_url is None and not estate.history_path.exists():
         return {}
     try:
-        history = History.open(estate.history_path, create=False)
+        history = History.open(estate.history, create=False)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -319,7 +319,7 @@ def _history(estate: Estate) -> Iterator[Any]:
     from sluice.engine.store.history import History, HistoryError
 
     try:
-        history = History.open(estate.history_path, create=False)
+        history = History.open(estate.history, create=False)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:

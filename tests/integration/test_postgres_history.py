@@ -1,0 +1,71 @@
+"""The history on a real PostgreSQL server: the same records, the same lease, as the SQLite file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sluice.engine.app.session import LeaseHeld, Session
+from sluice.engine.model.estate import load_estate
+from sluice.engine.store.history import History, HistoryError
+from sluice.engine.support.clock import Clock
+
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_estate.toml"
+
+
+@pytest.fixture
+def estate(tmp_path, history_url):
+    text = SAMPLE.read_text().replace(
+        'history = ".sluice/history.db"', f'history = "{history_url}"'
+    )
+    (tmp_path / "estate.toml").write_text(text)
+    return load_estate(tmp_path / "estate.toml")
+
+
+async def test_a_rollout_is_recorded_in_postgresql_as_in_sqlite(estate):
+    assert estate.history_url is not None
+    session = Session.open(estate)
+    try:
+        assert session.history.db.kind == "postgresql"
+        plan = session.plan("postgres-operator", "2.0.1")
+        rollout = session.new_rollout(plan, clock=Clock(0), interactive=False, approve=True)
+        outcome = await session.drive(rollout)
+        assert outcome.outcome == "done"
+        ledger = session.history.ledger("postgres-operator")
+        assert set(ledger.values()) == {"2.0.1"} and len(ledger) == len(estate.targets)
+        [record] = session.history.rollouts()
+        assert record.outcome == "done" and record.waves_done == record.waves_total
+        events = session.history.events(record.id)
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert events[-1].kind == "rollout_finished"
+    finally:
+        session.close()
+    history = History.open(estate.history, create=False)
+    try:
+        assert history.db.execute("SELECT COUNT(*) FROM lease").fetchone()[0] == 0
+        log = [r["action"] for r in history.db.query("SELECT action FROM lease_log ORDER BY rowid")]
+        assert log == ["acquire", "release"]
+    finally:
+        history.close()
+
+
+def test_a_second_driver_on_another_host_is_refused_naming_the_holder(estate, monkeypatch):
+    monkeypatch.setenv("SLUICE_HOST", "machine-a")
+    first = Session.open(estate)
+    try:
+        monkeypatch.setenv("SLUICE_HOST", "machine-b")
+        with pytest.raises(LeaseHeld, match=r"@machine-a \(pid \d+"):
+            Session.open(estate)
+        watcher = Session.open(estate, drive=False)  # watching is fine
+        watcher.close()
+    finally:
+        first.close()
+
+
+def test_an_unreachable_server_is_one_line(tmp_path, postgres):
+    url = f"postgresql://sluice:secret@127.0.0.1:{postgres.port + 1}/nothing"
+    with pytest.raises(HistoryError) as info:
+        History.open(url)
+    message = str(info.value)
+    assert "cannot connect" in message and "secret" not in message and "\n" not in message
