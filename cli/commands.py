@@ -7,6 +7,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sluice.cli.process import error, long_running
@@ -56,6 +57,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "show": cmd_show,
         "export": cmd_export,
         "replay": cmd_replay,
+        "copy-history": cmd_copy_history,
     }
     handler = handlers.get(args.command)
     if handler is None:
@@ -275,6 +277,33 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def cmd_copy_history(args: argparse.Namespace) -> int:
+    from sluice.engine.model.estate import is_history_url
+    from sluice.engine.store.copy import CopyMismatch, CopyRefused, copy_history
+    from sluice.engine.store.history import History, HistoryError
+
+    estate = load(args.estate)
+    dest_at = args.dest if is_history_url(args.dest) else Path(args.dest).expanduser().absolute()
+    with _history(estate) as source:
+        if str(source.path) == str(dest_at):
+            raise BadInput(f"sluice: {args.dest} is this estate's history itself")
+        try:
+            dest = History.open(dest_at)
+        except HistoryError as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        try:
+            tables = copy_history(source, dest, estate.name, replace=args.replace)
+        except (CopyRefused, CopyMismatch) as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        finally:
+            dest.close()
+    rows = sum(t.rows for t in tables)
+    print(f"copied {rows} rows of estate {estate.name!r} from {source.path} to {dest.path}")
+    for t in tables:
+        print(f"  {t.table:<17} {t.rows:>9} rows  sha256 {t.sha256[:16]}  verified")
+    return ExitCode.OK
 
 
 def _spec(spec: str) -> tuple[str, str]:

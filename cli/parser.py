@@ -8,7 +8,10 @@ from sluice.engine import __version__
 
 DEFAULT_ESTATE = "sample_estate.toml"
 
-COMMANDS = ("check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export")
+COMMANDS = (
+    "check", "plan", "run", "resume", "rollback", "history", "show", "replay", "export",
+    "copy-history",
+)  # fmt: skip
 
 
 def _time_scale(text: str) -> float:
@@ -95,6 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="the rollout record as TOML on stdout")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
+
+    p = sub.add_parser(
+        "copy-history", help="copy every record to another history (path or URL), verified"
+    )
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("dest", metavar="DEST", help="a history file or a postgresql:// URL")
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite a destination holding this estate"
+    )
     return parser
 
 

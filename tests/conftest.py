@@ -34,3 +34,14 @@ def postgres() -> Iterator[PostgresServer]:
 @pytest.fixture
 def history_url(postgres: PostgresServer) -> str:
     return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def histories(request: pytest.FixtureRequest):
+    """``histories(directory)`` → a history on each backend in turn (tests/history_backends.py)."""
+    from history_backends import PgHistory, SqliteHistory
+
+    if request.param == "sqlite":
+        return SqliteHistory
+    server = request.getfixturevalue("postgres")
+    return lambda directory: PgHistory(server.new_database())

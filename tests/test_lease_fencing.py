@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -28,14 +27,14 @@ APPLY = (
 )
 
 
-def write_estate(directory: Path) -> Path:
+def write_estate(directory: Path, history: str) -> Path:
     (directory / "locks").mkdir()
     targets = "".join(
         f'[targets.t{i:02d}]\nchannel = "c"\nexecutor = "sh"\n' for i in range(TARGETS)
     )
     path = directory / "estate.toml"
     path.write_text(
-        '[estate]\nname = "fenced"\n[[channels]]\nname = "c"\nmax_parallel = 2\n'
+        f'[estate]\nname = "fenced"\nhistory = "{history}"\n[[channels]]\nname = "c"\nmax_parallel = 2\n'
         f'[executors.sh]\nkind = "local"\napply = "{APPLY}"\n'
         '[modules.m]\nversions = ["1", "2"]\ninitial = "1"\n' + targets
     )
@@ -65,26 +64,22 @@ def wait_for(condition, what: str, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-def heartbeat_age(db: Path) -> float:
-    conn = sqlite3.connect(db, timeout=10)
-    try:
-        row = conn.execute("SELECT heartbeat FROM lease").fetchone()
-    finally:
-        conn.close()
-    return 0.0 if row is None else time.time() - row[0]
+def heartbeat_age(history) -> float:
+    rows = history.query("SELECT heartbeat FROM lease")
+    return 0.0 if not rows else time.time() - rows[0][0]
 
 
 @pytest.mark.timeout(240)
-def test_a_stopped_driver_taken_over_stops_at_once_and_exits_6(tmp_path):
-    estate = write_estate(tmp_path)
-    db = tmp_path / ".sluice" / "history.db"
+def test_a_stopped_driver_taken_over_stops_at_once_and_exits_6(tmp_path, histories):
+    history = histories(tmp_path)
+    estate = write_estate(tmp_path, history.setting)
     applied = tmp_path / "applied.log"
     first = sluice(tmp_path, "host-a", "run", str(estate), "m@2", "--headless")
     second = None
     try:
         wait_for(lambda: len(lines(applied)) >= 3, "the first driver applied 3 targets")
         first.send_signal(signal.SIGSTOP)  # a laptop lid closed mid-wave
-        wait_for(lambda: heartbeat_age(db) > LEASE_TIMEOUT + 1, "the lease went silent", 90)
+        wait_for(lambda: heartbeat_age(history) > LEASE_TIMEOUT + 1, "the lease went silent", 90)
         second = sluice(tmp_path, "host-b", "resume", str(estate), "--headless")
         wait_for(
             lambda: sum(line.endswith("host-b") for line in lines(applied)) >= 2,
@@ -107,17 +102,11 @@ def test_a_stopped_driver_taken_over_stops_at_once_and_exits_6(tmp_path):
                 proc.kill()
                 proc.communicate()
     assert lines(tmp_path / "overlaps.log") == []  # two applies of one target never at once
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("SELECT outcome, exit_code FROM rollouts").fetchall() == [("done", 0)]
-        ledger = dict(conn.execute("SELECT target, version FROM ledger ORDER BY id").fetchall())
-        # Nothing the first driver did after it lost the lease is in the history.
-        assert conn.execute(
-            "SELECT COUNT(*) FROM applies WHERE outcome = 'aborted'"
-        ).fetchone() == (0,)
-        log = conn.execute("SELECT action, holder FROM lease_log ORDER BY rowid").fetchall()
-    finally:
-        conn.close()
+    assert history.query("SELECT outcome, exit_code FROM rollouts") == [("done", 0)]
+    ledger = dict(history.query("SELECT target, version FROM ledger ORDER BY id"))
+    # Nothing the first driver did after it lost the lease is in the history.
+    assert history.query("SELECT COUNT(*) FROM applies WHERE outcome = 'aborted'") == [(0,)]
+    log = history.query("SELECT action, holder FROM lease_log ORDER BY rowid")
     assert len(ledger) == TARGETS and set(ledger.values()) == {"2"}
     actions = [action for action, _ in log]
     assert actions[:2] == ["acquire", "takeover"], log
