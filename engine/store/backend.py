@@ -35,6 +35,8 @@ class Database(Protocol):
     #: cannot change before the transaction ends (PostgreSQL: ``FOR SHARE``; SQLite's write
     #: transaction already excludes every other writer).
     lock_row: str
+    #: How often the recorder writes its batch of events.
+    flush_seconds: float
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
@@ -48,6 +50,10 @@ class Database(Protocol):
         ...
 
     def atomic(self) -> contextlib.AbstractContextManager[None]: ...
+    def notify(self) -> None:
+        """Inside a write transaction: tell watchers when it commits (SQLite: they poll)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -58,6 +64,7 @@ class SqliteDatabase:
 
     kind = "sqlite"
     lock_row = ""
+    flush_seconds = 0.25
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
@@ -92,6 +99,9 @@ class SqliteDatabase:
         self.conn.execute("COMMIT")
 
     atomic = transaction
+
+    def notify(self) -> None:
+        pass  # watchers of a file poll it
 
     def close(self) -> None:
         self.conn.close()

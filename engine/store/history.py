@@ -14,6 +14,7 @@ whole stream, as JSON, for any SQL reader; sluice itself reads the two tables
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -204,6 +205,7 @@ class History:
         self.path = path
         #: The lease of a driving session: every :meth:`writing` transaction checks it.
         self.fence: Lease | None = None
+        self._listener: Any = None
 
     @classmethod
     def open(cls, path: Path | str, *, create: bool = True) -> History:
@@ -289,6 +291,8 @@ class History:
         return int(self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
         self.db.close()
 
     # ------------------------------------------------------------------ writing
@@ -301,6 +305,20 @@ class History:
             if self.fence is not None:
                 self.fence.check()
             yield
+            self.db.notify()
+
+    async def changed(self, timeout: float) -> bool:
+        """Wait until a writer commits to this history (True) or ``timeout`` passes (False).
+
+        On PostgreSQL a watcher hears the writer's NOTIFY (on a connection of its own); a
+        SQLite file cannot tell, so this only waits ``timeout`` (watchers poll it).
+        """
+        if self.db.kind != "postgresql":
+            await asyncio.sleep(timeout)
+            return False
+        if self._listener is None:
+            self._listener = self.db.listen()  # type: ignore[attr-defined]
+        return bool(await asyncio.to_thread(self._listener.wait, timeout))
 
     def create_rollout(
         self,

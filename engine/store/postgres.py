@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     import psycopg
 
 EXTRA_HINT = "pip install 'sluice[postgres]'"
+#: The channel writers NOTIFY on each commit and watchers LISTEN on.
+CHANNEL = "sluice_history"
 _ENV = re.compile(r"\{env\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _PASSWORD = re.compile(r"(://[^:/@?#]*):[^@/?#]*@")
 
@@ -130,6 +132,9 @@ class PostgresDatabase:
 
     kind = "postgresql"
     lock_row = " FOR SHARE"  # a takeover's write to the lease row waits for our commit
+    #: The recorder writes its batch this often: watchers on other machines are told of each
+    #: commit (NOTIFY), so the batch interval is what they wait for.
+    flush_seconds = 0.05
 
     def __init__(self, conn: psycopg.Connection[Any], url: str):
         self.conn = conn
@@ -204,6 +209,39 @@ class PostgresDatabase:
                         self.execute(statement)
                 self.execute("INSERT INTO schema_version (version) VALUES (?)", [step])
         return version
+
+    def notify(self) -> None:
+        """Tell every watcher that this transaction wrote (delivered when it commits)."""
+        self.conn.execute(f"NOTIFY {CHANNEL}")
+
+    def listen(self) -> Listener:
+        """A connection of its own that hears every writer's :meth:`notify`."""
+        import psycopg
+
+        conn = psycopg.connect(render(self.url), autocommit=True, connect_timeout=10)
+        conn.execute(f"LISTEN {CHANNEL}")
+        return Listener(conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class Listener:
+    """Waits for writers' notifications (``LISTEN``), on its own connection."""
+
+    def __init__(self, conn: psycopg.Connection[Any]):
+        self.conn = conn
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a writer committed (True) or ``timeout`` passed (False); every
+        notification already queued is taken with the first."""
+        heard = False
+        for _ in self.conn.notifies(timeout=timeout, stop_after=1):
+            heard = True
+        if heard:  # drain what else is queued, without waiting
+            for _ in self.conn.notifies(timeout=0):
+                pass
+        return heard
 
     def close(self) -> None:
         self.conn.close()

@@ -57,7 +57,6 @@ _APPLY_TYPES = frozenset((ApplyStarted, ApplyFinished))
 #: Rare milestones: everything buffered is written with them.
 _FLUSH_TYPES = frozenset(DURABLE) - _APPLY_TYPES
 BATCH_SIZE = 2000
-FLUSH_SECONDS = 0.25
 TAIL_LINES = 20
 
 
@@ -218,7 +217,7 @@ class Recorder:
             except RuntimeError:
                 self.flush()
             else:
-                self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+                self._timer = loop.call_later(self.history.db.flush_seconds, self.flush)
 
     def flush(self, event: Event | None = None) -> None:
         """Write the buffered rows, and what ``event`` changes, in one transaction."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -69,3 +71,29 @@ def test_an_unreachable_server_is_one_line(tmp_path, postgres):
         History.open(url)
     message = str(info.value)
     assert "cannot connect" in message and "secret" not in message and "\n" not in message
+
+
+async def test_a_watcher_hears_each_committed_batch_without_polling(estate):
+    """The driver NOTIFYs on each commit; a watcher (its own connection) LISTENs and reads."""
+    from sluice.engine.rollout.events import Notice
+
+    driver = Session.open(estate)
+    watcher = History.open(estate.history, create=False)
+    try:
+        assert await watcher.changed(0) is False  # listening from here on; nothing written yet
+        plan = driver.plan("postgres-operator", "2.0.1")
+        rollout = driver.new_rollout(plan, clock=Clock(0), interactive=False)
+        assert await watcher.changed(30) is True  # the rollout row's commit woke it
+        [record] = watcher.unfinished()
+        waiting = asyncio.ensure_future(watcher.changed(30))
+        await asyncio.sleep(0)  # the waiter is listening
+        started = time.monotonic()
+        rollout.bus.emit(Notice, level="info", message="hello from the driver")  # batched
+        assert await waiting is True
+        latency = time.monotonic() - started
+        events = watcher.events(record.id)
+        assert [e.message for e in events if isinstance(e, Notice)] == ["hello from the driver"]
+        print(f"watcher woken {latency * 1000:.0f} ms after the driver's event")
+    finally:
+        watcher.close()
+        driver.close()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -73,7 +71,7 @@ class ConsoleScreen(Screen[None]):
                 for event in history.events(watched, after=seen):
                     bus.publish(event)
                     seen = event.seq
-            await asyncio.sleep(WATCH_SECONDS)
+            await history.changed(WATCH_SECONDS)  # PostgreSQL: woken by the driver's commit
 
     # ------------------------------------------------------------------ starting
 
