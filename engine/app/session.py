@@ -18,6 +18,7 @@ from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.rollout.state import FAILED, OK, ROLLED_BACK, UNKNOWN, Outcome
+from sluice.engine.store.backend import ConnectionLost
 from sluice.engine.store.history import DONE_OUTCOMES, History, RolloutRecord
 from sluice.engine.store.lease import LEASE_TIMEOUT, Lease, LeaseHeld, LeaseLost
 from sluice.engine.store.recorder import Recorder
@@ -80,6 +81,9 @@ class Session:
             await asyncio.sleep(HEARTBEAT_SECONDS)
             try:
                 ours = self.heartbeat()
+            except ConnectionLost:  # a restarted server: the recorder's next write waits for it
+                self.history.db.reconnect(0)
+                continue
             except Exception:  # a busy database: try again at the next beat
                 continue
             if not ours:
@@ -108,6 +112,16 @@ class Session:
         if task is not None and not task.done():
             asyncio.get_running_loop().call_soon(task.cancel)
 
+    @staticmethod
+    def _say(bus: EventBus, message: str) -> None:
+        """A notice from inside a listener: emitted once the listener has returned."""
+        from sluice.engine.rollout.events import Notice
+
+        with contextlib.suppress(RuntimeError):  # no loop: nobody is watching
+            asyncio.get_running_loop().call_soon(
+                lambda: bus.emit(Notice, level="warning", message=message)
+            )
+
     def close(self) -> None:
         if self.driving and self.lease.epoch is not None:
             with contextlib.suppress(Exception):
@@ -127,6 +141,7 @@ class Session:
         bus = EventBus(start_seq=start_seq)
         recorder = Recorder(self.history, rollout_id, module)
         recorder.on_lost = self.lose_lease
+        recorder.on_connection = lambda message: self._say(bus, message)
         self.recorders.append(recorder)
         bus.listen(recorder)
         return bus

@@ -17,6 +17,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 
+class ConnectionLost(Exception):
+    """The connection to the history's server broke (a restart, a network cut); what the failed
+    transaction wrote was rolled back. :meth:`Database.reconnect`, then write again."""
+
+
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
@@ -52,6 +57,11 @@ class Database(Protocol):
     def atomic(self) -> contextlib.AbstractContextManager[None]: ...
     def notify(self) -> None:
         """Inside a write transaction: tell watchers when it commits (SQLite: they poll)."""
+        ...
+
+    def reconnect(self, patience: float) -> bool:
+        """After :class:`ConnectionLost`: connect again, retrying with backoff for up to
+        ``patience`` seconds; whether it worked."""
         ...
 
     def close(self) -> None: ...
@@ -102,6 +112,9 @@ class SqliteDatabase:
 
     def notify(self) -> None:
         pass  # watchers of a file poll it
+
+    def reconnect(self, patience: float) -> bool:
+        return False  # a file has no connection to lose
 
     def close(self) -> None:
         self.conn.close()

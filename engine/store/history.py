@@ -316,9 +316,17 @@ class History:
         if self.db.kind != "postgresql":
             await asyncio.sleep(timeout)
             return False
-        if self._listener is None:
-            self._listener = self.db.listen()  # type: ignore[attr-defined]
-        return bool(await asyncio.to_thread(self._listener.wait, timeout))
+        try:
+            if self._listener is None:
+                self._listener = self.db.listen()  # type: ignore[attr-defined]
+            return bool(await asyncio.to_thread(self._listener.wait, timeout))
+        except Exception:  # the server restarted: wait, listen again next time, read anyway
+            if self._listener is not None:
+                with contextlib.suppress(Exception):
+                    self._listener.close()
+                self._listener = None
+            await asyncio.sleep(timeout)
+            return False
 
     def create_rollout(
         self,

@@ -14,8 +14,11 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+from sluice.engine.store.backend import ConnectionLost
 
 if TYPE_CHECKING:
     import psycopg
@@ -182,13 +185,41 @@ class PostgresDatabase:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
+        import psycopg
         from psycopg.pq import TransactionStatus
 
+        if self.conn.broken or self.conn.closed:
+            raise ConnectionLost(f"{shown(self.url)}: the connection is closed")
         if self.conn.info.transaction_status != TransactionStatus.IDLE:
             yield
             return
-        with self.conn.transaction():
-            yield
+        try:
+            with self.conn.transaction():
+                yield
+        except psycopg.OperationalError as exc:
+            if self.conn.broken or self.conn.closed:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "closed"
+                raise ConnectionLost(f"{shown(self.url)}: {reason}") from None
+            raise
+
+    def reconnect(self, patience: float) -> bool:
+        import psycopg
+
+        deadline = time.monotonic() + patience
+        delay = 0.1
+        while True:
+            try:
+                conn = psycopg.connect(render(self.url), autocommit=True, connect_timeout=5)
+            except psycopg.OperationalError:
+                if time.monotonic() + delay > deadline:
+                    return False
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            with contextlib.suppress(Exception):
+                self.conn.close()
+            self.conn = conn
+            return True
 
     atomic = transaction
 

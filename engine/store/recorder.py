@@ -39,8 +39,9 @@ from sluice.engine.rollout.events import (
     WaveFinished,
     WaveStarted,
 )
+from sluice.engine.store.backend import ConnectionLost
 from sluice.engine.store.history import History
-from sluice.engine.store.lease import LeaseLost
+from sluice.engine.store.lease import LEASE_TIMEOUT, LeaseLost
 
 #: Events written the moment they happen (the rest wait for the next batch).
 DURABLE = (
@@ -152,6 +153,8 @@ class Recorder:
         self.lost: str | None = None
         #: Called once when a write finds the lease lost (the session stops the rollout).
         self.on_lost: Callable[[LeaseLost], None] | None = None
+        #: Told when the connection to the history broke, and when it is back.
+        self.on_connection: Callable[[str], None] | None = None
 
     def __call__(self, event: Event) -> None:
         cls = type(event)
@@ -194,9 +197,8 @@ class Recorder:
                 if isinstance(event, ApplyStarted):
                     raise LeaseLost(self.lost)
                 return
-            try:
-                with self.history.writing():
-                    self._apply(event)  # with a success, the apply's row and its ledger entry
+            try:  # with a success, the apply's row and its ledger entry, together
+                self._write(lambda: self._apply(event))
             except LeaseLost as exc:
                 self._lose(exc)
                 if isinstance(event, ApplyStarted):
@@ -229,18 +231,43 @@ class Recorder:
             self._samples.clear()
             return
         db = self.history.db
+        events, samples = self._events, self._samples
+
+        def batch() -> None:
+            if events:
+                db.executemany(_EVENT_SQL, events)
+            if samples:
+                db.executemany(_SAMPLE_SQL, samples)
+            if event is not None:
+                self._apply(event)
+
         try:
-            with self.history.writing():
-                if self._events:
-                    db.executemany(_EVENT_SQL, self._events)
-                    self._events.clear()
-                if self._samples:
-                    db.executemany(_SAMPLE_SQL, self._samples)
-                    self._samples.clear()
-                if event is not None:
-                    self._apply(event)
+            self._write(batch)
         except LeaseLost as exc:
             self._lose(exc)
+            return
+        self._events, self._samples = [], []  # only once committed: a retried batch keeps them
+
+    def _write(self, body: Callable[[], None]) -> None:
+        """Run ``body`` in one fenced write transaction. A connection that broke (a database
+        server restarted) is reconnected with backoff and the transaction run again — meanwhile
+        nothing else happens, so no apply starts unrecorded. A history unreachable for the lease
+        timeout cannot vouch for the lease any more: :class:`LeaseLost`."""
+        while True:
+            try:
+                with self.history.writing():
+                    body()
+                return
+            except ConnectionLost as exc:
+                if self.on_connection is not None:
+                    self.on_connection(f"{exc}: reconnecting; no apply starts meanwhile")
+                if not self.history.db.reconnect(LEASE_TIMEOUT):
+                    raise LeaseLost(
+                        f"{exc}; the history stayed unreachable for {LEASE_TIMEOUT:.0f}s, so this "
+                        "process cannot hold the lease"
+                    ) from None
+                if self.on_connection is not None:
+                    self.on_connection(f"reconnected to {self.history.path}")
 
     def _lose(self, exc: LeaseLost) -> None:
         """The lease is gone: drop what is buffered, write nothing more, tell the session."""
