@@ -40,6 +40,9 @@ class Database(Protocol):
     #: cannot change before the transaction ends (PostgreSQL: ``FOR SHARE``; SQLite's write
     #: transaction already excludes every other writer).
     lock_row: str
+    #: Run first in the transaction that takes the lease, so that two processes taking it at
+    #: once do so one after the other (SQLite: its write transaction already does).
+    lock_lease: str
     #: How often the recorder writes its batch of events.
     flush_seconds: float
 
@@ -74,6 +77,7 @@ class SqliteDatabase:
 
     kind = "sqlite"
     lock_row = ""
+    lock_lease = ""
     flush_seconds = 0.25
 
     def __init__(self, conn: sqlite3.Connection):

@@ -109,6 +109,8 @@ class Lease:
         """Take the lease, or raise :class:`LeaseHeld` naming its live holder."""
         now = time.time()
         with self.db.transaction():
+            if self.db.lock_lease:
+                self.db.execute(self.db.lock_lease)
             holder = _holder(self.db, self.estate)
             previous = None
             if holder is not None:

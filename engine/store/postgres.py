@@ -135,6 +135,8 @@ class PostgresDatabase:
 
     kind = "postgresql"
     lock_row = " FOR SHARE"  # a takeover's write to the lease row waits for our commit
+    # Two acquirers of a missing lease row would both insert it (one failing on the key).
+    lock_lease = "LOCK TABLE lease IN SHARE ROW EXCLUSIVE MODE"
     #: The recorder writes its batch this often: watchers on other machines are told of each
     #: commit (NOTIFY), so the batch interval is what they wait for.
     flush_seconds = 0.05
