@@ -196,7 +196,10 @@ class PostgresDatabase:
             yield
             return
         try:
-            with self.conn.transaction():
+            # Pipelined: statements are sent without waiting for each one's result (only a
+            # result read — the lease check, an id — waits), so a transaction costs a round trip
+            # or two to the server rather than one per statement.
+            with self.conn.pipeline(), self.conn.transaction():
                 yield
         except psycopg.OperationalError as exc:
             if self.conn.broken or self.conn.closed:
