@@ -97,3 +97,38 @@ async def test_a_watcher_hears_each_committed_batch_without_polling(estate):
     finally:
         watcher.close()
         driver.close()
+
+
+def test_the_password_comes_from_the_environment_and_is_never_recorded_or_shown(
+    tmp_path, postgres, monkeypatch
+):
+    import subprocess
+    import sys
+
+    database = postgres.new_database().rsplit("/", 1)[1]
+    url = f"postgresql://sluice:{{env.SLUICE_TEST_PW}}@127.0.0.1:{postgres.port}/{database}"
+    estate = tmp_path / "estate.toml"
+    estate.write_text(
+        SAMPLE.read_text().replace('history = ".sluice/history.db"', f'history = "{url}"')
+    )
+    command = [sys.executable, "-m", "sluice.cli"]
+    env = {**__import__("os").environ, "SLUICE_TEST_PW": "hunter2-secret"}
+    unset = subprocess.run([*command, "history", str(estate)], capture_output=True, text=True)
+    assert unset.returncode == 2 and "{env.SLUICE_TEST_PW} is not set" in unset.stderr
+    ran = subprocess.run(
+        [*command, "run", str(estate), "postgres-operator@2.0.1", "--headless", "--time-scale", "0"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert ran.returncode == 4, ran.stdout + ran.stderr  # the first manual gate, headless
+    listed = subprocess.run(
+        [*command, "history", str(estate)], capture_output=True, text=True, env=env
+    )
+    assert listed.returncode == 0 and ":***@127.0.0.1" in listed.stdout
+    history = History.open(f"postgresql://sluice@127.0.0.1:{postgres.port}/{database}")
+    try:
+        for table in ("rollouts", "event_log", "applies", "lease_log", "operator_actions"):
+            for row in history.db.execute(f"SELECT * FROM {table}").fetchall():
+                assert "hunter2" not in repr(row), table
+    finally:
+        history.close()
+    assert "hunter2" not in ran.stdout + ran.stderr + listed.stdout
