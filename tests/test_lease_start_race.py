@@ -98,3 +98,19 @@ def test_two_sluice_runs_started_together_on_a_new_history(tmp_path, histories):
         loser = next(err.decode() for code, _, err in results if code == 5)
         assert "is driven by" in loser and "pid" in loser, loser
         assert "database is locked" not in loser
+
+
+def test_a_postgresql_history_without_psycopg_is_one_line_naming_the_extra(tmp_path):
+    estate = tmp_path / "estate.toml"
+    estate.write_text(ESTATE.replace("HISTORY", "postgresql://sluice:pw@127.0.0.1:1/none"))
+    program = (
+        "import sys; sys.modules['psycopg'] = None\n"  # as if it were not installed
+        "from sluice.cli import main\n"
+        f"sys.exit(main(['history', {str(estate)!r}]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert "pip install 'sluice[postgres]'" in result.stderr and "pw@" not in result.stderr
