@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
@@ -122,3 +123,20 @@ class SqliteDatabase:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def wal_mode(conn: sqlite3.Connection, patience: float = 10.0) -> None:
+    """Put the file in WAL mode. Switching a new file takes an exclusive lock that SQLite does not
+    wait for (no busy handler): a second process opening the new file at the same moment got
+    "database is locked" — so wait for it here, as the busy timeout waits for any other lock."""
+    deadline = time.monotonic() + patience
+    delay = 0.002
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)

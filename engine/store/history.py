@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
@@ -32,7 +31,7 @@ from sluice.engine.rollout.events import (
     _KINDS as EVENT_KINDS,
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
-from sluice.engine.store.backend import Database, SqliteDatabase
+from sluice.engine.store.backend import Database, SqliteDatabase, wal_mode
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
@@ -179,23 +178,6 @@ def _create_private(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def _wal(conn: sqlite3.Connection, patience: float = 10.0) -> None:
-    """Put the file in WAL mode. Switching a new file takes an exclusive lock that SQLite does not
-    wait for (no busy handler): a second process opening the new file at the same moment got
-    "database is locked" — so wait for it here, as the busy timeout waits for any other lock."""
-    deadline = time.monotonic() + patience
-    delay = 0.002
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.1)
-
-
 class History:
     """The estate's history database. Open with :meth:`open`; one per process."""
 
@@ -227,7 +209,7 @@ class History:
             )
             if new:  # only an empty file takes a page size (a WAL-mode file keeps its own)
                 conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            _wal(conn)
+            wal_mode(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
@@ -246,28 +228,12 @@ class History:
 
     @classmethod
     def _open_url(cls, url: str, *, create: bool) -> History:
-        from sluice.engine.store.postgres import HistoryUrlError, PostgresDatabase, shown
+        from sluice.engine.store.postgres import HistoryUrlError, open_url, shown
 
         try:
-            db = PostgresDatabase.connect(url)
+            return cls(open_url(url, create=create, version=SCHEMA_VERSION), shown(url))
         except HistoryUrlError as exc:
             raise HistoryError(str(exc)) from None
-        try:
-            if not create and not db.has_history():
-                raise HistoryError(
-                    f"{shown(url)}: no history yet (no rollout has run on this estate)"
-                )
-            current = db.migrate(SCHEMA_VERSION)
-            if current > SCHEMA_VERSION:
-                raise HistoryError(
-                    f"{shown(url)}: written by a newer sluice (schema {current} > {SCHEMA_VERSION})"
-                )
-        except BaseException as exc:
-            db.close()
-            if isinstance(exc, Exception) and type(exc).__module__.startswith("psycopg"):
-                raise HistoryError(f"{shown(url)}: not a usable sluice history ({exc})") from None
-            raise
-        return cls(db, shown(url))
 
     def _migrate(self) -> None:
         # One write transaction, its lock taken first: two processes opening a new history at

@@ -281,3 +281,28 @@ class Listener:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def open_url(url: str, *, create: bool, version: int) -> PostgresDatabase:
+    """Connect to the history at ``url`` and bring its schema to ``version`` (one line on any
+    problem: :class:`HistoryUrlError`)."""
+    db = PostgresDatabase.connect(url)  # first: it says so when psycopg is missing
+    import psycopg
+
+    try:
+        if not create and not db.has_history():
+            raise HistoryUrlError(
+                f"{shown(url)}: no history yet (no rollout has run on this estate)"
+            )
+        current = db.migrate(version)
+        if current > version:
+            raise HistoryUrlError(
+                f"{shown(url)}: written by a newer sluice (schema {current} > {version})"
+            )
+    except psycopg.Error as exc:
+        db.close()
+        raise HistoryUrlError(f"{shown(url)}: not a usable sluice history ({exc})") from None
+    except BaseException:
+        db.close()
+        raise
+    return db
