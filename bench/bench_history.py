@@ -1,7 +1,7 @@
 """History: recorder throughput against raw sqlite3, replay loading, database size per rollout.
 
 Run: ``.venv/bin/python bench/bench_history.py [--events N] [--repeat R] [--size-targets N]
-[--profile]``
+[--profile] [--backend sqlite|postgresql [--url URL]]`` (PostgreSQL: bench/bench_history_pg.py)
 
 1. **Recorder append throughput**, on two streams of 100,000 events: (a) the first events of a
    real simulated rollout — the engine's own mix: samples (two thirds: each a ``samples`` row),
@@ -465,7 +465,21 @@ def main() -> int:
         "--size-targets", type=int, default=10_000, help="0 skips the database-size rollout"
     )
     parser.add_argument("--profile", action="store_true", help="cProfile the recorder instead")
-    return asyncio.run(main_async(parser.parse_args()))
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="postgresql: the recorder on a PostgreSQL history (bench/bench_history_pg.py)",
+    )
+    parser.add_argument(
+        "--url", help="with --backend postgresql: a server's URL (default: start one)"
+    )
+    args = parser.parse_args()
+    if args.backend == "postgresql":
+        import bench_history_pg
+
+        return asyncio.run(bench_history_pg.main_async(args))
+    return asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from sluice.cli.process import long_running
@@ -73,6 +74,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "unfreeze": cmd_governance,
         "backtest": cmd_backtest,
         "serve": cmd_serve,
+        "copy-history": cmd_copy_history,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
     try:
@@ -156,10 +158,10 @@ def current_versions(estate: Estate, spec: str) -> dict[str, str]:
     """Each target's current version of the module, from the history's ledger (if any)."""
     from sluice.engine.store.history import History, HistoryError
 
-    if not estate.history_path.exists():
+    if estate.history_url is None and not estate.history_path.exists():
         return {}
     try:
-        history = History.open(estate.history_path, create=False, readonly=True)
+        history = History.open(estate.history, create=False, readonly=True)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:
@@ -428,6 +430,33 @@ def _frozen(session: Any) -> str | None:
     return None if found is None else found.text()
 
 
+def cmd_copy_history(args: argparse.Namespace) -> int:
+    from sluice.engine.model.estate import is_history_url
+    from sluice.engine.store.copy import CopyMismatch, CopyRefused, copy_history
+    from sluice.engine.store.history import History, HistoryError
+
+    estate = load(args.estate)
+    dest_at = args.dest if is_history_url(args.dest) else Path(args.dest).expanduser().absolute()
+    with _history(estate) as source:
+        if str(source.path) == str(dest_at):
+            raise BadInput(f"sluice: {args.dest} is this estate's history itself")
+        try:
+            dest = History.open(dest_at)
+        except HistoryError as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        try:
+            tables = copy_history(source, dest, estate.name, replace=args.replace)
+        except (CopyRefused, CopyMismatch) as exc:
+            raise BadInput(f"sluice: {exc}") from None
+        finally:
+            dest.close()
+    rows = sum(t.rows for t in tables)
+    print(f"copied {rows} rows of estate {estate.name!r} from {source.path} to {dest.path}")
+    for t in tables:
+        print(f"  {t.table:<17} {t.rows:>9} rows  sha256 {t.sha256[:16]}  verified")
+    return ExitCode.OK
+
+
 def _spec(spec: str) -> tuple[str, str]:
     try:
         return parse_spec(spec)
@@ -478,7 +507,7 @@ def _history(estate: Estate) -> Iterator[Any]:
     from sluice.engine.store.history import History, HistoryError
 
     try:
-        history = History.open(estate.history_path, create=False, readonly=True)
+        history = History.open(estate.history, create=False, readonly=True)
     except HistoryError as exc:
         raise BadInput(f"sluice: {exc}") from None
     try:

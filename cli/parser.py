@@ -27,6 +27,7 @@ COMMANDS = (
     "unfreeze",
     "backtest",
     "serve",
+    "copy-history",
 )
 
 
@@ -182,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     p.add_argument("--theme", metavar="NAME")
     p.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
+
+    p = sub.add_parser(
+        "copy-history", help="copy every record to another history (path or URL), verified"
+    )
+    p.add_argument("estate", metavar="ESTATE")
+    p.add_argument("dest", metavar="DEST", help="a history file or a postgresql:// URL")
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite a destination holding this estate"
+    )
     return parser
 
 

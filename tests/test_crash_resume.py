@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import stat
 import subprocess
 import sys
@@ -38,8 +37,8 @@ CHANNELS = {
 TARGETS = sum(n for n, _, _ in CHANNELS.values())
 
 
-def write_estate(directory: Path) -> Path:
-    parts = ['[estate]\nname = "crashy"\n']
+def write_estate(directory: Path, history: str = ".sluice/history.db") -> Path:
+    parts = [f'[estate]\nname = "crashy"\nhistory = "{history}"\n']
     for name, (_, waves, checked) in CHANNELS.items():
         parts.append(
             f'[[channels]]\nname = "{name}"\nmax_parallel = 8\nmax_failures = 0\nsoak = "30s"\n'
@@ -76,17 +75,9 @@ def log_lines(directory: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def finished_applies(db: Path) -> int:
-    if not db.exists():
-        return 0
-    try:
-        conn = sqlite3.connect(db, timeout=10)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM applies WHERE outcome = 'ok'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.OperationalError:  # the tables are being created
-        return 0
+def finished_applies(history) -> int:
+    rows = history.query("SELECT COUNT(*) FROM applies WHERE outcome = 'ok'")
+    return rows[0][0] if rows else 0  # no rows: the tables are being created
 
 
 def kill_when(proc: subprocess.Popen[str], reached, what: str) -> bool:
@@ -102,9 +93,8 @@ def kill_when(proc: subprocess.Popen[str], reached, what: str) -> bool:
     return True
 
 
-def one_trial(directory: Path, rng: random.Random, kills: int) -> dict[str, int]:
-    estate = write_estate(directory)
-    db = directory / ".sluice" / "history.db"
+def one_trial(directory: Path, rng: random.Random, kills: int, history) -> dict[str, int]:
+    estate = write_estate(directory, history.setting)
     command: tuple[object, ...] = ("run", estate, "op@2.0", *FAST)
     killed = 0
     points = sorted(rng.sample(range(1, TARGETS - 30), kills))
@@ -113,12 +103,14 @@ def one_trial(directory: Path, rng: random.Random, kills: int) -> dict[str, int]
         if n % 2 == 0:  # a random moment by what really ran …
             done = kill_when(proc, lambda p=point: len(log_lines(directory)) >= p, f"{point} lines")
         else:  # … or by what the history says finished
-            done = kill_when(proc, lambda p=point: finished_applies(db) >= p, f"{point} recorded")
+            done = kill_when(
+                proc, lambda p=point: finished_applies(history) >= p, f"{point} recorded"
+            )
         if not done:
             break
         killed += 1
-        if killed == 1:  # the side files a killed driver leaves are private too
-            for side in db.parent.rglob("*"):  # the history's files and the spools (0700 dirs)
+        if killed == 1 and history.kind == "sqlite":  # a killed driver's side files are private
+            for side in history.path.parent.rglob("*"):  # the history's files, the spools (0700)
                 private = 0o700 if side.is_dir() else 0o600
                 assert stat.S_IMODE(side.stat().st_mode) == private, side
         command = ("resume", estate, *FAST)
@@ -133,19 +125,14 @@ def one_trial(directory: Path, rng: random.Random, kills: int) -> dict[str, int]
     if killed:
         assert "took over the lease" in final.stdout
 
-    conn = sqlite3.connect(db)
-    try:
-        assert conn.execute("SELECT outcome, exit_code FROM rollouts").fetchall() == [("done", 0)]
-        rows: dict[str, list[str]] = {}
-        for target, outcome in conn.execute("SELECT target, outcome FROM applies ORDER BY id"):
-            rows.setdefault(target, []).append(outcome)
-        ledger = dict(conn.execute("SELECT target, version FROM ledger ORDER BY id"))
-        seqs = [s for (s,) in conn.execute("SELECT seq FROM events ORDER BY seq")]
-        takeovers = conn.execute("SELECT COUNT(*) FROM lease_log WHERE action = 'takeover'")
-        takeovers = takeovers.fetchone()[0]
-        lease = conn.execute("SELECT COUNT(*) FROM lease").fetchone()[0]
-    finally:
-        conn.close()
+    assert history.query("SELECT outcome, exit_code FROM rollouts") == [("done", 0)]
+    rows: dict[str, list[str]] = {}
+    for target, outcome in history.query("SELECT target, outcome FROM applies ORDER BY id"):
+        rows.setdefault(target, []).append(outcome)
+    ledger = dict(history.query("SELECT target, version FROM ledger ORDER BY id"))
+    seqs = [s for (s,) in history.query("SELECT seq FROM events ORDER BY seq")]
+    [(takeovers,)] = history.query("SELECT COUNT(*) FROM lease_log WHERE action = 'takeover'")
+    [(lease,)] = history.query("SELECT COUNT(*) FROM lease")
     lines = log_lines(directory)
     ran = Counter(line.split()[0] for line in lines)
     assert {line.split()[1] for line in lines} == {"2.0"}
@@ -167,7 +154,7 @@ def one_trial(directory: Path, rng: random.Random, kills: int) -> dict[str, int]
 
 
 @pytest.mark.timeout(900)
-def test_kill_9_at_random_moments_then_resume_never_double_applies(tmp_path):
+def test_kill_9_at_random_moments_then_resume_never_double_applies(tmp_path, histories):
     seed = int(os.environ.get("SLUICE_CRASH_SEED", time.time_ns() % 2**32))
     print(f"SLUICE_CRASH_SEED={seed}")
     rng = random.Random(seed)
@@ -175,17 +162,20 @@ def test_kill_9_at_random_moments_then_resume_never_double_applies(tmp_path):
     for trial, kills in enumerate((1, 2, 1, 3)):
         directory = tmp_path / f"trial-{trial}"
         directory.mkdir()
-        results.append(one_trial(directory, rng, kills))
+        results.append(one_trial(directory, rng, kills, histories(directory)))
     print(results)
     assert sum(r["killed"] for r in results) >= 4  # the kills did land mid-rollout
 
 
 @pytest.mark.timeout(120)
-def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_path: Path) -> None:
+def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(
+    tmp_path: Path, histories
+) -> None:
     """An apply started but never finished stops `resume --no-reapply-unknown`; plain resume redoes it."""
+    history = histories(tmp_path)
     estate = tmp_path / "estate.toml"
     estate.write_text(
-        '[estate]\nname = "unknowns"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
+        f'[estate]\nname = "unknowns"\nhistory = "{history.setting}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
         '[executors.sh]\nkind = "local"\n'
         'apply = "echo {target} >> started.log; if [ {target} = slow ]; then sleep 61.37; fi"\n'
         '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
@@ -195,19 +185,9 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
     driver = start("run", estate, "op@2", *FAST)
     log = tmp_path / "started.log"
     deadline = time.monotonic() + 60
-    db = tmp_path / ".sluice" / "history.db"
 
     def fast_recorded_ok() -> bool:
-        if not db.exists():
-            return False
-        conn = sqlite3.connect(db, timeout=10)
-        try:
-            row = conn.execute("SELECT outcome FROM applies WHERE target = 'fast'").fetchone()
-        except sqlite3.OperationalError:
-            return False
-        finally:
-            conn.close()
-        return row is not None and row[0] == "ok"
+        return history.query("SELECT outcome FROM applies WHERE target = 'fast'") == [("ok",)]
 
     # Kill once `slow` is running and `fast` is durably finished (on a loaded machine `fast` can lag).
     while not (log.exists() and "slow" in log.read_text() and fast_recorded_ok()):
@@ -246,12 +226,15 @@ def test_unknown_applies_are_left_for_the_operator_with_no_reapply_unknown(tmp_p
 
 
 @pytest.mark.timeout(180)
-def test_resume_waits_for_an_apply_the_killed_driver_left_running(tmp_path: Path) -> None:
+def test_resume_waits_for_an_apply_the_killed_driver_left_running(
+    tmp_path: Path, histories
+) -> None:
     """kill -9 leaves local applies running (own session): with their spools gone (nothing to
     adopt — test_adopt_resume.py has the adopting cases), resume must still not overlap them."""
+    history = histories(tmp_path)
     estate = tmp_path / "estate.toml"
     estate.write_text(
-        f'[estate]\nname = "{estate_name()}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
+        f'[estate]\nname = "{estate_name()}"\nhistory = "{history.setting}"\n[[channels]]\nname = "only"\nmax_parallel = 2\n'
         f'[executors.sh]\nkind = "local"\napply = "{apply_command(tmp_path)}"\n'
         '[modules.op]\nversions = ["1", "2"]\ninitial = "1"\n'
         '[targets.a]\nchannel = "only"\nexecutor = "sh"\n'

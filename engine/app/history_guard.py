@@ -19,7 +19,7 @@ from sluice.engine.store.recorder import Recorder
 class HistoryGuard:
     """Watches ``recorder`` for ``rollout``; :attr:`message` is set once a write failed."""
 
-    def __init__(self, rollout: Rollout, recorder: Recorder, path: Path):
+    def __init__(self, rollout: Rollout, recorder: Recorder, path: Path | str):
         self.rollout = rollout
         self.recorder = recorder
         self.path = path

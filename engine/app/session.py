@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -23,48 +22,29 @@ from sluice.engine.model.plan import Plan, PlanError, PlannedTarget, Wave, make_
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
 from sluice.engine.rollout.orchestrator import Rollout
-from sluice.engine.rollout.state import FAILED, OK, RESUMABLE, ROLLED_BACK, UNKNOWN, Outcome
+from sluice.engine.rollout.state import (
+    FAILED,
+    OK,
+    RESUMABLE,
+    ROLLED_BACK,
+    UNKNOWN,
+    Outcome,
+    RolloutOutcome,
+)
+from sluice.engine.store.backend import ConnectionLost
 from sluice.engine.store.history import DONE_OUTCOMES, History, HistoryNotWritable, RolloutRecord
+from sluice.engine.store.lease import LEASE_TIMEOUT, Lease, LeaseHeld, LeaseLost
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 from sluice.engine.support.clock import Clock
 
-#: A lease whose holder has not written a heartbeat for this long is taken over.
-LEASE_TIMEOUT = 30.0
+__all__ = ["LEASE_TIMEOUT", "LeaseHeld", "LeaseLost", "ResumeError", "Session", "plan_from_record"]
+
 HEARTBEAT_SECONDS = 5.0
-
-
-INTERRUPTED_ROLLBACK = (
-    "interrupted: its driver stopped before it finished; targets it did not finish keep the "
-    "version the ledger shows — run `sluice rollback` again"
-)
-
-
-class LeaseHeld(Exception):
-    """Another process drives this estate (exit code 5)."""
-
-    @property
-    def refusal(self) -> str:
-        """The one line a command that wanted to drive prints (the console and the CLI)."""
-        return f"sluice: {self}; it may be watched, not driven, from here"
 
 
 class ResumeError(Exception):
     """Nothing to resume, or the rollout cannot be resumed (exit code 2)."""
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is dead for our purpose
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class Session:
@@ -88,12 +68,16 @@ class Session:
         self.driving = drive
         self.recorders: list[Recorder] = []
         self.user = current_user()
-        self.host = socket.gethostname()
+        self.lease = Lease(history.db, estate.name, self.user)
+        self.host = self.lease.host
+        self.pid = self.lease.pid
         self.actor = governance_actor()  # SLUICE_ACTOR or user@host: who commands and approves
-        self.pid = os.getpid()
         self.takeover: str | None = None
         #: The one line to print when the history could not be written during a rollout.
         self.history_failure: str | None = None
+        #: Why this process stopped driving: it lost the lease (None while it holds it).
+        self.lost: str | None = None
+        self._rollout: Rollout | None = None
 
     @classmethod
     def open(
@@ -101,107 +85,43 @@ class Session:
         estate: Estate,
         *,
         drive: bool = True,
-        history_path: Path | None = None,
+        history_path: Path | str | None = None,
         wall: Callable[[], float] = time.time,
         bus: Callable[..., EventBus] = EventBus,
     ) -> Session:
         """Open the estate's history; with ``drive``, take the lease or raise :class:`LeaseHeld`."""
-        path = history_path or estate.history_path
+        where = history_path or estate.history
         # Only a driver writes; a watcher (or a replay) reads, and may lack write access.
-        history = History.open(path, readonly=not drive and path.exists())
+        readonly = not drive and isinstance(where, Path) and where.exists()
+        history = History.open(where, readonly=readonly)
         session = cls(estate, history, drive=drive, wall=wall, bus=bus)
         if drive:
             try:
-                session._acquire()
+                session.lease.acquire()
             except WRITE_ERRORS as exc:
                 history.close()
                 raise HistoryNotWritable(
-                    f"{path}: the history is not writable ({describe(exc, path)})"
+                    f"{where}: the history is not writable ({describe(exc, Path(str(where)))})"
                 ) from None
             except BaseException:
                 history.close()
                 raise
+            session.takeover = session.lease.takeover
+            history.fence = session.lease  # every write from here on checks the lease
         return session
 
     # ------------------------------------------------------------------ lease
-
-    def _holder_text(self, row: dict[str, Any]) -> str:
-        age = self.wall() - row["heartbeat"]
-        return f"{row['user']}@{row['host']} (pid {row['pid']}, last heartbeat {age:.0f}s ago)"
-
-    def _acquire(self) -> None:
-        conn = self.history.db.conn
-        now = self.wall()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            row = conn.execute(
-                "SELECT user, host, pid, acquired, heartbeat FROM lease WHERE estate = ?",
-                [self.estate.name],
-            ).fetchone()
-            if row is not None:
-                holder = dict(
-                    zip(("user", "host", "pid", "acquired", "heartbeat"), row, strict=True)
-                )
-                mine = holder["host"] == self.host and holder["pid"] == self.pid
-                dead = holder["host"] == self.host and not _alive(holder["pid"])
-                silent = now - holder["heartbeat"] > LEASE_TIMEOUT
-                if not (mine or dead or silent):
-                    raise LeaseHeld(
-                        f"estate {self.estate.name!r} is driven by {self._holder_text(holder)}"
-                    )
-                if not mine:
-                    why = (
-                        "holder process is gone"
-                        if dead
-                        else f"no heartbeat for {now - holder['heartbeat']:.0f}s"
-                    )
-                    self.takeover = f"took over the lease from {holder['user']}@{holder['host']} pid {holder['pid']}: {why}"
-                    conn.execute(
-                        "INSERT INTO lease_log (ts, estate, action, holder, previous) VALUES (?, ?, 'takeover', ?, ?)",
-                        [
-                            now,
-                            self.estate.name,
-                            self._me(),
-                            f"{holder['user']}@{holder['host']} pid {holder['pid']} ({why})",
-                        ],
-                    )
-            conn.execute(
-                "INSERT OR REPLACE INTO lease (estate, user, host, pid, acquired, heartbeat) VALUES (?, ?, ?, ?, ?, ?)",
-                [self.estate.name, self.user, self.host, self.pid, now, now],
-            )
-            if row is None:
-                conn.execute(
-                    "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, 'acquire', ?)",
-                    [now, self.estate.name, self._me()],
-                )
-            # A rollback still "running" while we hold the lease has no driver: its process died.
-            # It cannot be resumed (a new `sluice rollback` plans again from the ledger), so it
-            # ends here rather than claiming to run forever.
-            conn.execute(
-                "UPDATE rollouts SET outcome = 'interrupted', finished = ?, summary = ? "
-                "WHERE kind = 'rollback' AND outcome = 'running'",
-                [now, INTERRUPTED_ROLLBACK],
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def _me(self) -> str:
         return f"{self.user}@{self.host} pid {self.pid}"
 
     def heartbeat(self) -> bool:
         """Renew the lease; False when it is no longer ours (taken over while we were silent)."""
-        with self.history.db.atomic():
-            cursor = self.history.db.execute(
-                "UPDATE lease SET heartbeat = ? WHERE estate = ? AND pid = ? AND host = ?",
-                [self.wall(), self.estate.name, self.pid, self.host],
-            )
-        return cursor.rowcount > 0
+        return self.lease.heartbeat()
 
     async def keep_alive(self, rollout: Rollout | None = None) -> None:
         """Renew the lease every few seconds (run it as a task). If another process took the
-        lease over, ``rollout`` is paused — two drivers must never apply at once — and told why."""
+        lease over, the rollout stops at once (:meth:`lose_lease`)."""
         identity = HistoryIdentity(self.history.path)
         while True:
             await asyncio.sleep(HEARTBEAT_SECONDS)
@@ -209,31 +129,51 @@ class Session:
                 return  # the history cannot be written: the rollout is stopping (HistoryGuard)
             try:
                 ours = self.heartbeat()
+            except ConnectionLost:  # a restarted server: the recorder's next write waits for it
+                self.history.db.reconnect(0)
+                continue
             except Exception:  # a busy database: try again at the next beat
                 continue
-            if not ours and rollout is not None:
-                from sluice.engine.rollout.events import Notice
-
-                rollout.bus.emit(
-                    Notice,
-                    level="error",
-                    message="the lease on this estate was taken over by another process: paused",
-                )
-                rollout.pause(reason="lease lost", actor="sluice")
+            if not ours:
+                self.lose_lease(LeaseLost(self.lease.lost_text()))
                 return
 
+    def lose_lease(self, exc: LeaseLost) -> None:
+        """Another process took the lease over: write nothing more, launch nothing more, and
+        stop the rollout now — its in-flight applies are stopped as an abort stops them."""
+        if self.lost is not None:
+            return
+        self.lost = str(exc)
+        for recorder in self.recorders:
+            recorder.lost = recorder.lost or self.lost
+        rollout = self._rollout
+        if rollout is None:
+            return
+        from sluice.engine.rollout.events import Notice
+
+        rollout.bus.emit(
+            Notice,
+            level="error",
+            message=f"{self.lost} — stopping at once: no apply starts, nothing more is recorded",
+        )
+        task = rollout._task
+        if task is not None and not task.done():
+            asyncio.get_running_loop().call_soon(task.cancel)
+
+    @staticmethod
+    def _say(bus: EventBus, message: str) -> None:
+        """A notice from inside a listener: emitted once the listener has returned."""
+        from sluice.engine.rollout.events import Notice
+
+        with contextlib.suppress(RuntimeError):  # no loop: nobody is watching
+            asyncio.get_running_loop().call_soon(
+                lambda: bus.emit(Notice, level="warning", message=message)
+            )
+
     def close(self) -> None:
-        if self.driving:
-            with contextlib.suppress(Exception), self.history.db.atomic():
-                released = self.history.db.execute(
-                    "DELETE FROM lease WHERE estate = ? AND pid = ? AND host = ?",
-                    [self.estate.name, self.pid, self.host],
-                ).rowcount
-                # Taken over while we were silent: the lease is someone else's now; say so.
-                self.history.db.execute(
-                    "INSERT INTO lease_log (ts, estate, action, holder) VALUES (?, ?, ?, ?)",
-                    [self.wall(), self.estate.name, "release" if released else "lost", self._me()],
-                )
+        if self.driving and self.lease.epoch is not None:
+            with contextlib.suppress(Exception):
+                self.lease.release()
         self.history.close()
 
     # ------------------------------------------------------------------ rollouts
@@ -248,6 +188,8 @@ class Session:
     def _wire(self, rollout_id: int, module: str, *, start_seq: int = 1) -> EventBus:
         bus = self.bus_factory(start_seq=start_seq)
         recorder = Recorder(self.history, rollout_id, module)
+        recorder.on_lost = self.lose_lease
+        recorder.on_connection = lambda message: self._say(bus, message)
         self.recorders.append(recorder)
         bus.listen(recorder)
         return bus
@@ -344,10 +286,7 @@ class Session:
             for row in self.history.samples(record.id)
             if row["phase"] == "baseline" and row["wave"] >= start_wave
         }
-        with self.history.db.atomic():
-            self.history.db.execute(
-                "UPDATE rollouts SET outcome = 'running', finished = NULL WHERE id = ?", [record.id]
-            )
+        self.history.reopen_rollout(record.id)
         bus = self._wire(record.id, plan.module, start_seq=self.history.last_seq(record.id) + 1)
         return Rollout(
             self.estate,
@@ -426,9 +365,11 @@ class Session:
 
     def write_crash_log(self, exc: BaseException) -> str | None:
         """The traceback of an engine failure, in a file beside the history (owner-only)."""
-        folder = self.history.path.parent / "logs"
+        where = self.history.path  # a file's path, or a PostgreSQL URL (then beside the estate)
+        base = where.parent if isinstance(where, Path) else self.estate.path.parent / ".sluice"
+        folder = base / "logs"
         try:
-            folder.mkdir(mode=0o700, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.wall()))
             path = folder / f"crash-{stamp}-{os.getpid()}.log"
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -447,6 +388,8 @@ class Session:
             rollout.on_crash = self.write_crash_log
         recorder = next(r for r in reversed(self.recorders) if r.rollout_id == rollout.rollout_id)
         guard = HistoryGuard(rollout, recorder, self.history.path)
+
+        self._rollout = rollout
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         rollout.set_freeze(freeze_of(self.history, self.estate.name))
         pump = asyncio.ensure_future(RequestPump(self.history, rollout, self._me()).run())
@@ -457,7 +400,16 @@ class Session:
                 from sluice.engine.rollout.events import Notice
 
                 rollout.bus.emit(Notice, level="warning", message=self.takeover)
-            return await rollout.run()
+            try:
+                return await rollout.run()
+            except (asyncio.CancelledError, LeaseLost, BaseExceptionGroup):
+                if self.lost is None:
+                    raise
+                task = asyncio.current_task()
+                if task is not None:
+                    while task.cancelling():
+                        task.uncancel()
+                return Outcome(RolloutOutcome.LEASE_LOST, self.lost)
         finally:
             for task in (heart, pump):
                 task.cancel()

@@ -164,6 +164,13 @@ class Estate:
     regressions: tuple[Regression, ...] = ()
     notify: tuple[Notifier, ...] = ()
     windows: tuple[Window, ...] = ()
+    #: ``[estate] history`` when it is a ``postgresql://`` URL (``{env.X}`` not yet rendered).
+    history_url: str | None = None
+
+    @property
+    def history(self) -> Path | str:
+        """Where the history is: the SQLite file's path, or the PostgreSQL URL."""
+        return self.history_url or self.history_path
 
     def channel(self, name: str) -> Channel:
         return next(c for c in self.channels if c.name == name)
@@ -179,6 +186,11 @@ class Estate:
             previous_version=previous_version,
             vars=spec.vars,
         )
+
+
+def is_history_url(location: str) -> bool:
+    """Whether ``[estate] history`` names a PostgreSQL server rather than a file."""
+    return location.startswith(("postgresql://", "postgres://"))
 
 
 def load_estate(path: str | Path) -> Estate:
@@ -338,8 +350,10 @@ class _Validator:
         notify = self.notifiers()
         windows = validate_windows(self, self.raw.get("windows"), (c.name for c in channels))
         self.templates(targets, channels, executors, checks, notify)
+        url = meta["history"] if is_history_url(meta["history"] or "") else None
         try:
-            history = Path(meta["history"] or ".sluice/history.db").expanduser()
+            history = Path(url and ".sluice/history.db" or meta["history"] or ".sluice/history.db")
+            history = history.expanduser()
         except RuntimeError:  # "~nosuchuser/..."
             self.problem(("estate", "history"), f"cannot expand {meta['history']!r}: no such user")
         if self.problems:
@@ -358,6 +372,7 @@ class _Validator:
             regressions=regressions,
             notify=notify,
             windows=windows,
+            history_url=url,
         )
 
     def modules(self) -> dict[str, Module]:

@@ -37,6 +37,7 @@ from sluice.engine.rollout.state import (
     Outcome,
     RolloutOutcome,
     TargetState,
+    stops_driving,
 )
 
 
@@ -116,6 +117,8 @@ class Rollout(Governed):
         except _Finish as finish:
             self.outcome = finish.outcome
         except Exception as exc:  # a defect or an unforeseen failure inside the engine
+            if stops_driving(exc):
+                raise
             self.outcome = self._crashed(exc)
         finally:
             await self._cancel_side_tasks()

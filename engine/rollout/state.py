@@ -65,6 +65,21 @@ class RolloutOutcome(StrEnum):
     CRASHED = "crashed"  # the engine failed; resumable like a driver that died
     HISTORY_FAILED = "history_failed"  # the history could not be written: stopped, resumable
     SUPERSEDED = "superseded"  # aborted because a new rollout of the module replaced it
+    LEASE_LOST = "lease_lost"  # another driver took the lease over: this one stopped at once
+
+
+class StopDriving(Exception):  # noqa: N818 - a signal, not an error
+    """Raised through the engine when this process must stop driving at once (it lost the
+    lease): never taken for an engine failure (``crashed``)."""
+
+
+def stops_driving(exc: BaseException) -> bool:
+    """``exc`` is, or a task group's exception holds, a :class:`StopDriving`."""
+    if isinstance(exc, StopDriving):
+        return True
+    if isinstance(exc, BaseExceptionGroup):
+        return any(stops_driving(e) for e in exc.exceptions)
+    return False
 
 
 class ExitCode(IntEnum):
@@ -76,6 +91,7 @@ class ExitCode(IntEnum):
     ABORTED = 3  # operator, Ctrl-C, SIGTERM
     STOPPED = 4  # stopped before the end and resumable
     LOCKED = 5  # another process drives the estate
+    LEASE_LOST = 6  # this process lost the lease to another driver and stopped at once
     HISTORY_UNWRITABLE = 7  # the history cannot be written (not writable, disk full, deleted)
 
 
@@ -92,6 +108,7 @@ OUTCOME_EXIT = {
     RolloutOutcome.CRASHED: ExitCode.STOPPED,
     RolloutOutcome.HISTORY_FAILED: ExitCode.HISTORY_UNWRITABLE,
     RolloutOutcome.SUPERSEDED: ExitCode.ABORTED,  # aborted because a new rollout replaced it
+    RolloutOutcome.LEASE_LOST: ExitCode.LEASE_LOST,
 }
 
 

@@ -14,21 +14,25 @@ whole stream, as JSON, for any SQL reader; sluice itself reads the two tables
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sluice.engine.model.estate import is_history_url
 from sluice.engine.rollout.events import (
     _KINDS as EVENT_KINDS,
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
 from sluice.engine.rollout.state import RESUMABLE
+from sluice.engine.store.backend import Database, SqliteDatabase, wal_mode
 from sluice.engine.store.readonly import ReadProblem, not_writable, open_readonly
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
@@ -38,8 +42,8 @@ from sluice.engine.store.schema import (  # the schema's names are known from he
     WAL_CHECKPOINT_BYTES,
 )
 
-if TYPE_CHECKING:  # imported when a history is opened: it is a tenth of a second at start-up
-    import sqlite_utils
+if TYPE_CHECKING:
+    from sluice.engine.store.lease import Lease
 
 #: Wave outcomes that count as done (a resumed rollout starts after them).
 DONE_OUTCOMES = ("passed", "approved", "bypassed", "skipped")
@@ -184,18 +188,25 @@ def _create_private(path: Path) -> None:
 class History:
     """The estate's history database. Open with :meth:`open`; one per process."""
 
-    def __init__(self, db: sqlite_utils.Database, path: Path):
+    def __init__(self, db: Database, path: Path | str):
         self.db = db
+        #: Where it is: the file's path, or the URL (its password never shown).
         self.path = path
+        #: The lease of a driving session: every :meth:`writing` transaction checks it.
+        self.fence: Lease | None = None
+        self._listener: Any = None
 
     @classmethod
-    def open(cls, path: Path, *, create: bool = True, readonly: bool = False) -> History:
-        """Open (creating 0600 if needed) and migrate the history at ``path``.
+    def open(cls, path: Path | str, *, create: bool = True, readonly: bool = False) -> History:
+        """Open (creating 0600 if needed) and migrate the history at ``path`` — a file, or a
+        ``postgresql://`` URL (:mod:`sluice.engine.store.postgres`).
 
-        With ``readonly`` the file is only read (``history``, ``show``, ``export``, ``replay``):
+        With ``readonly`` a file is only read (``history``, ``show``, ``export``, ``replay``):
         it works on a history this process may not write. Without it, a history that cannot
         be written raises :class:`HistoryNotWritable`.
         """
+        if isinstance(path, str) and is_history_url(path):
+            return cls._open_url(path, create=create)
         path = Path(path)
         if readonly and path.exists():
             try:
@@ -203,9 +214,7 @@ class History:
             except ReadProblem as exc:
                 raise HistoryError(f"{path}: {exc}") from None
             if conn is not None:
-                import sqlite_utils
-
-                return cls(sqlite_utils.Database(conn, execute_plugins=False), path)
+                return cls(SqliteDatabase(conn), path)
         try:
             new = not path.exists()
             if new:
@@ -219,15 +228,12 @@ class History:
             )
             if new:  # only an empty file takes a page size (a WAL-mode file keeps its own)
                 conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode=WAL")
+            wal_mode(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             page_size = conn.execute("PRAGMA page_size").fetchone()[0]
             conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_BYTES // page_size}")
             conn.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
-            import sqlite_utils  # here, not at import: most sluice commands never open a history
-
-            # No sqlite-utils plugins in the history store (and no scan for them at every start).
-            history = cls(sqlite_utils.Database(conn, execute_plugins=False), path)
+            history = cls(SqliteDatabase(conn), path)
             history._migrate()
             for suffix in ("-wal", "-shm"):
                 side = path.with_name(path.name + suffix)
@@ -245,8 +251,19 @@ class History:
             raise HistoryError(f"{path}: cannot open the history: {exc.strerror}") from None
         return history
 
+    @classmethod
+    def _open_url(cls, url: str, *, create: bool) -> History:
+        from sluice.engine.store.postgres import HistoryUrlError, open_url, shown
+
+        try:
+            return cls(open_url(url, create=create, version=SCHEMA_VERSION), shown(url))
+        except HistoryUrlError as exc:
+            raise HistoryError(str(exc)) from None
+
     def _migrate(self) -> None:
-        with self.db.atomic():
+        # One write transaction, its lock taken first: two processes opening a new history at
+        # once migrate it one after the other (the second finds it done).
+        with self.db.transaction():
             self.db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
             row = self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()
             current = row[0] or 0
@@ -265,9 +282,42 @@ class History:
         return int(self.db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0])
 
     def close(self) -> None:
-        self.db.conn.close()
+        if self._listener is not None:
+            self._listener.close()
+        self.db.close()
 
     # ------------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        """One write transaction; in a driving session it first checks, inside it, that this
+        process still holds the lease (:class:`~sluice.engine.store.lease.LeaseLost` if not)."""
+        with self.db.transaction():
+            if self.fence is not None:
+                self.fence.check()
+            yield
+            self.db.notify()
+
+    async def changed(self, timeout: float) -> bool:
+        """Wait until a writer commits to this history (True) or ``timeout`` passes (False).
+
+        On PostgreSQL a watcher hears the writer's NOTIFY (on a connection of its own); a
+        SQLite file cannot tell, so this only waits ``timeout`` (watchers poll it).
+        """
+        if self.db.kind != "postgresql":
+            await asyncio.sleep(timeout)
+            return False
+        try:
+            if self._listener is None:
+                self._listener = self.db.listen()  # type: ignore[attr-defined]
+            return bool(await asyncio.to_thread(self._listener.wait, timeout))
+        except Exception:  # the server restarted: wait, listen again next time, read anyway
+            if self._listener is not None:
+                with contextlib.suppress(Exception):
+                    self._listener.close()
+                self._listener = None
+            await asyncio.sleep(timeout)
+            return False
 
     def create_rollout(
         self,
@@ -283,8 +333,8 @@ class History:
         kind: str = "rollout",
     ) -> int:
         """Allocate a rollout id (the row is written before anything runs)."""
-        with self.db.atomic():
-            cursor = self.db.execute(
+        with self.writing():
+            return self.db.insert(
                 "INSERT INTO rollouts (estate, module, from_versions, version, actor, host, kind, started, "
                 "waves_total, plan) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -300,7 +350,14 @@ class History:
                     json.dumps(plan),
                 ],
             )
-        return int(cursor.lastrowid or 0)
+
+    def reopen_rollout(self, rollout_id: int) -> None:
+        """A resumed rollout runs again."""
+        with self.writing():
+            self.db.execute(
+                "UPDATE rollouts SET outcome = 'running', finished = NULL WHERE id = ?",
+                [rollout_id],
+            )
 
     # ------------------------------------------------------------------ reading
 
@@ -372,9 +429,10 @@ class History:
     def last_seq(self, rollout_id: int) -> int:
         return int(
             self.db.execute(
-                "SELECT MAX(COALESCE((SELECT MAX(seq) FROM event_log WHERE rollout_id = :id), 0), "
-                "COALESCE((SELECT MAX(seq) FROM samples WHERE rollout_id = :id), 0))",
-                {"id": rollout_id},
+                "SELECT CASE WHEN a > b THEN a ELSE b END FROM (SELECT "
+                "COALESCE((SELECT MAX(seq) FROM event_log WHERE rollout_id = ?), 0) AS a, "
+                "COALESCE((SELECT MAX(seq) FROM samples WHERE rollout_id = ?), 0) AS b) AS seqs",
+                [rollout_id, rollout_id],
             ).fetchone()[0]
         )
 
@@ -403,7 +461,9 @@ class History:
     def operator_actions(self, rollout_id: int) -> list[dict[str, Any]]:
         return list(
             self.db.query(
-                "SELECT * FROM operator_actions WHERE rollout_id = ? ORDER BY rowid", [rollout_id]
+                "SELECT rollout_id, ts, actor, action, reason, wave, target FROM operator_actions "
+                "WHERE rollout_id = ? ORDER BY rowid",
+                [rollout_id],
             )
         )
 

@@ -40,7 +40,9 @@ from sluice.engine.rollout.events import (
     WaveFinished,
     WaveStarted,
 )
+from sluice.engine.store.backend import ConnectionLost
 from sluice.engine.store.history import History
+from sluice.engine.store.lease import LEASE_TIMEOUT, LeaseLost
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 
 #: Events written the moment they happen (the rest wait for the next batch).
@@ -59,7 +61,6 @@ _APPLY_TYPES = frozenset((ApplyStarted, ApplyAdopted, ApplyFinished))
 #: Rare milestones: everything buffered is written with them.
 _FLUSH_TYPES = frozenset(DURABLE) - _APPLY_TYPES
 BATCH_SIZE = 2000
-FLUSH_SECONDS = 0.25
 TAIL_LINES = 20
 
 
@@ -91,11 +92,12 @@ def _make_encoder() -> Callable[[Any], str]:
 
 _encode = _make_encoder()
 _EVENT_SQL = (
-    "INSERT OR IGNORE INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
 )
 _SAMPLE_SQL = (
-    "INSERT OR IGNORE INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
-    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
+    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
 
 
@@ -168,6 +170,12 @@ class Recorder:
         self._tails: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=TAIL_LINES))
         self._apply_ids: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
+        #: Why this process may no longer write (it lost the lease), or None.
+        self.lost: str | None = None
+        #: Called once when a write finds the lease lost (the session stops the rollout).
+        self.on_lost: Callable[[LeaseLost], None] | None = None
+        #: Told when the connection to the history broke, and when it is back.
+        self.on_connection: Callable[[str], None] | None = None
 
     def __call__(self, event: Event) -> None:
         if self.failure is not None:
@@ -209,6 +217,12 @@ class Recorder:
                 # The wave's baselines, taken just before its first apply, are what a resumed
                 # wave compares with: durable before the apply starts (once per wave).
                 self.flush()
+            # An apply this process may no longer drive (it lost the lease) is not recorded —
+            # and so, raising LeaseLost out of the emit, never launched.
+            if self.lost is not None:
+                if isinstance(event, ApplyStarted):
+                    raise LeaseLost(self.lost)
+                return
             self._write_apply(event)
             if self.failure is not None:
                 return
@@ -227,7 +241,7 @@ class Recorder:
             except RuntimeError:
                 self.flush()
             else:
-                self._timer = loop.call_later(FLUSH_SECONDS, self.flush)
+                self._timer = loop.call_later(self.history.db.flush_seconds, self.flush)
 
     def _write_apply(self, event: Event) -> None:
         """An apply's start or end, durable at once (or the failure noted)."""
@@ -236,13 +250,14 @@ class Recorder:
             self._fail(gone)
             return
         try:
-            # Only the apply's own rows must be durable now; its event row joins the batch. One
-            # statement is its own transaction (autocommit): no BEGIN/COMMIT round trips.
-            if isinstance(event, ApplyFinished) and event.outcome == "ok":
-                with self.history.db.atomic():
-                    self._apply(event)  # the apply's row and its ledger entry, together
-            else:
-                self._apply(event)
+            # Only the apply's own rows must be durable now (with a success, its ledger entry
+            # too, in the same fenced transaction); its event row joins the batch.
+            self._write(lambda: self._apply(event))
+        except LeaseLost as exc:
+            self._lose(exc)
+            if isinstance(event, ApplyStarted):
+                raise
+            return
         except WRITE_ERRORS as exc:
             self._fail(describe(exc, self.history.path))
             return
@@ -270,36 +285,74 @@ class Recorder:
             self._timer = None
         if self.failure is not None:
             return
+        if self.lost is not None:  # nothing more is written by a process that lost the lease
+            self._events.clear()
+            self._samples.clear()
+            return
         gone = self._identity.gone()
         if gone is not None:
             self._fail(gone)
             return
         db = self.history.db
+        events, samples = self._events, self._samples
+
+        def batch() -> None:
+            if events:
+                db.executemany(_EVENT_SQL, events)
+            if samples:
+                db.executemany(_SAMPLE_SQL, samples)
+            if event is not None:
+                self._apply(event)
+
         try:
-            with db.atomic():
-                if self._events:
-                    db.conn.executemany(_EVENT_SQL, self._events)
-                if self._samples:
-                    db.conn.executemany(_SAMPLE_SQL, self._samples)
-                if event is not None:
-                    self._apply(event)
+            self._write(batch)
+        except LeaseLost as exc:
+            self._lose(exc)
+            return
         except WRITE_ERRORS as exc:
             self._fail(describe(exc, self.history.path))
             return
+        self._events, self._samples = [], []  # only once committed: a retried batch keeps them
+
+    def _write(self, body: Callable[[], None]) -> None:
+        """Run ``body`` in one fenced write transaction. A connection that broke (a database
+        server restarted) is reconnected with backoff and the transaction run again — meanwhile
+        nothing else happens, so no apply starts unrecorded. A history unreachable for the lease
+        timeout cannot vouch for the lease any more: :class:`LeaseLost`."""
+        while True:
+            try:
+                with self.history.writing():
+                    body()
+                return
+            except ConnectionLost as exc:
+                if self.on_connection is not None:
+                    self.on_connection(f"{exc}: reconnecting; no apply starts meanwhile")
+                if not self.history.db.reconnect(LEASE_TIMEOUT):
+                    raise LeaseLost(
+                        f"{exc}; the history stayed unreachable for {LEASE_TIMEOUT:.0f}s, so this "
+                        "process cannot hold the lease"
+                    ) from None
+                if self.on_connection is not None:
+                    self.on_connection(f"reconnected to {self.history.path}")
+
+    def _lose(self, exc: LeaseLost) -> None:
+        """The lease is gone: drop what is buffered, write nothing more, tell the session."""
+        self.lost = str(exc)
         self._events.clear()
         self._samples.clear()
+        if self.on_lost is not None:
+            self.on_lost(exc)
 
     def _apply(self, e: Event) -> None:
-        conn = self.history.db.conn
+        conn = self.history.db
         rid = self.rollout_id
         if isinstance(e, ApplyStarted):
             self._tails.pop(e.target, None)
-            cursor = conn.execute(
+            self._apply_ids[e.target] = conn.insert(
                 "INSERT INTO applies (rollout_id, wave, target, action, version, from_version, command, started) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [rid, e.wave, e.target, e.action, e.version, e.from_version, e.command, e.ts],
             )
-            self._apply_ids[e.target] = int(cursor.lastrowid or 0)
         elif isinstance(e, ApplyAdopted):
             # No new row: the adopted apply's own row (still "started") gets its real outcome.
             self._tails.pop(e.target, None)

@@ -88,10 +88,10 @@ class ReplaySource:
         self._moved = False
 
     @classmethod
-    def load(cls, path: Path, rollout_id: int) -> ReplaySource:
+    def load(cls, path: Path | str, rollout_id: int) -> ReplaySource:
         """Read the rollout from the history at ``path`` on a connection of its own — safe in a
         worker thread, so a console can load a large recording without blocking its keys."""
-        history = History.open(path, create=False)
+        history = History.open(path, create=False, readonly=True)
         try:
             return cls(history, rollout_id)
         finally:

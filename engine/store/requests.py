@@ -57,12 +57,11 @@ def add_request(
 ) -> int:
     """Record a request; returns its id."""
     with history.db.atomic():
-        cursor = history.db.execute(
+        return history.db.insert(
             "INSERT INTO requests (estate, ts, actor, host, action, wave, reason) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
             [estate, time.time(), actor, host, action, wave, reason],
         )
-    return int(cursor.lastrowid or 0)
 
 
 def request(history: History, request_id: int) -> Request | None:
@@ -146,11 +145,10 @@ def freeze(history: History, *, estate: str, actor: str, reason: str, until: flo
             "UPDATE freezes SET lifted = ?, lifted_by = ? WHERE estate = ? AND lifted IS NULL",
             [now, f"{actor} (replaced)", estate],
         )
-        cursor = history.db.execute(
+        return history.db.insert(
             "INSERT INTO freezes (estate, ts, actor, reason, until) VALUES (?, ?, ?, ?, ?)",
             [estate, now, actor, reason, until],
         )
-    return int(cursor.lastrowid or 0)
 
 
 def unfreeze(history: History, *, estate: str, actor: str) -> FreezeRow | None:

@@ -7,7 +7,7 @@ views, renames, or copies a table's rows as they are into a new definition of it
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -127,7 +127,15 @@ CREATE TABLE IF NOT EXISTS freezes (
 CREATE INDEX IF NOT EXISTS freezes_estate ON freezes (estate, id)
 """
 
-MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4}
+# v5: the lease is fenced — each acquisition and takeover takes the next epoch, and every write
+# of a driver checks, in its own transaction, that the lease still holds its epoch. Rows written
+# before have epoch 0.
+_SCHEMA_V5 = """
+ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE lease_log ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0
+"""
+
+MIGRATIONS = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3, 4: _SCHEMA_V4, 5: _SCHEMA_V5}
 
 #: The ``samples`` columns a reader sees (``seq`` is the stream's business, not the report's).
 SAMPLE_COLUMNS = (

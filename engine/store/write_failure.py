@@ -19,7 +19,8 @@ WRITE_ERRORS = (sqlite3.Error, OSError)
 class HistoryIdentity:
     """The file a history was opened on, to notice it deleted or replaced while open."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | str):
+        """``path``: the history's file (a PostgreSQL URL has no file: never "gone")."""
         self.path = path
         try:
             stat = os.stat(path)
@@ -42,7 +43,8 @@ class HistoryIdentity:
             return "it was replaced by another file while sluice ran"
         # SQLite writes the -shm through a memory map: made immutable, it would not fail a
         # write but kill the process (SIGBUS). So it is tried first, like the file itself.
-        shm = self.path.with_name(self.path.name + "-shm")
+        path = Path(self.path)  # a file (a URL never got here: its _id is None)
+        shm = path.with_name(path.name + "-shm")
         try:
             os.close(os.open(shm, os.O_RDWR))
         except FileNotFoundError:
@@ -53,7 +55,7 @@ class HistoryIdentity:
         return None
 
 
-def describe(exc: BaseException, path: Path) -> str:
+def describe(exc: BaseException, path: Path | str) -> str:
     """``exc``'s reason, with what the OS says about the history's files."""
     reason = (
         str(exc) if isinstance(exc, sqlite3.Error) else (getattr(exc, "strerror", None) or str(exc))
@@ -61,6 +63,8 @@ def describe(exc: BaseException, path: Path) -> str:
     if reason == "database or disk is full":
         reason = "disk full"
     hints: list[str] = []
+    if not isinstance(path, Path):  # a database server: no files of ours to look at
+        return reason
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     for name in (path.name, path.name + "-wal", path.name + "-shm"):
         side = path.with_name(name)

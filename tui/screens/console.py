@@ -91,9 +91,9 @@ class ConsoleScreen(Screen[None]):
         The reads run in a thread on a connection of their own, never on the UI loop."""
         bus = EventBus()
         self.view.follow(bus)
-        reader = await asyncio.to_thread(
-            History.open, self.driver.session.history.path, create=False
-        )
+        # Where the estate says (a file, or the PostgreSQL URL with its password), read-only.
+        where = self.driver.estate.history
+        reader = await asyncio.to_thread(History.open, where, create=False, readonly=True)
         watched, seen = None, 0  # seen: the last seq read, so each poll reads only what is new
         try:
             while True:
@@ -101,7 +101,7 @@ class ConsoleScreen(Screen[None]):
                 for event in events:
                     bus.publish(event)
                     seen = event.seq
-                await asyncio.sleep(WATCH_SECONDS)
+                await reader.changed(WATCH_SECONDS)  # PostgreSQL: woken by the driver's commit
         finally:
             reader.close()
 

@@ -19,8 +19,10 @@ from sluice.tui.screens.modals import ConfirmScreen, TextScreen
 from sluice.tui.screens.replay import ReplayScreen
 
 
-def _shown_path(path: Path, estate: Path) -> str:
+def _shown_path(path: Path | str, estate: Path) -> str:
     """The history file relative to the estate file's directory (as the estate names it)."""
+    if isinstance(path, str):  # a URL
+        return path
     try:
         return str(Path(path).resolve().relative_to(Path(estate).resolve().parent))
     except ValueError:

@@ -60,7 +60,7 @@ class ReplayScreen(Screen[None]):
         autoplay: bool = True,
     ):
         super().__init__(id="replay")
-        self.history_path = history.path
+        self.history_path = estate.history  # a file, or the URL (with its password): reopened
         #: Empty until the recording is read off the UI thread (:meth:`_load`).
         self.source = ReplaySource(None, rollout_id)
         self.reading = True
