@@ -16,7 +16,7 @@ from sluice.engine.store.history import HistoryError, HistoryNotWritable, Rollou
 from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
-from sluice.tui.keymap import UserKeys, binding_scopes, default_path, read_keys
+from sluice.tui.keymap import UserKeys, default_path, read_keys
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.console import ConsoleScreen
 from sluice.tui.screens.help import HelpScreen
@@ -308,3 +308,25 @@ def run_console(
     for line in keys.problems:  # shown in the console too; kept on the terminal after it
         print(line, file=sys.stderr)
     return int(code or 0)
+
+
+def binding_scopes() -> dict[str, list[Binding | tuple[str, ...]]]:
+    """The console's screens and the bindings active on each (the app's own are everywhere):
+    what a user's keys file is checked against (:func:`sluice.tui.keymap.read_keys`)."""
+    from sluice.tui.screens.console import ConsoleScreen
+    from sluice.tui.screens.help import HelpScreen
+    from sluice.tui.screens.history import HistoryScreen
+    from sluice.tui.screens.matrix import MatrixScreen
+    from sluice.tui.screens.replay import ReplayScreen
+    from sluice.tui.screens.target_detail import TargetDetailScreen
+    from sluice.tui.widgets.rollout_view import RolloutView
+
+    app = list(SluiceApp.BINDINGS)
+    return {
+        "console": [*app, *ConsoleScreen.BINDINGS, *RolloutView.BINDINGS],
+        "history screen": [*app, *HistoryScreen.BINDINGS],
+        "replay screen": [*app, *ReplayScreen.BINDINGS, *RolloutView.BINDINGS],
+        "target detail": [*app, *TargetDetailScreen.BINDINGS],
+        "estate matrix": [*app, *MatrixScreen.BINDINGS],
+        "help screen": list(HelpScreen.BINDINGS),
+    }

@@ -151,25 +151,3 @@ def _clashes(
                 f"also to {others}"
             )
     return problems
-
-
-def binding_scopes() -> dict[str, list[Binding | tuple[str, ...]]]:
-    """The console's screens and the bindings active on each (the app's own are everywhere)."""
-    from sluice.tui.app import SluiceApp
-    from sluice.tui.screens.console import ConsoleScreen
-    from sluice.tui.screens.help import HelpScreen
-    from sluice.tui.screens.history import HistoryScreen
-    from sluice.tui.screens.matrix import MatrixScreen
-    from sluice.tui.screens.replay import ReplayScreen
-    from sluice.tui.screens.target_detail import TargetDetailScreen
-    from sluice.tui.widgets.rollout_view import RolloutView
-
-    app = list(SluiceApp.BINDINGS)
-    return {
-        "console": [*app, *ConsoleScreen.BINDINGS, *RolloutView.BINDINGS],
-        "history screen": [*app, *HistoryScreen.BINDINGS],
-        "replay screen": [*app, *ReplayScreen.BINDINGS, *RolloutView.BINDINGS],
-        "target detail": [*app, *TargetDetailScreen.BINDINGS],
-        "estate matrix": [*app, *MatrixScreen.BINDINGS],
-        "help screen": list(HelpScreen.BINDINGS),
-    }

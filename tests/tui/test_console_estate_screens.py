@@ -11,7 +11,8 @@ import pytest
 from textual.widgets import DataTable, Log
 from tui_support import Console, caught_up, running, start_rollout, state_is, until
 
-from sluice.tui.keymap import binding_scopes, read_keys
+from sluice.tui.app import binding_scopes
+from sluice.tui.keymap import read_keys
 from sluice.tui.screens.help import HelpScreen
 from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.replay import ReplayScreen
