@@ -102,3 +102,40 @@ async def test_no_watch_without_watch_after(tmp_path: Path) -> None:
     outcome = await rollout.run()
     assert outcome.outcome == "done"  # nothing watched dev after its soak: nothing saw it
     assert not events.of(WatchStarted)
+
+
+def test_watch_after_and_after_are_validated_with_their_lines(tmp_path: Path) -> None:
+    from sluice.engine.model.estate import EstateError, parse_estate
+
+    text = """[estate]
+name = "x"
+[[channels]]
+name = "dev"
+watch_after = "soon"
+[executors.sim]
+kind = "simulated"
+[modules.op]
+versions = ["1", "2"]
+initial = "1"
+[simulation]
+[[simulation.regressions]]
+module = "op"
+version = "2"
+metric = "p99_latency"
+after = 5
+[targets.a]
+channel = "dev"
+executor = "sim"
+"""
+    try:
+        parse_estate(text, tmp_path / "e.toml")
+    except EstateError as exc:
+        problems = [str(p) for p in exc.problems]
+    else:
+        raise AssertionError("accepted")
+    assert problems == [
+        f"{tmp_path / 'e.toml'}:5: channels[0].watch_after: 'soon' is not a duration "
+        "(use e.g. '300ms', '10s', '2m', '1h30m')",
+        f"{tmp_path / 'e.toml'}:16: simulation.regressions[0].after: expected a duration string "
+        "like '30s', got an integer",
+    ]
