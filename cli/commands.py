@@ -224,7 +224,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BadInput(f"sluice: {exc}") from None
         _check_until(args, plan)
         fit_descriptors(estate, plan)
-        frozen = _frozen(session)
+        from sluice.cli.governance import session_frozen
+
+        frozen = session_frozen(session)
         if frozen and not args.wait:
             print(
                 f"sluice: not started: {frozen}; `--wait` waits for `sluice unfreeze`",
@@ -386,19 +388,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_governance(args: argparse.Namespace) -> int:
+    """approve, pause, unpause, abort, freeze, unfreeze (cli/governance.py)."""
     from sluice.cli import governance
     from sluice.engine.store.history import HistoryError
 
-    estate = load(args.estate)
     try:
-        if args.command == "freeze":
-            return governance.cmd_freeze(args, estate)
-        if args.command == "unfreeze":
-            return governance.cmd_unfreeze(args, estate)
-        return governance.cmd_request(args, estate)
-    except HistoryError as exc:
-        raise BadInput(f"sluice: {exc}") from None
-    except ValueError as exc:
+        return governance.run(args, load(args.estate))
+    except (HistoryError, ValueError) as exc:
         raise BadInput(f"sluice: {exc}") from None
 
 
@@ -421,13 +417,6 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 def _governance_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"wait": args.wait, "window_bypass": args.bypass_window}
-
-
-def _frozen(session: Any) -> str | None:
-    from sluice.engine.app.governance import freeze_of
-
-    found = freeze_of(session.history, session.estate.name)
-    return None if found is None else found.text()
 
 
 def cmd_copy_history(args: argparse.Namespace) -> int:

@@ -14,6 +14,22 @@ from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.state import ExitCode
 
 
+def run(args: argparse.Namespace, estate: Estate) -> int:
+    if args.command == "freeze":
+        return cmd_freeze(args, estate)
+    if args.command == "unfreeze":
+        return cmd_unfreeze(args, estate)
+    return cmd_request(args, estate)
+
+
+def session_frozen(session: Any) -> str | None:
+    """Why a new rollout may not start in ``session``'s estate (``None``: not frozen)."""
+    from sluice.engine.app.governance import freeze_of
+
+    found = freeze_of(session.history, session.estate.name)
+    return None if found is None else found.text()
+
+
 def cmd_request(args: argparse.Namespace, estate: Estate) -> int:
     from sluice.engine.app.governance import send_request
 
@@ -81,15 +97,6 @@ def parse_until(text: str, now: float | None = None) -> float:
     if moment.timestamp() <= now:
         raise ValueError(f"--until {text!r} is in the past")
     return moment.timestamp()
-
-
-def frozen_text(estate: Estate) -> str | None:
-    """Why a new rollout may not start on ``estate`` now (``None``: not frozen)."""
-    from sluice.engine.app.governance import freeze_of
-
-    with _history(estate) as history:
-        found = None if history is None else freeze_of(history, estate.name)
-    return None if found is None else found.text()
 
 
 @contextlib.contextmanager

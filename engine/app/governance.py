@@ -62,6 +62,10 @@ class RequestPump:
         if self.rollout.outcome is not None:
             return  # finished: the requester hears "no rollout is running" when it gives up
         for req in store.pending_requests(self.history, estate):
+            if req.ts < time.time() - ANSWER_TIMEOUT:
+                # Its requester gave up (or died before it could say so): never act on it now.
+                store.expire_request(self.history, req.id, "stale: its requester stopped waiting")
+                continue
             if not store.claim_request(self.history, req.id, self.holder):
                 continue
             result = self.carry_out(req)

@@ -14,9 +14,9 @@ Notification names (``events = [...]``) and the events they come from:
 wave_done           ``WaveFinished`` (passed, approved, bypassed, rolled_back, skipped)
 gate_failed         ``GateEvaluated`` with verdict ``failed``
 gate_inconclusive   ``GateEvaluated`` with verdict ``inconclusive``
-awaiting_approval   ``StateChanged`` to ``awaiting_approval``
+awaiting_approval   ``StateChanged`` to ``awaiting_approval`` or ``awaiting_entry``
 rollout_finished    ``RolloutFinished``
-bypass              ``OperatorAction`` ``bypass``
+bypass              ``OperatorAction`` ``bypass`` or ``bypass_window``
 =================== ==========================================================================
 
 Wiring (the rollout or CLI)::
@@ -81,11 +81,12 @@ def notification_name(event: Event) -> str | None:
     if isinstance(event, GateEvaluated):
         return {"failed": "gate_failed", "inconclusive": "gate_inconclusive"}.get(event.verdict)
     if isinstance(event, StateChanged):
-        return "awaiting_approval" if event.state == "awaiting_approval" else None
+        waiting = event.state in ("awaiting_approval", "awaiting_entry")  # a gate or an entry
+        return "awaiting_approval" if waiting else None
     if isinstance(event, RolloutFinished):
         return "rollout_finished"
     if isinstance(event, OperatorAction):
-        return "bypass" if event.action == "bypass" else None
+        return "bypass" if event.action in ("bypass", "bypass_window") else None
     return None
 
 

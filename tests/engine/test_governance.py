@@ -245,8 +245,15 @@ async def test_requests_are_carried_out_once_and_answered(tmp_path):
             )
             for who in ("dora", "dora")
         ]
+        stale = store.add_request(
+            session.history, estate=estate.name, actor="ghost", host="h", action="abort"
+        )
+        with session.history.db.atomic():  # written long ago by a requester that died waiting
+            session.history.db.execute("UPDATE requests SET ts = ts - 3600 WHERE id = ?", [stale])
         pump = RequestPump(session.history, rollout, "test")
         pump.poll()
+        ghost = store.request(session.history, stale)
+        assert ghost is not None and ghost.status == "expired" and rollout._aborting is None
         answers = [store.request(session.history, i) for i in ids]
         assert [(a.status, a.result) for a in answers if a] == [
             ("done", "wave 5 approved"),

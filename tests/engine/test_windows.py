@@ -177,3 +177,37 @@ def test_entry_and_approvers_are_channel_keys():
     with pytest.raises(EstateError) as info:
         parse_estate(data.replace("approvers = 2", "approvers = 0"), Path("w.toml"))
     assert "channels[1].approvers: 0 is below the minimum 1" in str(info.value)
+
+
+def test_the_plan_shows_entry_apart_from_gate_and_its_eta_waits_for_windows():
+    from sluice.engine.model.plan import (
+        PLAN_COLUMNS,
+        approvals_note,
+        make_plan,
+        plan_rows,
+        window_waits,
+        windows_note,
+    )
+
+    data = BASE.replace(
+        'name = "production"\n', 'name = "production"\nentry = "manual"\ngate = "manual"\n'
+    )
+    state = parse_estate(data + BUSINESS, Path("w.toml"))
+    plan = make_plan(state, "m", "2")
+    friday = at(2026, 3, 27, 17).timestamp()
+    waits = window_waits(plan, state.windows, friday)
+    # dev (wave 1) is not governed; production (wave 2) waits until Monday 09:00 CEST.
+    assert list(waits) == [2]
+    assert friday + plan.waves[0].expected_seconds + waits[2] == at(2026, 3, 30, 9).timestamp()
+    rows = {row[0]: dict(zip(PLAN_COLUMNS, row, strict=True)) for row in plan_rows(plan, waits)}
+    assert (rows["1"]["entry"], rows["1"]["gate"]) == ("—", "auto")
+    assert (rows["2"]["entry"], rows["2"]["gate"]) == ("approve", "manual")
+    assert rows["2"]["ETA"] == "⏲+2d15h" and rows["1"]["ETA"].startswith("+")
+    # 63 h from Friday 17:00 CET, less wave 1's minute, shown to the hour below
+    assert windows_note(plan, waits) == "wave 2 waits 2d14h for its change window"
+    assert approvals_note(plan) == (
+        "production needs approval to start (1 person); 1 manual gate(s) wait for approval "
+        "— not counted"
+    )
+    # Inside the window nothing waits.
+    assert window_waits(plan, state.windows, at(2026, 3, 30, 10).timestamp()) == {}
