@@ -8,6 +8,8 @@ back to ``queue.get()`` for ever)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -42,9 +44,11 @@ retries = 1
 
 RUNS = 50
 AT_ONCE = 4
-#: Far above the delivery limit (2.5 s: two 1 s attempts and a 0.5 s backoff) plus start-up on
-#: a loaded machine; a run still alive then is hung, not slow.
-HUNG_AFTER = 30.0
+#: Far above what sluice may take after done — the delivery limit (2.5 s: two 1 s attempts and a
+#: 0.5 s backoff) and its bounded waits for the workers (5 s each) — plus start-up on a machine
+#: shared by many (load 12 on 2 cores seen): a run still alive then is hung, not slow. A hung
+#: run is sent SIGABRT first, so faulthandler shows where it is stuck.
+HUNG_AFTER = 60.0
 
 
 async def _silent_server() -> tuple[asyncio.AbstractServer, int, list[asyncio.StreamWriter]]:
@@ -63,14 +67,19 @@ async def _one_run(estate: Path) -> tuple[int | None, str]:
         sys.executable, "-m", "sluice.cli", "run", str(estate), "m@2", "--headless",
         "--time-scale", "0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONFAULTHANDLER": "1"},
     )  # fmt: skip
     assert process.stdout is not None
     reading = asyncio.ensure_future(process.stdout.read())  # kept whole even if we kill it
     try:
         await asyncio.wait_for(process.wait(), HUNG_AFTER)
     except TimeoutError:
-        process.kill()
-        await process.wait()
+        process.send_signal(signal.SIGABRT)  # faulthandler prints where it is stuck
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
         return None, (await reading).decode()
     return process.returncode, (await reading).decode()
 

@@ -6,7 +6,6 @@ that refuses writes, a file-size limit, a deleted file). Only consulted once a w
 
 from __future__ import annotations
 
-import errno
 import os
 import resource
 import sqlite3
@@ -42,17 +41,27 @@ class HistoryIdentity:
         if (stat.st_dev, stat.st_ino) != self._id:
             return "it was replaced by another file while sluice ran"
         # SQLite writes the -shm through a memory map: made immutable, it would not fail a
-        # write but kill the process (SIGBUS). So it is tried first, like the file itself.
+        # write but kill the process (SIGBUS). So it is checked first — with access(2), never
+        # by opening it: closing any descriptor of a file drops the process's POSIX locks on
+        # it, which are SQLite's WAL locks.
         path = Path(self.path)  # a file (a URL never got here: its _id is None)
         shm = path.with_name(path.name + "-shm")
-        try:
-            os.close(os.open(shm, os.O_RDWR))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            if exc.errno in (errno.EPERM, errno.EROFS):
-                return f"{shm.name} cannot be written ({exc.strerror})"
+        if _refuses_writes(shm):
+            return f"{shm.name} cannot be written (immutable, or on a read-only file system)"
         return None
+
+
+def _refuses_writes(path: Path) -> bool:
+    """Whether ``path`` exists, and writing it is refused although its mode allows it to us
+    (root, or our own file with its owner-write bit): the immutable flag, a read-only mount."""
+    if os.access(path, os.W_OK):
+        return False
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return False
+    me = os.geteuid()
+    return me == 0 or (stat.st_uid == me and bool(stat.st_mode & 0o200))
 
 
 def describe(exc: BaseException, path: Path | str) -> str:
@@ -74,8 +83,10 @@ def describe(exc: BaseException, path: Path | str) -> str:
             continue
         if soft != resource.RLIM_INFINITY and size >= soft and "limit" not in " ".join(hints):
             hints.append(f"the file-size limit (ulimit -f) of {soft} bytes is reached")
-        try:
-            os.close(os.open(side, os.O_WRONLY | os.O_APPEND))
-        except OSError as problem:
-            hints.append(f"{name}: {problem.strerror or problem}")
+        if not os.access(side, os.W_OK):  # never opened: that would drop SQLite's locks
+            hints.append(
+                f"{name} refuses writes (immutable?)"
+                if _refuses_writes(side)
+                else f"{name} is read-only"
+            )
     return reason + (f" ({'; '.join(hints)})" if hints else "")
