@@ -271,12 +271,15 @@ def test_the_file_is_private_and_secrets_never_reach_it_or_the_output(tmp_path):
     assert (tmp_path / "got-t-1").read_text().strip() == secret
     # … and no byte of the history, its side files or any output holds it.
     db = db_of(estate)
-    files = sorted(db.parent.iterdir())
+    files = sorted(p for p in db.parent.iterdir() if p.is_file())
     assert db in files
     for path in files:
         assert secret.encode() not in path.read_bytes(), path
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert stat.S_IMODE(db.parent.stat().st_mode) == 0o700
+    # The spools hold the raw output (docs/spool.md): private, like the history.
+    for path in (db.parent / "applies").rglob("*"):
+        assert stat.S_IMODE(path.stat().st_mode) == (0o700 if path.is_dir() else 0o600), path
     for result in (json_out, text_out):
         assert secret not in result.stdout + result.stderr
     for args in (("show", estate, 1), ("show", estate, 1, "--json"), ("export", estate, 1)):
