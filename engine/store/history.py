@@ -31,7 +31,8 @@ from sluice.engine.rollout.events import (
     _KINDS as EVENT_KINDS,
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
-from sluice.engine.store.backend import Database, SqliteDatabase, wal_mode
+from sluice.engine.store.backend import Database, FenceFailed, SqliteDatabase, wal_mode
+from sluice.engine.store.lease import LeaseLost
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
     PAGE_SIZE,
@@ -267,11 +268,15 @@ class History:
     def writing(self) -> Iterator[None]:
         """One write transaction; in a driving session it first checks, inside it, that this
         process still holds the lease (:class:`~sluice.engine.store.lease.LeaseLost` if not)."""
-        with self.db.transaction():
-            if self.fence is not None:
-                self.fence.check()
-            yield
-            self.db.notify()
+        try:
+            with self.db.transaction():
+                if self.fence is not None:
+                    self.fence.check()
+                yield
+                self.db.notify()
+        except FenceFailed:
+            assert self.fence is not None
+            raise LeaseLost(self.fence.lost_text()) from None
 
     async def changed(self, timeout: float) -> bool:
         """Wait until a writer commits to this history (True) or ``timeout`` passes (False).
