@@ -71,9 +71,7 @@ class PostgresServer:
             return
         end = time.monotonic() + deadline
         while time.monotonic() < end:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
+            if not _running(self.pid):
                 return
             time.sleep(0.05)
         os.kill(self.pid, signal.SIGKILL)
@@ -81,6 +79,16 @@ class PostgresServer:
     def stop(self) -> None:
         self._stop()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs. The postmaster is not our child (pg_ctl detaches it): once it exits it
+    may stay a zombie of a PID 1 that does not reap, so a zombie counts as gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def _start(directory: Path, port: int) -> int:

@@ -23,6 +23,11 @@ class ConnectionLost(Exception):
     transaction wrote was rolled back. :meth:`Database.reconnect`, then write again."""
 
 
+class FenceFailed(Exception):
+    """The server found, inside the write transaction, that the lease is no longer this
+    process's; the transaction was rolled back."""
+
+
 class Cursor(Protocol):
     @property
     def rowcount(self) -> int: ...
@@ -61,6 +66,11 @@ class Database(Protocol):
     def atomic(self) -> contextlib.AbstractContextManager[None]: ...
     def notify(self) -> None:
         """Inside a write transaction: tell watchers when it commits (SQLite: they poll)."""
+        ...
+
+    def fence(self, estate: str, epoch: int | None, host: str, pid: int) -> bool:
+        """Inside a write transaction: have the server check the lease (True), raising
+        :class:`FenceFailed` from the transaction if it is lost; False: check it yourself."""
         ...
 
     def reconnect(self, patience: float) -> bool:
@@ -117,6 +127,9 @@ class SqliteDatabase:
 
     def notify(self) -> None:
         pass  # watchers of a file poll it
+
+    def fence(self, estate: str, epoch: int | None, host: str, pid: int) -> bool:
+        return False  # the lease row is read in the transaction (Lease.check)
 
     def reconnect(self, patience: float) -> bool:
         return False  # a file has no connection to lose

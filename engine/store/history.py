@@ -32,7 +32,8 @@ from sluice.engine.rollout.events import (
 )  # kind → class (events.py has no public name)
 from sluice.engine.rollout.events import Event, SampleTaken
 from sluice.engine.rollout.state import RESUMABLE
-from sluice.engine.store.backend import Database, SqliteDatabase, wal_mode
+from sluice.engine.store.backend import Database, FenceFailed, SqliteDatabase, wal_mode
+from sluice.engine.store.lease import LeaseLost
 from sluice.engine.store.readonly import ReadProblem, not_writable, open_readonly
 from sluice.engine.store.schema import (  # the schema's names are known from here too
     MIGRATIONS,
@@ -292,11 +293,15 @@ class History:
     def writing(self) -> Iterator[None]:
         """One write transaction; in a driving session it first checks, inside it, that this
         process still holds the lease (:class:`~sluice.engine.store.lease.LeaseLost` if not)."""
-        with self.db.transaction():
-            if self.fence is not None:
-                self.fence.check()
-            yield
-            self.db.notify()
+        try:
+            with self.db.transaction():
+                if self.fence is not None:
+                    self.fence.check()
+                yield
+                self.db.notify()
+        except FenceFailed:
+            assert self.fence is not None
+            raise LeaseLost(self.fence.lost_text()) from None
 
     async def changed(self, timeout: float) -> bool:
         """Wait until a writer commits to this history (True) or ``timeout`` passes (False).

@@ -175,6 +175,8 @@ class Lease:
     def check(self) -> None:
         """Raise :class:`LeaseLost` unless we still hold the lease. Call it inside the write
         transaction: the lease row then cannot change before that transaction ends."""
+        if self.db.fence(self.estate, self.epoch, self.host, self.pid):
+            return  # the server checks it (PostgreSQL: FenceFailed out of the transaction)
         holder = self.db.execute(_HOLDER_SQL + self.db.lock_row, [self.estate]).fetchone()
         if holder is not None and (int(holder[4] or 0), holder[1], int(holder[2])) == (
             self.epoch,

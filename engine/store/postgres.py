@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sluice.engine.store.backend import ConnectionLost
+from sluice.engine.store.backend import ConnectionLost, FenceFailed
 
 if TYPE_CHECKING:
     import psycopg
@@ -107,6 +107,26 @@ CREATE TABLE freezes (
 );
 CREATE INDEX freezes_estate ON freezes (estate, id)
 """
+
+#: The fence, server-side: a driver's write transaction calls it first and reads no result, so
+#: the check costs no round trip of its own (the transaction's statements are pipelined); a lease
+#: that is no longer this process's aborts the transaction with SQLSTATE ``SLF01``. ``FOR SHARE``:
+#: a takeover's write to the lease row waits until this transaction ends.
+FENCE_SQLSTATE = "SLF01"
+_PG_FENCE = """
+CREATE FUNCTION sluice_fence(p_estate TEXT, p_epoch BIGINT, p_host TEXT, p_pid INTEGER)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM lease WHERE estate = p_estate AND epoch = p_epoch AND host = p_host
+        AND pid = p_pid FOR SHARE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'sluice: this process no longer holds the lease on %', p_estate
+            USING ERRCODE = 'SLF01';
+    END IF;
+END $$
+"""
+#: Statements run whole (their bodies hold semicolons), after a version's split DDL.
+PG_FUNCTIONS = {5: (_PG_FENCE,)}
 
 #: A PostgreSQL history starts at schema 5 (the first sluice that could write one); later versions
 #: add their migration here and in the SQLite schema alike.
@@ -214,7 +234,11 @@ class PostgresDatabase:
             # or two to the server rather than one per statement.
             with self.conn.pipeline(), self.conn.transaction():
                 yield
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if exc.sqlstate == FENCE_SQLSTATE:
+                raise FenceFailed(str(exc)) from None
+            if not isinstance(exc, psycopg.OperationalError):
+                raise
             if self.conn.broken or self.conn.closed:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "closed"
                 raise ConnectionLost(f"{shown(self.url)}: {reason}") from None
@@ -241,6 +265,10 @@ class PostgresDatabase:
 
     atomic = transaction
 
+    def fence(self, estate: str, epoch: int | None, host: str, pid: int) -> bool:
+        self.execute("SELECT sluice_fence(?, ?, ?, ?)", [estate, epoch, host, pid])
+        return True  # checked by the server: a lost lease aborts the transaction (FenceFailed)
+
     def has_history(self) -> bool:
         return self.execute("SELECT to_regclass('schema_version')").fetchone()[0] is not None
 
@@ -256,6 +284,8 @@ class PostgresDatabase:
                 for statement in PG_MIGRATIONS[step].split(";"):
                     if statement.strip():
                         self.execute(statement)
+                for statement in PG_FUNCTIONS.get(step, ()):
+                    self.conn.execute(statement)  # as it is: no ? to translate
                 self.execute("INSERT INTO schema_version (version) VALUES (?)", [step])
         return version
 
