@@ -54,9 +54,20 @@ TABLES: dict[str, tuple[tuple[str, ...], str]] = {
     ),
     "ledger": (("id", "target", "module", "version", "since", "rollout_id", "action"), "id"),
     "lease_log": (("ts", "estate", "action", "holder", "previous", "epoch"), "rowid"),
+    "requests": (
+        (
+            "id", "estate", "ts", "actor", "host", "action", "wave", "reason", "status", "result",
+            "rollout_id", "handled", "handled_by",
+        ),
+        "id",
+    ),
+    "freezes": (
+        ("id", "estate", "ts", "actor", "reason", "until", "lifted", "lifted_by"),
+        "id",
+    ),
 }  # fmt: skip
 #: Tables whose ``id`` the destination must continue after (PostgreSQL identities).
-_IDS = ("rollouts", "applies", "ledger")
+_IDS = ("rollouts", "applies", "ledger", "requests", "freezes")
 
 
 class CopyRefused(Exception):
