@@ -22,8 +22,9 @@ from sluice.engine.store.lease import LEASE_TIMEOUT
 REPO = Path(__file__).resolve().parents[1]
 TARGETS = 40
 APPLY = (
-    "flock -n -E 99 locks/{target}.lock sh -c 'echo {target} $SLUICE_HOST >> applied.log; "
-    "sleep 0.4'; [ $? -ne 99 ] || echo overlap {target} $SLUICE_HOST >> overlaps.log"
+    # placeholders bare (sluice quotes them; `check` refuses one inside shell quotes)
+    "flock -n -E 99 locks/{target}.lock sh -c 'echo $0 $SLUICE_HOST >> applied.log; "
+    "sleep 0.4' {target}; [ $? -ne 99 ] || echo overlap {target} $SLUICE_HOST >> overlaps.log"
 )
 
 

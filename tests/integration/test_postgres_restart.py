@@ -14,7 +14,7 @@ from history_backends import PgHistory
 
 TARGETS = 30
 APPLY = (
-    "flock -n -E 99 locks/{target}.lock sh -c 'echo {target} >> applied.log; sleep 0.3'; "
+    "flock -n -E 99 locks/{target}.lock sh -c 'echo $0 >> applied.log; sleep 0.3' {target}; "
     "[ $? -ne 99 ] || echo overlap {target} >> overlaps.log"
 )
 
