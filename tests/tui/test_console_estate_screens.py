@@ -152,6 +152,25 @@ async def test_enter_in_a_replay_opens_the_detail_of_that_rollout(make_console) 
         assert console.app.screen.detail.rollout.id == rollout_id
 
 
+async def test_t_in_history_opens_targets_with_that_rollouts_measurements(make_console) -> None:
+    console = make_console()
+    async with running(console) as pilot:
+        await start_rollout(pilot, console, "2.0.0")
+        await until(pilot, state_is(console, "halted"))
+        rollout_id = console.driver.rollout.rollout_id
+        await pilot.press("h")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "HistoryScreen")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(console.app.screen, MatrixScreen))
+        assert console.app.screen.rollout_id == rollout_id
+        await pilot.press("down", "down", "down", "down", "down", "down", "down", "down", "down")
+        assert console.app.screen.selected_target() == "dev-eu-1"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        assert console.app.screen.detail.rollout.id == rollout_id
+        assert console.app.screen.detail.series  # dev-eu-1 was measured in that rollout
+
+
 def test_chart_draws_the_limit_line_past_the_bars() -> None:
     from sluice.tui.estate_data import CheckSeries
 

@@ -17,6 +17,7 @@ from sluice.engine.app.outcomes import outcome_text
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History, RolloutRecord
+from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.modals import TextScreen
 from sluice.tui.screens.replay import ReplayScreen
 
@@ -39,6 +40,7 @@ class HistoryScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "show", "Show", id="history.show"),
         Binding("p", "replay", "Replay", id="history.replay"),
+        Binding("t", "targets", "Targets", id="history.targets"),
         Binding("escape", "close", "Back", id="history.close"),
     ]
 
@@ -118,6 +120,14 @@ class HistoryScreen(Screen[None]):
             self.notify("no rollout selected", severity="warning")
             return
         self.app.push_screen(ReplayScreen(self.estate, self.history, record.id, speed=self.speed))
+
+    def action_targets(self) -> None:
+        """The estate matrix; a target's detail there draws the selected rollout's measurements."""
+        record = self._selected()
+        if record is None:
+            self.notify("no rollout selected", severity="warning")
+            return
+        self.app.push_screen(MatrixScreen(self.estate, self.history, rollout_id=record.id))
 
     def action_close(self) -> None:
         self.app.pop_screen()
