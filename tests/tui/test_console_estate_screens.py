@@ -247,3 +247,19 @@ async def test_a_bad_keys_file_still_opens_the_console_with_default_keys(
         await pilot.press("space")  # the default
         await until(pilot, lambda: console.driver.rollout.paused)
         console.release.set()
+
+
+def test_chart_of_a_control_baseline_draws_the_control_median() -> None:
+    from sluice.tui.estate_data import CheckSeries
+    from sluice.tui.widgets.measure_chart import legend
+
+    series = CheckSeries(
+        "p99", 3, [0.2, 0.3, 0.5], ["pass", "pass", "fail"], [0.1, 0.12, 0.14],
+        baseline_kind="control", max_increase=2.0,
+    )  # fmt: skip
+    assert series.control_median() == 0.12
+    assert series.limit_at(2) == pytest.approx(0.42)  # 0.14 × (1 + 200%)
+    text = str(legend(series))
+    assert "╌ control median 0.12" in text and "┈ limit 0.42" in text
+    roles = {role for row in chart_rows(series, width=40, height=8) for _, role in row}
+    assert {"control", "limit", "fail"} <= roles
