@@ -80,7 +80,11 @@ class TargetDetailScreen(Screen[None]):
                 yield DataTable(id="detail-ledger", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
-                yield VerticalScroll(id="detail-charts")
+                # Composed with the screen (not mounted after it): one styling pass, not two.
+                with VerticalScroll(id="detail-charts"):
+                    for series in self.detail.series:
+                        yield Static(legend(series), classes="chart-legend")
+                        yield MeasureChart(series)
                 yield Log(id="detail-output", highlight=False)
         yield Footer(compact=True)
 
