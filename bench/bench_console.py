@@ -264,6 +264,11 @@ def main() -> int:
     print(f"  key down  → selection + panes moved {summary(result['select_ms'])}")
     print(f"  key m     → estate matrix shown     {summary(result['matrix_ms'])}")
     print(f"  key enter → target detail shown     {summary(result['detail_ms'])}")
+    floor = statistics.median(result["pause_ms"])  # the cheapest key: the machine's floor now
+    for key, name in (("matrix_ms", "m"), ("detail_ms", "enter")):
+        if result[key]:
+            ratio = statistics.median(result[key]) / max(floor, 1e-3)
+            print(f"  key {name:<5} median = {ratio:.1f}× the space key's (the floor in this run)")
     print(
         f"  CPU         idle {result['idle_cpu']:.1%} of a core, under load "
         f"{result['load_cpu']:.1%} of a core ({result['load_cpu'] / max(result['idle_cpu'], 1e-3):.0f}× idle)"

@@ -43,5 +43,9 @@ def serve(
         title=f"sluice · {estate_name}",
     )
     print(f"sluice: serving the console of {estate_name} on http://{host}:{port}", flush=True)
-    server.serve()
+    try:
+        server.serve()
+    except OSError as exc:  # the port is taken, the address is not this machine's…
+        print(f"sluice: cannot serve on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     return 0

@@ -153,6 +153,25 @@ async def test_enter_in_a_replay_opens_the_detail_of_that_rollout(make_console) 
         assert console.app.screen.detail.rollout.id == rollout_id
 
 
+async def test_t_in_history_opens_targets_with_that_rollouts_measurements(make_console) -> None:
+    console = make_console()
+    async with running(console) as pilot:
+        await start_rollout(pilot, console, "2.0.0")
+        await until(pilot, state_is(console, "halted"))
+        rollout_id = console.driver.rollout.rollout_id
+        await pilot.press("h")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "HistoryScreen")
+        await pilot.press("t")
+        await until(pilot, lambda: isinstance(console.app.screen, MatrixScreen))
+        assert console.app.screen.rollout_id == rollout_id
+        await pilot.press("down", "down", "down", "down", "down", "down", "down", "down", "down")
+        assert console.app.screen.selected_target() == "dev-eu-1"
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        assert console.app.screen.detail.rollout.id == rollout_id
+        assert console.app.screen.detail.series  # dev-eu-1 was measured in that rollout
+
+
 def test_chart_draws_the_limit_line_past_the_bars() -> None:
     from sluice.tui.estate_data import CheckSeries
 
@@ -229,3 +248,19 @@ async def test_a_bad_keys_file_still_opens_the_console_with_default_keys(
         await pilot.press("space")  # the default
         await until(pilot, lambda: console.driver.rollout.paused)
         console.release.set()
+
+
+def test_chart_of_a_control_baseline_draws_the_control_median() -> None:
+    from sluice.tui.estate_data import CheckSeries
+    from sluice.tui.widgets.measure_chart import legend
+
+    series = CheckSeries(
+        "p99", 3, [0.2, 0.3, 0.5], ["pass", "pass", "fail"], [0.1, 0.12, 0.14],
+        baseline_kind="control", max_increase=2.0,
+    )  # fmt: skip
+    assert series.control_median() == 0.12
+    assert series.limit_at(2) == pytest.approx(0.42)  # 0.14 × (1 + 200%)
+    text = str(legend(series))
+    assert "╌ control median 0.12" in text and "┈ limit 0.42" in text
+    roles = {role for row in chart_rows(series, width=40, height=8) for _, role in row}
+    assert {"control", "limit", "fail"} <= roles

@@ -21,7 +21,7 @@ async def test_t_backtests_the_selected_rollout(make_console) -> None:
         await until(pilot, state_is(console, "halted"), timeout=LONG)
         await pilot.press("h")
         await until(pilot, lambda: _screen(console) == "HistoryScreen")
-        await pilot.press("t")
+        await pilot.press("b")
         await until(pilot, lambda: _screen(console) == "TextScreen")
         text = "\n".join(console.app.screen.lines)
         assert "backtest of rollout #1 (postgres-operator → 2.0.0)" in text

@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Footer, Label
 from sluice.engine.app import report
 from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History, RolloutRecord
+from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.modals import ConfirmScreen, TextScreen
 from sluice.tui.screens.replay import ReplayScreen
 
@@ -33,8 +34,9 @@ class HistoryScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "show", "Show", id="history.show"),
         Binding("p", "replay", "Replay", id="history.replay"),
-        Binding("t", "backtest", "Backtest", id="history.backtest"),
+        Binding("b", "backtest", "Backtest", id="history.backtest"),
         Binding("u", "restore", "Restore to here", id="history.restore"),
+        Binding("t", "targets", "Targets", id="history.targets"),
         Binding("escape", "close", "Back", id="history.close"),
     ]
 
@@ -150,6 +152,14 @@ class HistoryScreen(Screen[None]):
         self.app.push_screen(
             ConfirmScreen(f"Restore to {point.label}?", body, confirm="Restore"), answered
         )
+
+    def action_targets(self) -> None:
+        """The estate matrix; a target's detail there draws the selected rollout's measurements."""
+        record = self._selected()
+        if record is None:
+            self.notify("no rollout selected", severity="warning")
+            return
+        self.app.push_screen(MatrixScreen(self.estate, self.history, rollout_id=record.id))
 
     def action_close(self) -> None:
         self.app.pop_screen()

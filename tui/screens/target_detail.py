@@ -23,7 +23,7 @@ from textual.widgets import DataTable, Footer, Label, Log, Static
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History
-from sluice.tui.estate_data import TargetDetail, target_detail
+from sluice.tui.estate_data import LedgerRow, TargetDetail, target_detail
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
 
 #: Openers tried for ``o``, first found wins (none: the link is copied and shown instead).
@@ -70,6 +70,7 @@ class TargetDetailScreen(Screen[None]):
         self.live = live
         self.detail: TargetDetail = target_detail(estate, history, target, rollout_id)
         self._output_shown: tuple[str, ...] = ()
+        self._ledger_shown: list[LedgerRow] | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("", id="detail-title", markup=False)
@@ -79,7 +80,11 @@ class TargetDetailScreen(Screen[None]):
                 yield DataTable(id="detail-ledger", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
-                yield VerticalScroll(id="detail-charts")
+                # Composed with the screen (not mounted after it): one styling pass, not two.
+                with VerticalScroll(id="detail-charts"):
+                    for series in self.detail.series:
+                        yield Static(legend(series), classes="chart-legend")
+                        yield MeasureChart(series)
                 yield Log(id="detail-output", highlight=False)
         yield Footer(compact=True)
 
@@ -123,6 +128,9 @@ class TargetDetailScreen(Screen[None]):
         self._paint_output()
 
     def _paint_ledger(self) -> None:
+        if self.detail.ledger == self._ledger_shown and self._ledger_shown is not None:
+            return  # unchanged: keep the cursor and scroll where the reader left them
+        self._ledger_shown = list(self.detail.ledger)
         table = self.query_one("#detail-ledger", DataTable)
         table.clear()
         for row in self.detail.ledger:

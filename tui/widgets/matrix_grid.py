@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.segment import Segment
 from rich.text import Text
 from textual.binding import Binding
 from textual.events import Click
@@ -57,7 +58,7 @@ class MatrixGrid(ScrollView, can_focus=True):
         width = max((line.cell_len for line in lines[:200]), default=0)
         self.virtual_size = Size(max(width, self.size.width), len(lines))
         self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, len(lines) - 1)))
-        self._show_cursor()
+        self.call_after_refresh(self._show_cursor)  # once laid out: it knows its height then
         self.refresh()
 
     def watch_cursor(self, old: int, new: int) -> None:
@@ -90,9 +91,15 @@ class MatrixGrid(ScrollView, can_focus=True):
             return Strip.blank(width, self.rich_style)
         strip = self._strips.get(row)
         if strip is None:
-            segments = list(self.lines[row].render(self.app.console))
-            strip = Strip(segments).extend_cell_length(self.virtual_size.width, self.rich_style)
-            if row == self.cursor:
-                strip = strip.apply_style(self.get_component_rich_style("matrix-grid--cursor"))
+            # The widget's style under every cell; the cursor's over them (its colours win, or
+            # blue text on the blue cursor would vanish).
+            cursor = (
+                self.get_component_rich_style("matrix-grid--cursor") if row == self.cursor else None
+            )
+            segments = Segment.apply_style(
+                self.lines[row].render(self.app.console), self.rich_style, cursor
+            )
+            width = max(self.virtual_size.width, self.size.width)
+            strip = Strip(list(segments)).extend_cell_length(width, cursor or self.rich_style)
             self._strips[row] = strip
         return strip.crop(self.scroll_offset.x, self.scroll_offset.x + width)
