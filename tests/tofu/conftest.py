@@ -15,32 +15,11 @@ import importlib.util
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-HERE = Path(__file__).parent
-SHIM_DIR = HERE / "bin"
-EXAMPLE = HERE.parent.parent / "examples" / "tofu"
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
-
-
-def terraform_environment(config_dir: Path) -> dict[str, str]:
-    """The variables a test (or a subprocess) needs for the shim to be a quiet ``terraform``."""
-    config = config_dir / "terraform.tfrc"
-    config.touch()
-    return {
-        "PATH": f"{SHIM_DIR}{os.pathsep}{os.environ.get('PATH', '')}",
-        "SLUICE_TERRAFORM_PYTHON": sys.executable,
-        "TF_CLI_CONFIG_FILE": str(config),
-        "CHECKPOINT_DISABLE": "1",
-        "TF_IN_AUTOMATION": "1",
-    }
+from terraform_shim import EXAMPLE, _in_ci, terraform_environment, tf  # noqa: F401
 
 
 @pytest.fixture(scope="session")
@@ -63,13 +42,6 @@ def terraform(
     monkeypatch.delenv("TF_WORKSPACE", raising=False)
     monkeypatch.delenv("TF_PLUGIN_CACHE_DIR", raising=False)
     return env
-
-
-def tf(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run the real terraform in ``cwd`` (outside sluice), as a person would."""
-    return subprocess.run(
-        ["terraform", *args], cwd=cwd, capture_output=True, text=True, check=check, timeout=120
-    )
 
 
 @pytest.fixture(scope="session")

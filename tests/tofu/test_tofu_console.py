@@ -124,7 +124,7 @@ async def test_the_idle_tree_shows_the_last_drift_result(tmp_path: Path) -> None
     """What `sluice drift` saved (.sluice/tofu/drift.json) marks the targets not in sync."""
     import shutil
 
-    from conftest import EXAMPLE
+    from terraform_shim import EXAMPLE
 
     from sluice.engine.app.iac import DriftRow, save_drift
     from sluice.tui.widgets.estate_tree import EstateTree

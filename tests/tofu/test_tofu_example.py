@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tf
+from terraform_shim import tf
 
 from sluice.cli import main
 from sluice.engine.store.history import History

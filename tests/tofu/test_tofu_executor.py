@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import tf
+from terraform_shim import tf
 from tofu_helpers import PROVISIONED, apply, estate_with, executor_for, job, wait_for
 
 pytestmark = pytest.mark.timeout(180)
