@@ -8,6 +8,7 @@ ledger recorded at that moment.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import signal
 import sqlite3
@@ -164,7 +165,8 @@ def test_restore_to_a_time_and_one_channel(three_rollouts: Path) -> None:
     estate = three_rollouts
     with _db(estate) as db:
         finished = db.execute("SELECT finished FROM rollouts WHERE id = 2").fetchone()[0]
-    when = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(finished + 1))  # local, no offset
+    # Local, no offset; to the microsecond: rollout #3 starts within a second of #2's end.
+    when = dt.datetime.fromtimestamp(finished + 0.001).isoformat(timespec="microseconds")
     out = ok(sluice("rollback", estate, "--to", when, "--channel", "dev", "--headless",
                     "--time-scale", "0"))  # fmt: skip
     assert "14 change" not in out and "6 change(s) on 6 target(s) in 1 part(s)" in out

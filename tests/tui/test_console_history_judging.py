@@ -33,8 +33,10 @@ async def test_u_restores_the_estate_to_the_selected_rollout(make_console) -> No
     console = make_console()
     history = console.driver.session.history
     async with running(console) as pilot:
-        await start_rollout(pilot, console, "2.0.1")  # healthy: stops at production's manual gate
-        for wave in (5, 6, 7):  # production's three waves
+        await start_rollout(pilot, console, "2.0.1")  # healthy: stops at production's approvals
+        await until(pilot, state_is(console, "awaiting_entry"), timeout=LONG)
+        await pilot.press("a")  # production needs approval to start
+        for wave in (5, 6, 7):  # production's three waves, each a manual gate
             await until(pilot, state_is(console, "awaiting_approval"), timeout=LONG)
             assert console.driver.rollout.current_wave == wave
             await pilot.press("a")
