@@ -19,6 +19,7 @@ async def _settle(pilot, console: Console) -> None:  # type: ignore[no-untyped-d
     await until(pilot, lambda: caught_up(console))
     await pilot.pause(0.1)
     console.app.clear_notifications()
+    await pilot.wait_for_scheduled_animations()  # a pane scrolling to its cursor comes to rest
     await pilot.pause()
 
 
@@ -199,5 +200,14 @@ def test_narrow_terminal(snap_compare, make_console, screen: str) -> None:
                 await pilot.press("m")
                 await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
             await _settle(pilot, console)
+            if screen == "console":
+                # The tree's scrollbar thumbs, after following the halted wave, land on a
+                # different eighth of a cell from run to run (the only difference between runs):
+                # the snapshot is about borders and overlaps, so it is taken without that thumb.
+                from sluice.tui.widgets.estate_tree import EstateTree
+
+                tree = console.app.screen.query_one(EstateTree)
+                tree.styles.scrollbar_size_vertical = tree.styles.scrollbar_size_horizontal = 0
+                await pilot.pause()
 
     assert snap_compare(console.app, terminal_size=(80, 24), run_before=run_before)
