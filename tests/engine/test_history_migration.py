@@ -7,8 +7,6 @@ import dataclasses
 import json
 import math
 import sqlite3
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -373,16 +371,3 @@ def test_a_new_file_has_small_pages_and_an_old_file_keeps_its_own(tmp_path):
         assert history.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         history.close()
-
-
-@pytest.mark.timeout(60)
-def test_importing_the_history_does_not_import_sqlite_utils():
-    code = (
-        "import sys, sluice.engine.store.history, sluice.engine.store.recorder, sluice.engine.store.replay; "
-        "print('sqlite_utils' in sys.modules)"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
