@@ -34,8 +34,6 @@ from sluice.engine.store.history import (
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.replay import ReplaySource
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def sample(seq: int, ts: float, value: float | None, **extra) -> SampleTaken:
     fields = {
