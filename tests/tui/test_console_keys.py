@@ -269,15 +269,18 @@ async def test_selecting_a_target_focuses_metrics_and_log(make_console) -> None:
     async with running(console) as pilot:
         await start_rollout(pilot, console)
         await until(pilot, state_is(console, "halted"))
-        select(console, ("target", "dev-ap-1"))
-        await pilot.pause(0.2)
         screen = console.app.screen
-        assert screen.query_one("#metrics").border_title == "metrics · dev-ap-1"
-        assert screen.query_one("#log").border_title == "output · dev-ap-1"
+
+        def titles() -> tuple[str, str]:
+            return (
+                str(screen.query_one("#metrics").border_title),
+                str(screen.query_one("#log").border_title),
+            )
+
+        select(console, ("target", "dev-ap-1"))
+        await until(pilot, lambda: titles() == ("metrics · dev-ap-1", "output · dev-ap-1"))
         select(console, ("wave", 1))
-        await pilot.pause(0.2)
-        assert screen.query_one("#metrics").border_title == "metrics · W1 ephemeral 1/1"
-        assert screen.query_one("#log").border_title == "events"
+        await until(pilot, lambda: titles() == ("metrics · W1 ephemeral 1/1", "events"))
 
 
 async def test_h_history_enter_shows_p_replays(make_console) -> None:

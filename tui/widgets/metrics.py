@@ -191,19 +191,22 @@ class MetricRow(Vertical):
     def __init__(self, check: str) -> None:
         super().__init__(classes="metric-row")
         self.check = check
+        # Held, not queried: an update can land while the row is being removed (a new selection
+        # rebuilds the panel), when its children are already gone from the DOM.
+        self._label = Label("", classes="metric-label")
+        self._spark = MetricSparkline([], classes="metric-spark")
 
     def compose(self) -> ComposeResult:
-        yield Label("", classes="metric-label")
-        yield MetricSparkline([], classes="metric-spark")
+        yield self._label
+        yield self._spark
 
     def watch_data(self, data: MetricData | None) -> None:
         if data is None or not self.is_mounted:
             return
-        self.query_one(".metric-label", Label).update(data.label, layout=False)
-        spark = self.query_one(MetricSparkline)
-        spark.outcomes = data.outcomes
-        spark.threshold = data.threshold
-        spark.data = list(data.values)
+        self._label.update(data.label, layout=False)
+        self._spark.outcomes = data.outcomes
+        self._spark.threshold = data.threshold
+        self._spark.data = list(data.values)
         self.set_class(data.breach, "-breach")
 
 

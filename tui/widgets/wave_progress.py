@@ -174,24 +174,30 @@ class WaveRow(Vertical):
         super().__init__(id=f"wave-{number}", classes="wave-row")
         self.number = number
         self._gate_shape = ""
+        # Held, not queried: an update can land while the row is being removed (a new plan
+        # rebuilds the pane), when its children are already gone from the DOM.
+        self._title = Label("", classes="wave-title")
+        self._bar = ProgressBar(total=1, show_eta=False, classes="wave-bar")
+        self._budget = Label("", classes="wave-budget")
+        self._gate = Label("", classes="wave-gate")
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="wave-line"):
-            yield Label("", classes="wave-title")
-            yield ProgressBar(total=1, show_eta=False, classes="wave-bar")
-        yield Label("", classes="wave-budget")
-        yield Label("", classes="wave-gate")
+            yield self._title
+            yield self._bar
+        yield self._budget
+        yield self._gate
 
     def watch_data(self, data: WaveRowData | None) -> None:
         if data is None or not self.is_mounted:
             return
         # Fixed-height cells repaint without a layout pass; the gate text re-lays out only when
         # its shape changes (a soak countdown changes digits, not lines).
-        self.query_one(".wave-title", Label).update(data.title, layout=False)
-        self.query_one(ProgressBar).update(total=data.total, progress=data.done)
-        self.query_one(".wave-budget", Label).update(data.budget, layout=False)
+        self._title.update(data.title, layout=False)
+        self._bar.update(total=data.total, progress=data.done)
+        self._budget.update(data.budget, layout=False)
         shape = re.sub(r"\d+", "#", data.gate.plain)
-        self.query_one(".wave-gate", Label).update(data.gate, layout=shape != self._gate_shape)
+        self._gate.update(data.gate, layout=shape != self._gate_shape)
         self._gate_shape = shape
         self.set_class(data.failing, "-failed")
 
