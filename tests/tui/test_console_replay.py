@@ -14,7 +14,7 @@ from sluice.tui.widgets.metrics import MetricRow
 from sluice.tui.widgets.rollout_log import RolloutLog
 from sluice.tui.widgets.wave_progress import WaveRow
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = pytest.mark.timeout(180)  # replays a whole rollout; at load 14 one took 123 s
 
 
 def panes(screen) -> dict[str, object]:  # type: ignore[no-untyped-def]
