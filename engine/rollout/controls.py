@@ -22,6 +22,7 @@ from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, Wave
 from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged, WaveFinished
 from sluice.engine.rollout.jobs import JobRunner, current_user, run_bounded
+from sluice.engine.rollout.options import ResumeState, RolloutOptions
 from sluice.engine.rollout.state import (
     ABORTED,
     APPLYING,
@@ -36,7 +37,7 @@ from sluice.engine.rollout.state import (
     Outcome,
     RolloutOutcome,
     TargetState,
-    WaveState,
+    plan_states,
 )
 from sluice.engine.support.clock import Clock
 from sluice.engine.support.resources import Resources
@@ -49,13 +50,10 @@ class RolloutControls:
     """A rollout's live state and its operator commands (see :class:`sluice.engine.rollout.orchestrator.Rollout`).
 
     Args:
-        interactive: wait for the operator at gates (the console). Headless runs stop instead:
-            a manual gate with ``approve`` is approved; without it the rollout stops (exit 4);
-            a failed or inconclusive gate or a spent budget halts it (exit 1).
-        until_wave: stop (resumable, exit 4) after this wave.
-        prior: for resume — target name → (status, version) already recorded.
-        baselines: for resume — (wave, check, target) → the baseline recorded before the
-            restart; a resumed wave compares with these, never with already-upgraded targets.
+        options: what the operator asked for (default: interactive, as the console runs).
+        resume: what history recorded of this rollout before a restart (``None``: a new one).
+        executor_factory, check_factory: build executors and check sources from their specs
+            (tests substitute their own).
     """
 
     def __init__(
@@ -67,16 +65,8 @@ class RolloutControls:
         bus: EventBus | None = None,
         clock: Clock | None = None,
         actor: str | None = None,
-        interactive: bool = True,
-        approve: bool = False,
-        approve_destroy: bool = False,
-        until_wave: int | None = None,
-        start_wave: int = 1,
-        prior: Mapping[str, tuple[str, str]] | None = None,
-        baselines: Mapping[tuple[int, str, str], float | None] | None = None,
-        resumed: bool = False,
-        reapply_unknown: bool = True,
-        rollback_only: bool = False,
+        options: RolloutOptions | None = None,
+        resume: ResumeState | None = None,
         executor_factory: Callable[..., Executor] = create_executor,
         check_factory: Callable[..., CheckSource] = create_check,
     ):
@@ -86,18 +76,15 @@ class RolloutControls:
         self.bus = bus or EventBus()
         self.clock = clock or Clock()
         self.actor = actor or current_user()
-        self.interactive = interactive
-        self.approve = approve
-        #: headless: approve reviewed plans even when they destroy or replace resources
-        self.approve_destroy = approve_destroy
+        self.options = options or RolloutOptions()
+        self.resumed = resume is not None
+        restored = resume or ResumeState()
+        self.start_wave = restored.start_wave
+        self.recorded_baselines = restored.baselines
+        #: waves whose entry approval was given (before a restart, or in this run)
+        self.entered = restored.entered
         #: the plan review a ``review = "plans"`` wave waits for (rollout/review.py), if any
         self.review: Any = None
-        self.until_wave = until_wave
-        self.start_wave = start_wave
-        self.resumed = resumed
-        self.recorded_baselines = dict(baselines or {})
-        self.reapply_unknown = reapply_unknown
-        self.rollback_only = rollback_only
         self.resources = Resources()
         self.jobs = JobRunner(
             estate,
@@ -110,33 +97,27 @@ class RolloutControls:
         )
         self._check_factory = check_factory
         self._checks: dict[str, CheckSource] = {}
-        self.targets: dict[str, TargetState] = {}
-        self.waves: dict[int, WaveState] = {}
-        for wave in plan.waves:
-            self.waves[wave.number] = WaveState(
-                wave.number,
-                wave.name,
-                wave.channel.name,
-                [t.name for t in wave.targets],
-                wave.failure_budget,
-            )
-            for t in wave.targets:
-                self.targets[t.name] = TargetState(
-                    t.name, wave.number, t.channel, t.executor, t.from_version, t.to_version
-                )
-        for name, (status, version) in (prior or {}).items():
-            if name in self.targets:
-                self.targets[name].status, self.targets[name].version = status, version
+        self.targets, self.waves = plan_states(plan, self._prior(restored))
         self._tallies: dict[int, Counter[str]] = {number: Counter() for number in self.waves}
         for target in self.targets.values():
             target.track(self._tallies[target.wave])
+        #: Called with an exception that escaped the engine; returns where its traceback went
+        #: (the session writes it to a log file beside the history).
+        self.on_crash: Callable[[BaseException], str | None] | None = None
+        self._start_idle()
+
+    def _prior(self, restored: ResumeState) -> Mapping[str, tuple[str, str]]:
+        """Each target's recorded (status, version) to start from."""
+        if self.options.rollback_only:  # what it rolls back was applied: it runs ``to_version``
+            return {t.name: (OK, t.to_version) for t in self.plan.targets if not t.noop}
+        return restored.prior
+
+    def _start_idle(self) -> None:
+        """Where a rollout is before ``run()``: idle, not paused, no gate, nothing stopping."""
         self.state = "idle"
         self.current_wave: int | None = None
         self.paused = False
         self.outcome: Outcome | None = None
-        #: Called with an exception that escaped the engine; returns where its traceback went
-        #: (the session writes it to a log file beside the history).
-        self.on_crash: Callable[[BaseException], str | None] | None = None
         self._phase = "running"
         self._unpaused = asyncio.Event()
         self._unpaused.set()

@@ -14,7 +14,6 @@ The freeze itself lives in history; the application layer tells the rollout with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,25 +58,9 @@ class Governed(RolloutControls):
     """Adds freezes, change windows, entry approvals and N-person approvals to the controls."""
 
     freeze: Freeze | None = None
-    #: ``--wait``: a headless run waits at approvals, closed windows and freezes instead of stopping
-    wait: bool = False
-    #: ``--bypass-window REASON``: a headless run starts waves outside their windows, recorded
-    window_bypass: str = ""
-    #: waves that started before a resume: their entry approval was given then
-    entered: frozenset[int] = frozenset()
 
-    def __init__(
-        self,
-        *args: Any,
-        wait: bool = False,
-        window_bypass: str = "",
-        entered: Iterable[int] = (),
-        **kwargs: Any,
-    ):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.wait = wait
-        self.window_bypass = window_bypass
-        self.entered = frozenset(entered)
         self._wake = asyncio.Event()
         self._approvals: dict[str, str] = {}  # actor → reason, for the approval being waited for
         self._bypassed_windows: set[int] = set()
@@ -179,7 +162,7 @@ class Governed(RolloutControls):
     async def _entry_approval(self, wave: Wave) -> None:
         self.current_wave = wave.number
         self._approvals = {}
-        if self.approve:
+        if self.options.approve:
             self._approvals[self.actor] = "--approve"
             self.bus.emit(
                 OperatorAction,
@@ -190,7 +173,7 @@ class Governed(RolloutControls):
             )
             if len(self._approvals) >= self.needed_approvals(wave):
                 return
-        if not (self.interactive or self.wait):
+        if not (self.options.interactive or self.options.wait):
             self._set_phase("awaiting_entry", wave.number, self._approval_text(wave))
             raise Finish(
                 RolloutOutcome.STOPPED,
@@ -227,10 +210,10 @@ class Governed(RolloutControls):
         """Wait while the estate is frozen or the wave's windows are closed."""
         while (blocker := self._blocker(wave)) is not None:
             kind, why = blocker
-            if kind == "window" and self.window_bypass:
-                self._bypass_window(wave, self.window_bypass, self.actor)
+            if kind == "window" and self.options.window_bypass:
+                self._bypass_window(wave, self.options.window_bypass, self.actor)
                 continue
-            if not (self.interactive or self.wait):
+            if not (self.options.interactive or self.options.wait):
                 self.current_wave = wave.number
                 self._set_phase("held", wave.number, why)
                 advice = (

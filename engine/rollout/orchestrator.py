@@ -75,7 +75,7 @@ class Rollout(Governed):
         if unknown:
             what = (
                 "adopting those still running or finished, re-applying the rest"
-                if self.reapply_unknown
+                if self.options.reapply_unknown
                 else "adopting those still running or finished, the rest left for the operator"
             )
             self.bus.emit(
@@ -85,15 +85,18 @@ class Rollout(Governed):
             )
         try:
             try:
-                if self.rollback_only:
+                if self.options.rollback_only:
                     await self._run_rollback_only()
                 for wave in self.plan.waves:
                     if wave.number < self.start_wave:
                         continue
-                    if self.until_wave is not None and wave.number > self.until_wave:
+                    if (
+                        self.options.until_wave is not None
+                        and wave.number > self.options.until_wave
+                    ):
                         raise _Finish(
                             RolloutOutcome.STOPPED,
-                            f"stopped after wave {self.until_wave} as asked; continue with `sluice resume`",
+                            f"stopped after wave {self.options.until_wave} as asked; continue with `sluice resume`",
                         )
                     await self._run_wave(wave)
                 await self._rear_guard_drain()
@@ -172,7 +175,7 @@ class Rollout(Governed):
             name=wave.name,
             targets=tuple(state.targets),
         )
-        redo = (PENDING, UNKNOWN, FAILED) if self.reapply_unknown else (PENDING, FAILED)
+        redo = (PENDING, UNKNOWN, FAILED) if self.options.reapply_unknown else (PENDING, FAILED)
         todo = [self.targets[t.name] for t in wave.targets if self.targets[t.name].status in redo]
         attempted = [t for t in wave.targets if self.targets[t.name].status != NOOP]
         if not attempted:
@@ -264,14 +267,14 @@ class Rollout(Governed):
             ", some destroy or replace resources" if review.destroys else ""
         )
         try:
-            if self.interactive:
+            if self.options.interactive:
                 decision = await self._await_operator(wave, "review_plans", f"{what}; review them")
-            elif self.approve_destroy or (self.approve and not review.destroys):
+            elif self.options.approve_destroy or (self.options.approve and not review.destroys):
                 decision = APPROVED
                 self._operator(
                     "approve_plans",
                     self.actor,
-                    f"{'--approve-destroy' if self.approve_destroy else '--approve'}: "
+                    f"{'--approve-destroy' if self.options.approve_destroy else '--approve'}: "
                     f"{review.hashes()}",
                     wave=wave.number,
                 )
@@ -349,7 +352,7 @@ class Rollout(Governed):
         """Wait at a gate or a halt for the operator's decision (headless: decide by policy)."""
         if why == "awaiting_approval":
             self._approvals = {}
-            if not self.interactive and self.approve:
+            if not self.options.interactive and self.options.approve:
                 self._approvals[self.actor] = "--approve"
                 self.bus.emit(
                     OperatorAction,
@@ -360,9 +363,9 @@ class Rollout(Governed):
                 )
                 if len(self._approvals) >= self.needed_approvals(wave):
                     return APPROVED
-            if self.approve or self.needed_approvals(wave) > 1:
+            if self.options.approve or self.needed_approvals(wave) > 1:
                 detail = self._approval_text(wave, gate=True)
-        if not self.interactive and not (why == "awaiting_approval" and self.wait):
+        if not self.options.interactive and not (why == "awaiting_approval" and self.options.wait):
             if why == "awaiting_approval":
                 # Said before stopping: a pipeline's notifications tell someone to approve.
                 self._set_phase("awaiting_approval", wave.number, detail)
@@ -388,7 +391,7 @@ class Rollout(Governed):
         if self.rear_guard.tripped is None:
             return
         detail = self.rear_guard.tripped
-        if not self.interactive:
+        if not self.options.interactive:
             raise _Finish(
                 RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
             )
