@@ -2,10 +2,12 @@
 
 :class:`RolloutControls` holds what a running rollout is (targets, waves, phase, the decision a
 gate waits for) and takes the operator commands — ``pause``, ``resume``, ``advance``, ``abort``,
-``retry``, ``rollback_wave``, ``rollback_target``, ``bypass`` — as plain methods, safe to call at
-any moment: a command that makes no sense now returns a refusal saying why, never raises. Each
-accepted command is emitted as an ``OperatorAction`` with its actor and reason.
-:class:`sluice.engine.rollout.orchestrator.Rollout` adds the driving: waves, soaks and gates.
+``bypass`` — as plain methods, safe to call at any moment: a command that makes no sense now
+returns a refusal saying why, never raises. Each accepted command is emitted as an
+``OperatorAction`` with its actor and reason. :mod:`sluice.engine.rollout.target_commands` adds
+``retry``, ``rollback_wave`` and ``rollback_target``, :mod:`sluice.engine.rollout.governance`
+freezes, windows and approvals, and :class:`sluice.engine.rollout.orchestrator.Rollout` the
+driving: waves, soaks and gates.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from sluice.engine.executors.base import Executor, create_executor
 from sluice.engine.executors.spool import SpoolDir, rollout_spool_dir
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, Wave
-from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged, WaveFinished
-from sluice.engine.rollout.jobs import JobRunner, current_user, run_bounded
+from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged
+from sluice.engine.rollout.jobs import JobRunner, current_user
 from sluice.engine.rollout.options import ResumeState, RolloutOptions
 from sluice.engine.rollout.state import (
     ABORTED,
@@ -36,7 +38,6 @@ from sluice.engine.rollout.state import (
     CommandResult,
     Outcome,
     RolloutOutcome,
-    TargetState,
     plan_states,
 )
 from sluice.engine.support.clock import Clock
@@ -131,9 +132,7 @@ class RolloutControls:
         #: what replaces this rollout when it is aborted for a new one (``abort(superseded_by=)``)
         self.superseded_by: str | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        self._rollbacks = 0  # in flight; the phase before the first comes back after the last
         self._applying: int | None = None  # the wave whose applies are running
-        self._phase_before_rollback = "running"
 
     # ------------------------------------------------------------------ commands
 
@@ -265,107 +264,6 @@ class RolloutControls:
             self._aborting = ("sluice", reason)
             self._abort_outcome = RolloutOutcome.HISTORY_FAILED
             self._task.cancel()
-
-    def retry(self, target: str, reason: str = "", actor: str | None = None) -> CommandResult:
-        """Apply a failed target again."""
-        state = self.targets.get(target)
-        if state is None:
-            return CommandResult(False, f"unknown target {target!r}")
-        if not self._active():
-            return CommandResult(False, "no rollout is running")
-        if state.status not in (FAILED, UNKNOWN, ABORTED):
-            return CommandResult(False, f"{target} is {state.status}, not failed")
-        if state.wave > (self.current_wave or 0):
-            return CommandResult(False, f"{target}'s wave has not started")
-        if state.wave == self._applying:  # a retry now would exceed the wave's max_parallel
-            return CommandResult(
-                False, f"wave {state.wave} is still applying; retry {target} when its applies end"
-            )
-        self._operator("retry", actor, reason, wave=state.wave, target=target)
-        self._spawn(self._retry(state))
-        return CommandResult(True, f"retrying {target}")
-
-    async def _retry(self, state: TargetState) -> None:
-        await self.jobs.run(state.wave, state, "retry")
-        if state.status == FAILED:
-            return
-        wave = self.plan.waves[state.wave - 1]
-        if self._waiting == "budget" and not self._over_budget(wave):
-            self._set_phase(
-                "halted", wave.number, "failures are within budget now: press advance to continue"
-            )
-
-    def rollback_wave(
-        self, number: int, reason: str = "", actor: str | None = None
-    ) -> CommandResult:
-        """Re-apply each target's previous version in wave ``number``."""
-        if number not in self.waves:
-            return CommandResult(False, f"there is no wave {number}")
-        if not self._active():
-            return CommandResult(False, "no rollout is running")
-        if self.waves[number].status in ("pending", "applying") or self._phase == "rolling_back":
-            return CommandResult(
-                False,
-                f"wave {number} is {self.waves[number].status}; wait for its applies to finish",
-            )
-        targets = [self.targets[n] for n in self.waves[number].targets]
-        todo = [t for t in targets if t.status in (OK, FAILED, UNKNOWN, ABORTED)]
-        if not todo:
-            return CommandResult(False, f"nothing to roll back in wave {number}")
-        self._operator("rollback", actor, reason, wave=number)
-        self._spawn(self._rollback_then_halt(number, todo, actor or self.actor, reason))
-        return CommandResult(True, f"rolling back wave {number} ({len(todo)} targets)")
-
-    def rollback_target(
-        self, target: str, reason: str = "", actor: str | None = None
-    ) -> CommandResult:
-        state = self.targets.get(target)
-        if state is None:
-            return CommandResult(False, f"unknown target {target!r}")
-        if not self._active():
-            return CommandResult(False, "no rollout is running")
-        if state.status not in (OK, FAILED, UNKNOWN, ABORTED):
-            return CommandResult(False, f"{target} is {state.status}: nothing to roll back")
-        self._operator("rollback", actor, reason, wave=state.wave, target=target)
-        self._spawn(self._rollback_then_halt(state.wave, [state], actor or self.actor, reason))
-        return CommandResult(True, f"rolling back {target} to {state.from_version}")
-
-    async def _rollback_then_halt(
-        self, number: int, targets: list[TargetState], actor: str, reason: str
-    ) -> None:
-        wave = self.plan.waves[number - 1]
-        await self._rollback(wave, targets, actor=actor, reason=reason)
-        if all(
-            self.targets[n].status in (ROLLED_BACK, NOOP, PENDING)
-            for n in self.waves[number].targets
-        ):
-            self.waves[number].status = "rolled_back"
-            self.bus.emit(WaveFinished, wave=number, outcome="rolled_back")
-
-    async def _rollback(
-        self, wave: Wave, targets: list[TargetState], *, actor: str, reason: str
-    ) -> None:
-        if not self._rollbacks:
-            self._phase_before_rollback = self._phase
-        self._rollbacks += 1
-        self._set_phase("rolling_back", wave.number, reason)
-
-        async def one(target: TargetState) -> None:
-            await self.jobs.run(wave.number, target, "rollback")
-
-        todo = [
-            t
-            for t in targets
-            if t.version != t.from_version or t.status in (FAILED, UNKNOWN, ABORTED)
-        ]
-        try:
-            await run_bounded(todo, wave.channel.max_parallel, one)
-        finally:
-            self._rollbacks -= 1
-        # Back to where it was, unless the rollout moved on meanwhile (an approval during an
-        # operator's rollback) or another rollback still runs.
-        if not self._rollbacks and self._phase == "rolling_back":
-            self._set_phase(self._phase_before_rollback, wave.number)
 
     # ------------------------------------------------------------------ helpers
 

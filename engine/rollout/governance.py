@@ -7,6 +7,10 @@ every manual approval. A console (or a headless run with ``wait``) waits there; 
 without it stops, resumable (exit 4), saying what it waits for. Nothing of the wave has started:
 no baseline, no apply.
 
+After a wave's soak, a gate or a halt waits for the operator the same way
+(:meth:`Governed._await_operator`); a headless run decides by policy instead: ``--approve``
+approves, otherwise it stops or halts.
+
 The freeze itself lives in history; the application layer tells the rollout with
 :meth:`Governed.set_freeze` (and wakes it) — the engine never reads history itself.
 """
@@ -19,20 +23,14 @@ from typing import Any
 
 from sluice.engine.model.plan import Wave
 from sluice.engine.model.windows import Closed, closed, utc
-from sluice.engine.rollout.controls import APPROVED, RolloutControls
+from sluice.engine.rollout.controls import APPROVED
 from sluice.engine.rollout.events import OperatorAction
-from sluice.engine.rollout.state import CommandResult, Outcome, RolloutOutcome
+from sluice.engine.rollout.state import CommandResult, Finish, RolloutOutcome
+from sluice.engine.rollout.target_commands import TargetCommands
 
 #: How often a held wave looks at its windows again (real seconds; a freeze or a bypass wakes
 #: it at once).
 RECHECK_SECONDS = 1.0
-
-
-class Finish(Exception):
-    """Ends :meth:`Rollout.run` with an outcome (stopped, halted, done, aborted)."""
-
-    def __init__(self, outcome: RolloutOutcome, summary: str):
-        self.outcome = Outcome(outcome, summary)
 
 
 @dataclass(frozen=True)
@@ -54,7 +52,7 @@ class Freeze:
         return self.until is None or now < self.until
 
 
-class Governed(RolloutControls):
+class Governed(TargetCommands):
     """Adds freezes, change windows, entry approvals and N-person approvals to the controls."""
 
     freeze: Freeze | None = None
@@ -182,18 +180,6 @@ class Governed(RolloutControls):
             )
         await self._wait_decision(wave, "entry", "awaiting_entry", self._approval_text(wave))
 
-    async def _wait_decision(self, wave: Wave, why: str, phase: str, detail: str) -> str:
-        self._waiting = why
-        # Ready before the state change is announced: a listener may decide at once.
-        decision = self._decision = asyncio.get_running_loop().create_future()
-        self._set_phase(phase, wave.number, detail)
-        try:
-            return await decision
-        finally:
-            self._decision = None
-            self._waiting = None
-            self._set_phase("running", wave.number)
-
     def _blocker(self, wave: Wave) -> tuple[str, str] | None:
         """(kind, why) that holds ``wave`` now, or ``None``."""
         now = self.clock.now()
@@ -254,3 +240,55 @@ class Governed(RolloutControls):
         self._bypass_window(self.plan.waves[self.current_wave - 1], reason, actor or self.actor)
         self._wake.set()
         return CommandResult(True, f"wave {self.current_wave} starts outside its window")
+
+    # ------------------------------------------------------------------ waiting for the operator
+
+    async def _await_operator(self, wave: Wave, why: str, detail: str) -> str:
+        """Wait at a gate or a halt for the operator's decision (headless: decide by policy)."""
+        if why == "awaiting_approval":
+            self._approvals = {}
+            if not self.options.interactive and self.options.approve:
+                self._approvals[self.actor] = "--approve"
+                self.bus.emit(
+                    OperatorAction,
+                    action="approve",
+                    actor=self.actor,
+                    reason="--approve",
+                    wave=wave.number,
+                )
+                if len(self._approvals) >= self.needed_approvals(wave):
+                    return APPROVED
+            if self.options.approve or self.needed_approvals(wave) > 1:
+                detail = self._approval_text(wave, gate=True)
+        if not self.options.interactive and not (why == "awaiting_approval" and self.options.wait):
+            if why == "awaiting_approval":
+                # Said before stopping: a pipeline's notifications tell someone to approve.
+                self._set_phase("awaiting_approval", wave.number, detail)
+                raise Finish(
+                    RolloutOutcome.STOPPED,
+                    f"wave {wave.number} ({wave.name}) passed its manual gate and awaits approval; "
+                    "continue with `sluice resume --approve` or in the console",
+                )
+            if why == "unknown":
+                raise Finish(
+                    RolloutOutcome.STOPPED,
+                    f"stopped at wave {wave.number} ({wave.name}): {detail.split(';')[0]}; check them, then "
+                    "`sluice resume` re-applies them (or retry them in the console)",
+                )
+            raise Finish(
+                RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
+            )
+        phase = "halted" if why in ("budget", "unknown") else why
+        return await self._wait_decision(wave, why, phase, detail)
+
+    async def _wait_decision(self, wave: Wave, why: str, phase: str, detail: str) -> str:
+        self._waiting = why
+        # Ready before the state change is announced: a listener may decide at once.
+        decision = self._decision = asyncio.get_running_loop().create_future()
+        self._set_phase(phase, wave.number, detail)
+        try:
+            return await decision
+        finally:
+            self._decision = None
+            self._waiting = None
+            self._set_phase("running", wave.number)

@@ -86,6 +86,13 @@ def stops_driving(exc: BaseException) -> bool:
     return False
 
 
+class Finish(Exception):
+    """Ends :meth:`Rollout.run` with an outcome (stopped, halted, done, aborted)."""
+
+    def __init__(self, outcome: RolloutOutcome, summary: str):
+        self.outcome = Outcome(outcome, summary)
+
+
 class ExitCode(IntEnum):
     """sluice's exit codes, a firm contract (docs/design.md: the command line)."""
 
