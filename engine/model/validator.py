@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sluice.engine.model import schema
+from sluice.engine.model.convert import convert, type_name
 from sluice.engine.model.parts import (
     Channel,
     CheckSpec,
@@ -47,7 +48,7 @@ class Validator:
     def table(self, raw: Any, keys: Mapping[str, Key], at: KeyPath) -> dict[str, Any]:
         """Validate one table against ``keys``; return converted values (defaults filled)."""
         if not isinstance(raw, dict):
-            self.problem(at, f"expected a table, got {schema._type_name(raw)}")
+            self.problem(at, f"expected a table, got {type_name(raw)}")
             return {name: key.default for name, key in keys.items()}
         values: dict[str, Any] = {}
         for name, value in raw.items():
@@ -55,7 +56,7 @@ class Validator:
                 self.problem((*at, name), f"unknown key{suggest(name, keys)}")
                 continue
             try:
-                values[name] = schema.convert(keys[name], value)
+                values[name] = convert(keys[name], value)
             except ValueError as exc:
                 self.problem((*at, name), str(exc))
         for name, key in keys.items():
@@ -69,9 +70,7 @@ class Validator:
     def section(self, name: str) -> dict[str, Any]:
         value = self.raw.get(name, {})
         if not isinstance(value, dict):
-            self.problem(
-                (name,), f"expected a table of named entries, got {schema._type_name(value)}"
-            )
+            self.problem((name,), f"expected a table of named entries, got {type_name(value)}")
             return {}
         return value
 
