@@ -30,6 +30,7 @@ import tomli_w  # noqa: E402
 from sluice.engine.model.estate import Estate, parse_estate  # noqa: E402
 from sluice.engine.model.plan import Plan, make_plan  # noqa: E402
 from sluice.engine.rollout.events import EventBus  # noqa: E402
+from sluice.engine.rollout.options import RolloutOptions  # noqa: E402
 from sluice.engine.rollout.orchestrator import Rollout  # noqa: E402
 from sluice.engine.support.clock import Clock  # noqa: E402
 
@@ -63,7 +64,14 @@ def build_estate(targets: int) -> Estate:
 async def run_rollout(estate: Estate, plan: Plan, subscriber: bool) -> float:
     bus = EventBus()
     subscription = bus.subscribe(maxsize=1_000_000) if subscriber else None
-    rollout = Rollout(estate, plan, bus=bus, clock=Clock(0), interactive=False, actor="bench")
+    rollout = Rollout(
+        estate,
+        plan,
+        bus=bus,
+        clock=Clock(0),
+        options=RolloutOptions(interactive=False),
+        actor="bench",
+    )
     started = time.perf_counter()
     outcome = await rollout.run()
     elapsed = time.perf_counter() - started

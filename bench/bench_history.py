@@ -61,6 +61,7 @@ from sluice.engine.rollout.events import (  # noqa: E402
     EventBus,
     SampleTaken,
 )
+from sluice.engine.rollout.options import RolloutOptions  # noqa: E402
 from sluice.engine.rollout.orchestrator import Rollout  # noqa: E402
 from sluice.engine.store.history import WAL_CHECKPOINT_BYTES, History  # noqa: E402
 from sluice.engine.store.recorder import TAIL_LINES, Recorder  # noqa: E402
@@ -136,7 +137,11 @@ async def stream_of(estate: Estate, count: int) -> list[Event]:
     events: list[Event] = []
     bus.listen(events.append)
     rollout = Rollout(
-        estate, make_plan(estate, "op", "2.0"), bus=bus, clock=Clock(0), interactive=False
+        estate,
+        make_plan(estate, "op", "2.0"),
+        bus=bus,
+        clock=Clock(0),
+        options=RolloutOptions(interactive=False),
     )
     outcome = await rollout.run()
     if outcome.outcome != "done" or len(events) < count:

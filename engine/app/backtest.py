@@ -188,75 +188,91 @@ def _rejudge(
     samples: list[SampleTaken],
     recorded_gate: GateEvaluated | None,
 ) -> WaveBacktest:
+    """One recorded wave judged again by the checks ``specs`` its channel has now."""
     targets = [t["name"] for t in wave["targets"] if not t.get("noop")]
     measured = {s.check for s in samples if s.phase == "soak"}
     present = [s for s in specs if s.name in measured]
     missing = sorted(s.name for s in specs if s.name not in measured)
-    gate = Gate(present, targets)
+    replay = _Replay(Gate(present, targets))
     wanted = {s.name for s in present}
-    rounds: dict[tuple[str, str], int] = {}
-    control: dict[str, list[float]] = {}
-    control_median: dict[str, float] = {}
-    new_at: float | None = None
-    recorded_at: float | None = None
-    verdict: tuple[str, list[str]] | None = None
-    first: Difference | None = None
     for s in samples:
-        if s.check not in wanted or s.target not in targets and s.phase != "control":
-            continue
-        spec = gate.checks[s.check]
-        if s.phase == "baseline":
-            gate.set_baseline(s.check, s.target, s.value)
-        elif s.phase == "control":
-            if s.value is not None and s.outcome != "error":
-                control.setdefault(s.check, []).append(s.value)
-        elif s.phase == "soak":
-            pending = control.pop(s.check, [])
-            if pending:
-                gate.add_control(s.check, pending)
-                control_median[s.check] = statistics.median(pending)
-            base = control_median.get(s.check) if spec.baseline == "control" else None
-            n = rounds[(s.check, s.target)] = rounds.get((s.check, s.target), 0) + 1
-            elapsed = n * spec.interval
-            recorded_at = elapsed
-            if verdict is not None:
-                continue  # the new gate had decided already: later samples change nothing
-            outcome, reason = gate.record(s.check, s.target, _reading(s), base)
-            if first is None and outcome != s.outcome:
-                first = Difference(s.check, s.target, s.value, elapsed, s.outcome, outcome, reason)
-            early = gate.early_verdict()
-            if early is not None:
-                verdict, new_at = early, elapsed
-    recorded = recorded_gate.verdict if recorded_gate else UNDECIDED
+        if s.check in wanted and (s.target in targets or s.phase == "control"):
+            replay.feed(s)
+    verdict, new_at = replay.verdict, replay.new_at
     if verdict is None:
-        if not present:
-            verdict = (UNDECIDED, ["no recorded samples of the checks this channel has now"])
-        elif (
-            recorded_gate is not None
-            and recorded_gate.early
-            and recorded in ("failed", "inconclusive")
-        ):
-            verdict = (
-                UNDECIDED,
-                [
-                    f"the recorded soak ended early at {_at(recorded_at)}: the rest was never measured"
-                ],
-            )
-        else:
-            verdict = gate.final_verdict()
-        new_at = recorded_at
+        verdict, new_at = _final_verdict(replay, present, recorded_gate), replay.recorded_at
     return WaveBacktest(
         number=wave["number"],
         name=wave["name"],
         channel=wave["channel"],
-        recorded=recorded,
-        recorded_at=recorded_at if recorded_gate else None,
+        recorded=recorded_gate.verdict if recorded_gate else UNDECIDED,
+        recorded_at=replay.recorded_at if recorded_gate else None,
         new=verdict[0],
         new_at=new_at,
         reasons=list(verdict[1]),
         missing=missing,
-        first_difference=first,
+        first_difference=replay.first,
     )
+
+
+class _Replay:
+    """A wave's recorded samples fed, in the order they were taken, through a fresh gate."""
+
+    def __init__(self, gate: Gate):
+        self.gate = gate
+        self.rounds: dict[tuple[str, str], int] = {}
+        self.control: dict[str, list[float]] = {}  # per check: control values of this round
+        self.control_median: dict[str, float] = {}
+        #: estate time of the last recorded soak measurement
+        self.recorded_at: float | None = None
+        #: the new gate's early verdict and when it came (``None``: it decided nothing early)
+        self.verdict: tuple[str, list[str]] | None = None
+        self.new_at: float | None = None
+        self.first: Difference | None = None
+
+    def feed(self, s: SampleTaken) -> None:
+        if s.phase == "baseline":
+            self.gate.set_baseline(s.check, s.target, s.value)
+        elif s.phase == "control":
+            if s.value is not None and s.outcome != "error":
+                self.control.setdefault(s.check, []).append(s.value)
+        elif s.phase == "soak":
+            self._soak(s)
+
+    def _soak(self, s: SampleTaken) -> None:
+        spec = self.gate.checks[s.check]
+        pending = self.control.pop(s.check, [])
+        if pending:
+            self.gate.add_control(s.check, pending)
+            self.control_median[s.check] = statistics.median(pending)
+        base = self.control_median.get(s.check) if spec.baseline == "control" else None
+        key = (s.check, s.target)
+        n = self.rounds[key] = self.rounds.get(key, 0) + 1
+        elapsed = self.recorded_at = n * spec.interval
+        if self.verdict is not None:
+            return  # the new gate had decided already: later samples change nothing
+        outcome, reason = self.gate.record(s.check, s.target, _reading(s), base)
+        if self.first is None and outcome != s.outcome:
+            self.first = Difference(s.check, s.target, s.value, elapsed, s.outcome, outcome, reason)
+        early = self.gate.early_verdict()
+        if early is not None:
+            self.verdict, self.new_at = early, elapsed
+
+
+def _final_verdict(
+    replay: _Replay, present: list[CheckSpec], recorded_gate: GateEvaluated | None
+) -> tuple[str, list[str]]:
+    """The new verdict at the end of the recorded soak (the new gate decided nothing early)."""
+    if not present:
+        return UNDECIDED, ["no recorded samples of the checks this channel has now"]
+    if (
+        recorded_gate is not None
+        and recorded_gate.early
+        and recorded_gate.verdict in ("failed", "inconclusive")
+    ):
+        ended = _at(replay.recorded_at)
+        return UNDECIDED, [f"the recorded soak ended early at {ended}: the rest was never measured"]
+    return replay.gate.final_verdict()
 
 
 def backtest(history: History, record: RolloutRecord, estate: Estate) -> Backtest:

@@ -17,10 +17,12 @@ from typing import Any
 
 from sluice.engine.app.governance import RequestPump, freeze_of
 from sluice.engine.app.governance import actor as governance_actor
+from sluice.engine.executors.base import Executor, create_executor
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, PlanError, PlannedTarget, Wave, make_plan
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
+from sluice.engine.rollout.options import ResumeState, RolloutOptions
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.rollout.state import (
     FAILED,
@@ -199,13 +201,14 @@ class Session:
         plan: Plan,
         *,
         clock: Clock | None = None,
-        interactive: bool = True,
         extra: dict[str, Any] | None = None,
+        executor_factory: Callable[..., Executor] = create_executor,
         **options: Any,
     ) -> Rollout:
         """Record a new rollout of ``plan`` and return it, ready to ``run()``.
 
-        ``extra`` is recorded with the plan (a restore's ``{"restore": …}`` marker).
+        ``extra`` is recorded with the plan (a restore's ``{"restore": …}`` marker); ``options``
+        are the :class:`RolloutOptions` fields (``interactive=``, ``approve=``, …).
         """
         froms = sorted({t.from_version for t in plan.targets if not t.noop}) or [plan.version]
         rollout_id = self.history.create_rollout(
@@ -226,8 +229,8 @@ class Session:
             bus=bus,
             clock=clock,
             actor=self.actor,
-            interactive=interactive,
-            **options,
+            options=RolloutOptions(**options),
+            executor_factory=executor_factory,
         )
 
     def resumable(self, rollout_id: int | None = None) -> RolloutRecord:
@@ -253,11 +256,11 @@ class Session:
         record: RolloutRecord,
         *,
         clock: Clock | None = None,
-        interactive: bool = True,
-        reapply_unknown: bool = True,
+        executor_factory: Callable[..., Executor] = create_executor,
         **options: Any,
     ) -> Rollout:
-        """Continue ``record``: finished applies are never re-run; unknown ones are re-applied."""
+        """Continue ``record``: finished applies are never re-run; unknown ones are re-applied
+        (unless ``reapply_unknown=False``; ``options`` are the :class:`RolloutOptions` fields)."""
         plan = plan_from_record(self.estate, record.plan)
         prior: dict[str, tuple[str, str]] = {}
         for row in self.history.applies(record.id):
@@ -295,14 +298,11 @@ class Session:
             bus=bus,
             clock=clock,
             actor=self.actor,
-            interactive=interactive,
-            start_wave=start_wave,
-            prior=prior,
-            baselines=baselines,
-            resumed=True,
-            reapply_unknown=reapply_unknown,
-            entered=entered,
-            **options,
+            options=RolloutOptions(**options),
+            resume=ResumeState(
+                start_wave=start_wave, prior=prior, baselines=baselines, entered=frozenset(entered)
+            ),
+            executor_factory=executor_factory,
         )
 
     def rollback_rollout(
@@ -350,7 +350,6 @@ class Session:
             kind="rollback",
         )
         bus = self._wire(rollout_id, module)
-        prior = {t.name: (OK, t.to_version) for t in todo}
         return Rollout(
             self.estate,
             plan,
@@ -358,9 +357,7 @@ class Session:
             bus=bus,
             clock=clock,
             actor=self.actor,
-            interactive=False,
-            prior=prior,
-            rollback_only=True,
+            options=RolloutOptions(interactive=False, rollback_only=True),
         )
 
     def write_crash_log(self, exc: BaseException) -> str | None:

@@ -1,20 +1,14 @@
 """The estate file's keys: one table per section, each key with its type and default.
 
 Executor and check kinds add their own keys here, so that every key an estate may use is declared
-in one place and an unknown one is caught (with a "did you mean") before anything runs.
+in one place and an unknown one is caught (with a "did you mean") before anything runs. How a
+value becomes a key's value is :mod:`sluice.engine.model.convert`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-
-from sluice.engine.model.units import (
-    parse_duration,
-    parse_duration_range,
-    parse_increase,
-    parse_share,
-)
 
 
 @dataclass(frozen=True)
@@ -256,92 +250,3 @@ TOP_LEVEL = (
     "notify",
     "windows",
 )
-
-
-def convert(key: Key, value: Any) -> Any:
-    """Convert a TOML value for ``key``; raise ``ValueError`` with the user-facing reason."""
-    kind = key.kind
-    if kind in ("str", "template"):
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {_type_name(value)}")
-        return value
-    if kind == "choice":
-        if not isinstance(value, str) or value not in key.choices:
-            raise ValueError(f"expected one of {', '.join(map(repr, key.choices))}, got {value!r}")
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {_type_name(value)}")
-        return value
-    if kind in ("int", "float"):
-        ok = isinstance(value, int) or (kind == "float" and isinstance(value, float))
-        if isinstance(value, bool) or not ok:
-            raise ValueError(
-                f"expected {'an integer' if kind == 'int' else 'a number'}, got {_type_name(value)}"
-            )
-        if value != value:
-            raise ValueError("expected a number, got nan")
-        if key.minimum is not None and value < key.minimum:
-            raise ValueError(f"{value} is below the minimum {key.minimum:g}")
-        if key.maximum is not None and value > key.maximum:
-            raise ValueError(f"{value} is above the maximum {key.maximum:g}")
-        return float(value) if kind == "float" else value
-    if kind in ("duration", "range"):
-        if not isinstance(value, str):
-            raise ValueError(f"expected a duration string like '30s', got {_type_name(value)}")
-        return parse_duration(value) if kind == "duration" else parse_duration_range(value)
-    if kind == "share":
-        return parse_share(value)
-    if kind == "increase":
-        return parse_increase(value)
-    if kind == "str_list":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise ValueError("expected a list of strings")
-        return tuple(value)
-    if kind == "share_list":
-        if not isinstance(value, list) or not value:
-            raise ValueError(
-                "expected a non-empty list of counts and percentages, e.g. [1, '25%', '100%']"
-            )
-        return tuple(parse_share(v, allow_zero=False) for v in value)
-    if kind == "status_list":
-        items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
-        if not isinstance(items, list) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 100 <= v <= 599 for v in items
-        ):
-            raise ValueError("expected an HTTP status or a list of them")
-        return tuple(items)
-    if kind == "table":
-        if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-            raise ValueError("expected a table of strings")
-        return dict(value)
-    if kind == "any_table":
-        if not isinstance(value, dict):
-            raise ValueError(f"expected a table, got {_type_name(value)}")
-        return value
-    if kind == "any_list":
-        if not isinstance(value, list):
-            raise ValueError(f"expected a list of tables, got {_type_name(value)}")
-        return value
-    if kind == "datetime":
-        import datetime
-
-        if isinstance(value, datetime.date) and not isinstance(value, str):
-            return value
-        raise ValueError("expected a TOML datetime like 2026-12-20T00:00:00+01:00 (no quotes)")
-    if kind == "regressions":
-        if not isinstance(value, list):
-            raise ValueError("expected [[simulation.regressions]] tables")
-        return value
-    raise AssertionError(f"unknown key kind {kind}")
-
-
-def _type_name(value: Any) -> str:
-    return {
-        str: "a string",
-        int: "an integer",
-        float: "a number",
-        bool: "a boolean",
-        list: "a list",
-        dict: "a table",
-    }.get(type(value), type(value).__name__)

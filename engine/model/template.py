@@ -141,48 +141,55 @@ def render(
     """
     environ = os.environ if environ is None else environ
     secrets: dict[str, str] = {}
-
-    def value_for(name: str) -> tuple[str, str]:
-        head, _, rest = name.partition(".")
-        if not rest:
-            return ctx.simple(name), ctx.simple(name)
-        if head == "vars":
-            if rest not in ctx.vars:
-                raise TemplateError(f"{{{name}}}: target {ctx.target!r} has no vars.{rest}")
-            return str(ctx.vars[rest]), str(ctx.vars[rest])
-        if head == "env":
-            if rest not in environ:
-                raise TemplateError(f"{{{name}}}: environment variable {rest} is not set")
-            secrets[rest] = environ[rest]
-            return environ[rest], MASK
-        if head == "response":
-            value = _lookup_response(ctx.response, rest)
-            return value, value
-        raise TemplateError(f"unknown placeholder {{{name}}}")
-
     text_parts: list[str] = []
     display_parts: list[str] = []
     pos = 0
     for match in PLACEHOLDER.finditer(template):
-        text_parts.append(template[pos : match.start()])
-        display_parts.append(template[pos : match.start()])
-        name = match.group(1)
-        if shell and name.startswith("env."):
-            # The secret travels in the environment; the command only names it.
-            value_for(name)
-            ref = '"${' + name[4:] + '}"'
-            text_parts.append(ref)
-            display_parts.append(ref)
-        else:
-            real, shown = value_for(name)
-            if shell:
-                real, shown = shlex.quote(real), shlex.quote(shown)
-            text_parts.append(real)
-            display_parts.append(shown)
+        literal = template[pos : match.start()]
+        real, shown = _substitute(match.group(1), ctx, environ, secrets, shell)
+        text_parts += (literal, real)
+        display_parts += (literal, shown)
         pos = match.end()
     text_parts.append(template[pos:])
     display_parts.append(template[pos:])
     return Rendered("".join(text_parts), "".join(display_parts), secrets)
+
+
+def _substitute(
+    name: str, ctx: Context, environ: Mapping[str, str], secrets: dict[str, str], shell: bool
+) -> tuple[str, str]:
+    """What placeholder ``name`` becomes: (in the text used, in the text shown)."""
+    if shell and name.startswith("env."):
+        # The secret travels in the environment; the command only names it.
+        _value(name, ctx, environ, secrets)
+        ref = '"${' + name[4:] + '}"'
+        return ref, ref
+    real, shown = _value(name, ctx, environ, secrets)
+    if shell:
+        return shlex.quote(real), shlex.quote(shown)
+    return real, shown
+
+
+def _value(
+    name: str, ctx: Context, environ: Mapping[str, str], secrets: dict[str, str]
+) -> tuple[str, str]:
+    """Placeholder ``name``'s (value, value shown); an ``{env.X}`` is masked and kept in ``secrets``."""
+    head, _, rest = name.partition(".")
+    if not rest:
+        return ctx.simple(name), ctx.simple(name)
+    if head == "vars":
+        if rest not in ctx.vars:
+            raise TemplateError(f"{{{name}}}: target {ctx.target!r} has no vars.{rest}")
+        return str(ctx.vars[rest]), str(ctx.vars[rest])
+    if head == "env":
+        if rest not in environ:
+            raise TemplateError(f"{{{name}}}: environment variable {rest} is not set")
+        secrets[rest] = environ[rest]
+        return environ[rest], MASK
+    if head == "response":
+        value = _lookup_response(ctx.response, rest)
+        return value, value
+    raise TemplateError(f"unknown placeholder {{{name}}}")
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:

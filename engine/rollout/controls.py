@@ -2,10 +2,12 @@
 
 :class:`RolloutControls` holds what a running rollout is (targets, waves, phase, the decision a
 gate waits for) and takes the operator commands — ``pause``, ``resume``, ``advance``, ``abort``,
-``retry``, ``rollback_wave``, ``rollback_target``, ``bypass`` — as plain methods, safe to call at
-any moment: a command that makes no sense now returns a refusal saying why, never raises. Each
-accepted command is emitted as an ``OperatorAction`` with its actor and reason.
-:class:`sluice.engine.rollout.orchestrator.Rollout` adds the driving: waves, soaks and gates.
+``bypass`` — as plain methods, safe to call at any moment: a command that makes no sense now
+returns a refusal saying why, never raises. Each accepted command is emitted as an
+``OperatorAction`` with its actor and reason. :mod:`sluice.engine.rollout.target_commands` adds
+``retry``, ``rollback_wave`` and ``rollback_target``, :mod:`sluice.engine.rollout.governance`
+freezes, windows and approvals, and :class:`sluice.engine.rollout.orchestrator.Rollout` the
+driving: waves, soaks and gates.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from sluice.engine.executors.base import Executor, create_executor
 from sluice.engine.executors.spool import SpoolDir, rollout_spool_dir
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, Wave
-from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged, WaveFinished
-from sluice.engine.rollout.jobs import JobRunner, current_user, run_bounded
+from sluice.engine.rollout.events import EventBus, OperatorAction, StateChanged
+from sluice.engine.rollout.jobs import JobRunner, current_user
+from sluice.engine.rollout.options import ResumeState, RolloutOptions
 from sluice.engine.rollout.state import (
     ABORTED,
     APPLYING,
@@ -35,8 +38,7 @@ from sluice.engine.rollout.state import (
     CommandResult,
     Outcome,
     RolloutOutcome,
-    TargetState,
-    WaveState,
+    plan_states,
 )
 from sluice.engine.support.clock import Clock
 from sluice.engine.support.resources import Resources
@@ -49,13 +51,10 @@ class RolloutControls:
     """A rollout's live state and its operator commands (see :class:`sluice.engine.rollout.orchestrator.Rollout`).
 
     Args:
-        interactive: wait for the operator at gates (the console). Headless runs stop instead:
-            a manual gate with ``approve`` is approved; without it the rollout stops (exit 4);
-            a failed or inconclusive gate or a spent budget halts it (exit 1).
-        until_wave: stop (resumable, exit 4) after this wave.
-        prior: for resume — target name → (status, version) already recorded.
-        baselines: for resume — (wave, check, target) → the baseline recorded before the
-            restart; a resumed wave compares with these, never with already-upgraded targets.
+        options: what the operator asked for (default: interactive, as the console runs).
+        resume: what history recorded of this rollout before a restart (``None``: a new one).
+        executor_factory, check_factory: build executors and check sources from their specs
+            (tests substitute their own).
     """
 
     def __init__(
@@ -67,16 +66,8 @@ class RolloutControls:
         bus: EventBus | None = None,
         clock: Clock | None = None,
         actor: str | None = None,
-        interactive: bool = True,
-        approve: bool = False,
-        approve_destroy: bool = False,
-        until_wave: int | None = None,
-        start_wave: int = 1,
-        prior: Mapping[str, tuple[str, str]] | None = None,
-        baselines: Mapping[tuple[int, str, str], float | None] | None = None,
-        resumed: bool = False,
-        reapply_unknown: bool = True,
-        rollback_only: bool = False,
+        options: RolloutOptions | None = None,
+        resume: ResumeState | None = None,
         executor_factory: Callable[..., Executor] = create_executor,
         check_factory: Callable[..., CheckSource] = create_check,
     ):
@@ -86,18 +77,15 @@ class RolloutControls:
         self.bus = bus or EventBus()
         self.clock = clock or Clock()
         self.actor = actor or current_user()
-        self.interactive = interactive
-        self.approve = approve
-        #: headless: approve reviewed plans even when they destroy or replace resources
-        self.approve_destroy = approve_destroy
+        self.options = options or RolloutOptions()
+        self.resumed = resume is not None
+        restored = resume or ResumeState()
+        self.start_wave = restored.start_wave
+        self.recorded_baselines = restored.baselines
+        #: waves whose entry approval was given (before a restart, or in this run)
+        self.entered = restored.entered
         #: the plan review a ``review = "plans"`` wave waits for (rollout/review.py), if any
         self.review: Any = None
-        self.until_wave = until_wave
-        self.start_wave = start_wave
-        self.resumed = resumed
-        self.recorded_baselines = dict(baselines or {})
-        self.reapply_unknown = reapply_unknown
-        self.rollback_only = rollback_only
         self.resources = Resources()
         self.jobs = JobRunner(
             estate,
@@ -110,33 +98,27 @@ class RolloutControls:
         )
         self._check_factory = check_factory
         self._checks: dict[str, CheckSource] = {}
-        self.targets: dict[str, TargetState] = {}
-        self.waves: dict[int, WaveState] = {}
-        for wave in plan.waves:
-            self.waves[wave.number] = WaveState(
-                wave.number,
-                wave.name,
-                wave.channel.name,
-                [t.name for t in wave.targets],
-                wave.failure_budget,
-            )
-            for t in wave.targets:
-                self.targets[t.name] = TargetState(
-                    t.name, wave.number, t.channel, t.executor, t.from_version, t.to_version
-                )
-        for name, (status, version) in (prior or {}).items():
-            if name in self.targets:
-                self.targets[name].status, self.targets[name].version = status, version
+        self.targets, self.waves = plan_states(plan, self._prior(restored))
         self._tallies: dict[int, Counter[str]] = {number: Counter() for number in self.waves}
         for target in self.targets.values():
             target.track(self._tallies[target.wave])
+        #: Called with an exception that escaped the engine; returns where its traceback went
+        #: (the session writes it to a log file beside the history).
+        self.on_crash: Callable[[BaseException], str | None] | None = None
+        self._start_idle()
+
+    def _prior(self, restored: ResumeState) -> Mapping[str, tuple[str, str]]:
+        """Each target's recorded (status, version) to start from."""
+        if self.options.rollback_only:  # what it rolls back was applied: it runs ``to_version``
+            return {t.name: (OK, t.to_version) for t in self.plan.targets if not t.noop}
+        return restored.prior
+
+    def _start_idle(self) -> None:
+        """Where a rollout is before ``run()``: idle, not paused, no gate, nothing stopping."""
         self.state = "idle"
         self.current_wave: int | None = None
         self.paused = False
         self.outcome: Outcome | None = None
-        #: Called with an exception that escaped the engine; returns where its traceback went
-        #: (the session writes it to a log file beside the history).
-        self.on_crash: Callable[[BaseException], str | None] | None = None
         self._phase = "running"
         self._unpaused = asyncio.Event()
         self._unpaused.set()
@@ -150,9 +132,7 @@ class RolloutControls:
         #: what replaces this rollout when it is aborted for a new one (``abort(superseded_by=)``)
         self.superseded_by: str | None = None
         self._side_tasks: set[asyncio.Task[Any]] = set()
-        self._rollbacks = 0  # in flight; the phase before the first comes back after the last
         self._applying: int | None = None  # the wave whose applies are running
-        self._phase_before_rollback = "running"
 
     # ------------------------------------------------------------------ commands
 
@@ -284,107 +264,6 @@ class RolloutControls:
             self._aborting = ("sluice", reason)
             self._abort_outcome = RolloutOutcome.HISTORY_FAILED
             self._task.cancel()
-
-    def retry(self, target: str, reason: str = "", actor: str | None = None) -> CommandResult:
-        """Apply a failed target again."""
-        state = self.targets.get(target)
-        if state is None:
-            return CommandResult(False, f"unknown target {target!r}")
-        if not self._active():
-            return CommandResult(False, "no rollout is running")
-        if state.status not in (FAILED, UNKNOWN, ABORTED):
-            return CommandResult(False, f"{target} is {state.status}, not failed")
-        if state.wave > (self.current_wave or 0):
-            return CommandResult(False, f"{target}'s wave has not started")
-        if state.wave == self._applying:  # a retry now would exceed the wave's max_parallel
-            return CommandResult(
-                False, f"wave {state.wave} is still applying; retry {target} when its applies end"
-            )
-        self._operator("retry", actor, reason, wave=state.wave, target=target)
-        self._spawn(self._retry(state))
-        return CommandResult(True, f"retrying {target}")
-
-    async def _retry(self, state: TargetState) -> None:
-        await self.jobs.run(state.wave, state, "retry")
-        if state.status == FAILED:
-            return
-        wave = self.plan.waves[state.wave - 1]
-        if self._waiting == "budget" and not self._over_budget(wave):
-            self._set_phase(
-                "halted", wave.number, "failures are within budget now: press advance to continue"
-            )
-
-    def rollback_wave(
-        self, number: int, reason: str = "", actor: str | None = None
-    ) -> CommandResult:
-        """Re-apply each target's previous version in wave ``number``."""
-        if number not in self.waves:
-            return CommandResult(False, f"there is no wave {number}")
-        if not self._active():
-            return CommandResult(False, "no rollout is running")
-        if self.waves[number].status in ("pending", "applying") or self._phase == "rolling_back":
-            return CommandResult(
-                False,
-                f"wave {number} is {self.waves[number].status}; wait for its applies to finish",
-            )
-        targets = [self.targets[n] for n in self.waves[number].targets]
-        todo = [t for t in targets if t.status in (OK, FAILED, UNKNOWN, ABORTED)]
-        if not todo:
-            return CommandResult(False, f"nothing to roll back in wave {number}")
-        self._operator("rollback", actor, reason, wave=number)
-        self._spawn(self._rollback_then_halt(number, todo, actor or self.actor, reason))
-        return CommandResult(True, f"rolling back wave {number} ({len(todo)} targets)")
-
-    def rollback_target(
-        self, target: str, reason: str = "", actor: str | None = None
-    ) -> CommandResult:
-        state = self.targets.get(target)
-        if state is None:
-            return CommandResult(False, f"unknown target {target!r}")
-        if not self._active():
-            return CommandResult(False, "no rollout is running")
-        if state.status not in (OK, FAILED, UNKNOWN, ABORTED):
-            return CommandResult(False, f"{target} is {state.status}: nothing to roll back")
-        self._operator("rollback", actor, reason, wave=state.wave, target=target)
-        self._spawn(self._rollback_then_halt(state.wave, [state], actor or self.actor, reason))
-        return CommandResult(True, f"rolling back {target} to {state.from_version}")
-
-    async def _rollback_then_halt(
-        self, number: int, targets: list[TargetState], actor: str, reason: str
-    ) -> None:
-        wave = self.plan.waves[number - 1]
-        await self._rollback(wave, targets, actor=actor, reason=reason)
-        if all(
-            self.targets[n].status in (ROLLED_BACK, NOOP, PENDING)
-            for n in self.waves[number].targets
-        ):
-            self.waves[number].status = "rolled_back"
-            self.bus.emit(WaveFinished, wave=number, outcome="rolled_back")
-
-    async def _rollback(
-        self, wave: Wave, targets: list[TargetState], *, actor: str, reason: str
-    ) -> None:
-        if not self._rollbacks:
-            self._phase_before_rollback = self._phase
-        self._rollbacks += 1
-        self._set_phase("rolling_back", wave.number, reason)
-
-        async def one(target: TargetState) -> None:
-            await self.jobs.run(wave.number, target, "rollback")
-
-        todo = [
-            t
-            for t in targets
-            if t.version != t.from_version or t.status in (FAILED, UNKNOWN, ABORTED)
-        ]
-        try:
-            await run_bounded(todo, wave.channel.max_parallel, one)
-        finally:
-            self._rollbacks -= 1
-        # Back to where it was, unless the rollout moved on meanwhile (an approval during an
-        # operator's rollback) or another rollback still runs.
-        if not self._rollbacks and self._phase == "rolling_back":
-            self._set_phase(self._phase_before_rollback, wave.number)
 
     # ------------------------------------------------------------------ helpers
 

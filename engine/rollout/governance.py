@@ -7,6 +7,10 @@ every manual approval. A console (or a headless run with ``wait``) waits there; 
 without it stops, resumable (exit 4), saying what it waits for. Nothing of the wave has started:
 no baseline, no apply.
 
+After a wave's soak, a gate or a halt waits for the operator the same way
+(:meth:`Governed._await_operator`); a headless run decides by policy instead: ``--approve``
+approves, otherwise it stops or halts.
+
 The freeze itself lives in history; the application layer tells the rollout with
 :meth:`Governed.set_freeze` (and wakes it) — the engine never reads history itself.
 """
@@ -14,26 +18,19 @@ The freeze itself lives in history; the application layer tells the rollout with
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from sluice.engine.model.plan import Wave
 from sluice.engine.model.windows import Closed, closed, utc
-from sluice.engine.rollout.controls import APPROVED, RolloutControls
+from sluice.engine.rollout.controls import APPROVED
 from sluice.engine.rollout.events import OperatorAction
-from sluice.engine.rollout.state import CommandResult, Outcome, RolloutOutcome
+from sluice.engine.rollout.state import CommandResult, Finish, RolloutOutcome
+from sluice.engine.rollout.target_commands import TargetCommands
 
 #: How often a held wave looks at its windows again (real seconds; a freeze or a bypass wakes
 #: it at once).
 RECHECK_SECONDS = 1.0
-
-
-class Finish(Exception):
-    """Ends :meth:`Rollout.run` with an outcome (stopped, halted, done, aborted)."""
-
-    def __init__(self, outcome: RolloutOutcome, summary: str):
-        self.outcome = Outcome(outcome, summary)
 
 
 @dataclass(frozen=True)
@@ -55,29 +52,13 @@ class Freeze:
         return self.until is None or now < self.until
 
 
-class Governed(RolloutControls):
+class Governed(TargetCommands):
     """Adds freezes, change windows, entry approvals and N-person approvals to the controls."""
 
     freeze: Freeze | None = None
-    #: ``--wait``: a headless run waits at approvals, closed windows and freezes instead of stopping
-    wait: bool = False
-    #: ``--bypass-window REASON``: a headless run starts waves outside their windows, recorded
-    window_bypass: str = ""
-    #: waves that started before a resume: their entry approval was given then
-    entered: frozenset[int] = frozenset()
 
-    def __init__(
-        self,
-        *args: Any,
-        wait: bool = False,
-        window_bypass: str = "",
-        entered: Iterable[int] = (),
-        **kwargs: Any,
-    ):
+    def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.wait = wait
-        self.window_bypass = window_bypass
-        self.entered = frozenset(entered)
         self._wake = asyncio.Event()
         self._approvals: dict[str, str] = {}  # actor → reason, for the approval being waited for
         self._bypassed_windows: set[int] = set()
@@ -179,7 +160,7 @@ class Governed(RolloutControls):
     async def _entry_approval(self, wave: Wave) -> None:
         self.current_wave = wave.number
         self._approvals = {}
-        if self.approve:
+        if self.options.approve:
             self._approvals[self.actor] = "--approve"
             self.bus.emit(
                 OperatorAction,
@@ -190,7 +171,7 @@ class Governed(RolloutControls):
             )
             if len(self._approvals) >= self.needed_approvals(wave):
                 return
-        if not (self.interactive or self.wait):
+        if not (self.options.interactive or self.options.wait):
             self._set_phase("awaiting_entry", wave.number, self._approval_text(wave))
             raise Finish(
                 RolloutOutcome.STOPPED,
@@ -198,18 +179,6 @@ class Governed(RolloutControls):
                 "continue with `sluice resume --approve`, or `--wait` for `sluice approve`",
             )
         await self._wait_decision(wave, "entry", "awaiting_entry", self._approval_text(wave))
-
-    async def _wait_decision(self, wave: Wave, why: str, phase: str, detail: str) -> str:
-        self._waiting = why
-        # Ready before the state change is announced: a listener may decide at once.
-        decision = self._decision = asyncio.get_running_loop().create_future()
-        self._set_phase(phase, wave.number, detail)
-        try:
-            return await decision
-        finally:
-            self._decision = None
-            self._waiting = None
-            self._set_phase("running", wave.number)
 
     def _blocker(self, wave: Wave) -> tuple[str, str] | None:
         """(kind, why) that holds ``wave`` now, or ``None``."""
@@ -227,10 +196,10 @@ class Governed(RolloutControls):
         """Wait while the estate is frozen or the wave's windows are closed."""
         while (blocker := self._blocker(wave)) is not None:
             kind, why = blocker
-            if kind == "window" and self.window_bypass:
-                self._bypass_window(wave, self.window_bypass, self.actor)
+            if kind == "window" and self.options.window_bypass:
+                self._bypass_window(wave, self.options.window_bypass, self.actor)
                 continue
-            if not (self.interactive or self.wait):
+            if not (self.options.interactive or self.options.wait):
                 self.current_wave = wave.number
                 self._set_phase("held", wave.number, why)
                 advice = (
@@ -271,3 +240,55 @@ class Governed(RolloutControls):
         self._bypass_window(self.plan.waves[self.current_wave - 1], reason, actor or self.actor)
         self._wake.set()
         return CommandResult(True, f"wave {self.current_wave} starts outside its window")
+
+    # ------------------------------------------------------------------ waiting for the operator
+
+    async def _await_operator(self, wave: Wave, why: str, detail: str) -> str:
+        """Wait at a gate or a halt for the operator's decision (headless: decide by policy)."""
+        if why == "awaiting_approval":
+            self._approvals = {}
+            if not self.options.interactive and self.options.approve:
+                self._approvals[self.actor] = "--approve"
+                self.bus.emit(
+                    OperatorAction,
+                    action="approve",
+                    actor=self.actor,
+                    reason="--approve",
+                    wave=wave.number,
+                )
+                if len(self._approvals) >= self.needed_approvals(wave):
+                    return APPROVED
+            if self.options.approve or self.needed_approvals(wave) > 1:
+                detail = self._approval_text(wave, gate=True)
+        if not self.options.interactive and not (why == "awaiting_approval" and self.options.wait):
+            if why == "awaiting_approval":
+                # Said before stopping: a pipeline's notifications tell someone to approve.
+                self._set_phase("awaiting_approval", wave.number, detail)
+                raise Finish(
+                    RolloutOutcome.STOPPED,
+                    f"wave {wave.number} ({wave.name}) passed its manual gate and awaits approval; "
+                    "continue with `sluice resume --approve` or in the console",
+                )
+            if why == "unknown":
+                raise Finish(
+                    RolloutOutcome.STOPPED,
+                    f"stopped at wave {wave.number} ({wave.name}): {detail.split(';')[0]}; check them, then "
+                    "`sluice resume` re-applies them (or retry them in the console)",
+                )
+            raise Finish(
+                RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
+            )
+        phase = "halted" if why in ("budget", "unknown") else why
+        return await self._wait_decision(wave, why, phase, detail)
+
+    async def _wait_decision(self, wave: Wave, why: str, phase: str, detail: str) -> str:
+        self._waiting = why
+        # Ready before the state change is announced: a listener may decide at once.
+        decision = self._decision = asyncio.get_running_loop().create_future()
+        self._set_phase(phase, wave.number, detail)
+        try:
+            return await decision
+        finally:
+            self._decision = None
+            self._waiting = None
+            self._set_phase("running", wave.number)

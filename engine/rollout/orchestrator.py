@@ -9,21 +9,19 @@ state come from :class:`sluice.engine.rollout.controls.RolloutControls`; one tar
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, NoReturn
 
 from sluice.engine.checks.base import CheckSource
 from sluice.engine.model.plan import Wave
 from sluice.engine.rollout.controls import APPROVED, BYPASSED
 from sluice.engine.rollout.events import (
     Notice,
-    OperatorAction,
     RolloutFinished,
     RolloutStarted,
     WaveApplied,
     WaveFinished,
     WaveStarted,
 )
-from sluice.engine.rollout.governance import Finish as _Finish
 from sluice.engine.rollout.governance import Governed
 from sluice.engine.rollout.jobs import run_bounded
 from sluice.engine.rollout.rearguard import RearGuard
@@ -34,6 +32,7 @@ from sluice.engine.rollout.state import (
     OK,
     PENDING,
     UNKNOWN,
+    Finish,
     Outcome,
     RolloutOutcome,
     TargetState,
@@ -60,61 +59,10 @@ class Rollout(Governed):
         """Run the rollout to its end; returns the outcome (and emits ``RolloutFinished``)."""
         self._task = asyncio.current_task()  # type: ignore[assignment]
         self.rear_guard = RearGuard(self)
-        self.bus.emit(
-            RolloutStarted,
-            rollout_id=self.rollout_id,
-            estate=self.estate.name,
-            module=self.plan.module,
-            version=self.plan.version,
-            actor=self.actor,
-            plan=self.plan.to_dict(),
-            resumed=self.resumed,
-        )
-        self._set_phase("running")
-        unknown = sorted(t.name for t in self.targets.values() if t.status == UNKNOWN)
-        if unknown:
-            what = (
-                "adopting those still running or finished, re-applying the rest"
-                if self.reapply_unknown
-                else "adopting those still running or finished, the rest left for the operator"
-            )
-            self.bus.emit(
-                Notice,
-                level="warning",
-                message=f"{len(unknown)} apply(s) of unknown outcome (started, never finished): {', '.join(unknown)} — {what}",
-            )
+        self._announce()
         try:
-            try:
-                if self.rollback_only:
-                    await self._run_rollback_only()
-                for wave in self.plan.waves:
-                    if wave.number < self.start_wave:
-                        continue
-                    if self.until_wave is not None and wave.number > self.until_wave:
-                        raise _Finish(
-                            RolloutOutcome.STOPPED,
-                            f"stopped after wave {self.until_wave} as asked; continue with `sluice resume`",
-                        )
-                    await self._run_wave(wave)
-                await self._rear_guard_drain()
-                raise _Finish(RolloutOutcome.DONE, self._summary())
-            except asyncio.CancelledError:
-                if self._aborting is None:
-                    raise
-                await self._cancel_side_tasks()
-                actor, reason = self._aborting
-                if self.superseded_by is not None:
-                    raise _Finish(
-                        RolloutOutcome.SUPERSEDED,
-                        f"superseded by {self.superseded_by} (stopped by {actor})",
-                    ) from None
-                if self._abort_outcome != "aborted":
-                    raise _Finish(self._abort_outcome, reason) from None
-                raise _Finish(
-                    RolloutOutcome.ABORTED,
-                    f"aborted by {actor}" + (f": {reason}" if reason else ""),
-                ) from None
-        except _Finish as finish:
+            await self._drive()
+        except Finish as finish:
             self.outcome = finish.outcome
         except Exception as exc:  # a defect or an unforeseen failure inside the engine
             if stops_driving(exc):
@@ -132,6 +80,72 @@ class Rollout(Governed):
             summary=self.outcome.summary,
         )
         return self.outcome
+
+    def _announce(self) -> None:
+        """``RolloutStarted``, and a warning about applies a stopped sluice left unknown."""
+        self.bus.emit(
+            RolloutStarted,
+            rollout_id=self.rollout_id,
+            estate=self.estate.name,
+            module=self.plan.module,
+            version=self.plan.version,
+            actor=self.actor,
+            plan=self.plan.to_dict(),
+            resumed=self.resumed,
+        )
+        self._set_phase("running")
+        unknown = sorted(t.name for t in self.targets.values() if t.status == UNKNOWN)
+        if unknown:
+            what = (
+                "adopting those still running or finished, re-applying the rest"
+                if self.options.reapply_unknown
+                else "adopting those still running or finished, the rest left for the operator"
+            )
+            self.bus.emit(
+                Notice,
+                level="warning",
+                message=f"{len(unknown)} apply(s) of unknown outcome (started, never finished): {', '.join(unknown)} — {what}",
+            )
+
+    async def _drive(self) -> NoReturn:
+        """The waves from ``start_wave`` on, then the rear guard; always ends raising
+        :class:`Finish` (an abort's cancellation too)."""
+        try:
+            if self.options.rollback_only:
+                await self._run_rollback_only()
+            until = self.options.until_wave
+            for wave in self.plan.waves:
+                if wave.number < self.start_wave:
+                    continue
+                if until is not None and wave.number > until:
+                    raise Finish(
+                        RolloutOutcome.STOPPED,
+                        f"stopped after wave {until} as asked; continue with `sluice resume`",
+                    )
+                await self._run_wave(wave)
+            await self._rear_guard_drain()
+            raise Finish(RolloutOutcome.DONE, self._summary())
+        except asyncio.CancelledError:
+            if self._aborting is None:
+                raise
+            await self._cancel_side_tasks()
+            raise self._stopped() from None
+
+    def _stopped(self) -> Finish:
+        """How the rollout ends when it was cancelled on purpose: aborted by an operator,
+        superseded by a new rollout, or stopped because history cannot be written."""
+        assert self._aborting is not None
+        actor, reason = self._aborting
+        if self.superseded_by is not None:
+            return Finish(
+                RolloutOutcome.SUPERSEDED,
+                f"superseded by {self.superseded_by} (stopped by {actor})",
+            )
+        if self._abort_outcome != "aborted":
+            return Finish(self._abort_outcome, reason)
+        return Finish(
+            RolloutOutcome.ABORTED, f"aborted by {actor}" + (f": {reason}" if reason else "")
+        )
 
     def _crashed(self, exc: BaseException) -> Outcome:
         """The engine failed: say so on the stream (the console, the log, history) and end
@@ -162,6 +176,7 @@ class Rollout(Governed):
         return adopted
 
     async def _run_wave(self, wave: Wave) -> None:
+        """One wave: baselines, applies, the soak, then what its gate's verdict calls for."""
         state = self.waves[wave.number]
         await self.clear_to_start(wave)
         self.current_wave = wave.number
@@ -172,84 +187,76 @@ class Rollout(Governed):
             name=wave.name,
             targets=tuple(state.targets),
         )
-        redo = (PENDING, UNKNOWN, FAILED) if self.reapply_unknown else (PENDING, FAILED)
+        redo = (PENDING, UNKNOWN, FAILED) if self.options.reapply_unknown else (PENDING, FAILED)
         todo = [self.targets[t.name] for t in wave.targets if self.targets[t.name].status in redo]
-        attempted = [t for t in wave.targets if self.targets[t.name].status != NOOP]
+        attempted = [self.targets[t.name] for t in wave.targets]
+        attempted = [t for t in attempted if t.status != NOOP]  # the gate judges these
         if not attempted:
             state.status = "skipped"
             self.bus.emit(WaveFinished, wave=wave.number, outcome="skipped")
             return
         checks = [self.estate.checks[name] for name in wave.channel.checks]
         sources = {spec.name: self._check(spec.name) for spec in checks}
-        gate_targets = [self.targets[t.name] for t in attempted]
         await self._rear_guard_check(wave)
-        gate_and_baselines = await self._baselines(wave, checks, sources, gate_targets)
-        if wave.channel.review == "plans" and todo:
-            await self._review_plans(wave, todo)
-        state.status = "applying"
-        self._set_phase("running")
-        adopted = await self._adopt_unknown(wave)
-        todo = [t for t in todo if t.name not in adopted]
+        gate = await self._baselines(wave, checks, sources, attempted)
         await self._apply_wave(wave, todo)
+        await self._settle(wave)
+        state.status = "soaking"
+        self.soak_ended.clear()
+        self.soak_bypassed = False
+        self._set_phase("soaking")
+        verdict, reasons = await run_soak(self, wave, checks, sources, gate, attempted)
+        state.verdict, state.reasons = verdict, reasons
+        await self._rear_guard_check(wave)
+        state.status = await self._act_on_verdict(wave, verdict, attempted)
+        if verdict == "passed" and state.status in ("passed", APPROVED):
+            self.rear_guard.watch(wave, checks, sources, gate, attempted)
+        self.bus.emit(WaveFinished, wave=wave.number, outcome=state.status)
+        if self.paused:
+            self._set_phase("running")
+            await self._unpaused.wait()
+
+    async def _settle(self, wave: Wave) -> None:
+        """After the applies: wait for the operator while the failures exceed the budget or
+        targets of unknown outcome are left — never gate a wave as if they were done."""
         await self._rear_guard_check(wave)
         while self._over_budget(wave):
             decision = await self._await_operator(wave, "budget", self._budget_text(wave))
             if decision == BYPASSED:
                 break
         unknown = [t.name for t in wave.targets if self.targets[t.name].status == UNKNOWN]
-        if unknown:
-            # Left for the operator (--no-reapply-unknown): never gate or go on as if they were done.
+        if unknown:  # left for the operator (--no-reapply-unknown)
             await self._await_operator(
                 wave,
                 "unknown",
                 f"{len(unknown)} target(s) of unknown outcome: {', '.join(unknown)}; retry or bypass",
             )
-        state.status = "soaking"
-        self.soak_ended.clear()
-        self.soak_bypassed = False
-        self._set_phase("soaking")
-        verdict, reasons = await run_soak(
-            self, wave, checks, sources, gate_and_baselines, gate_targets
-        )
-        state.verdict, state.reasons = verdict, reasons
-        await self._rear_guard_check(wave)
+
+    async def _act_on_verdict(self, wave: Wave, verdict: str, attempted: list[TargetState]) -> str:
+        """The wave's status once its gate's ``verdict`` is acted on: a manual gate's approval,
+        an inconclusive one's decision; a failed gate halts (rolling the wave back first where
+        the channel says so) until the operator bypasses it."""
         if verdict == "bypassed":
-            state.status = BYPASSED
-        elif verdict == "passed":
-            if wave.channel.gate == "manual":
-                decision = await self._await_operator(
-                    wave, "awaiting_approval", "gate passed; approve to continue"
-                )
-                state.status = decision
-            else:
-                state.status = "passed"
-            if state.status in ("passed", APPROVED):
-                self.rear_guard.watch(wave, checks, sources, gate_and_baselines, gate_targets)
-        elif verdict == "failed":
-            if wave.channel.on_failure == "rollback":
-                await self._rollback(
-                    wave,
-                    [self.targets[t.name] for t in attempted],
-                    actor="sluice",
-                    reason="gate failed",
-                )
-                state.status = "rolled_back"
-                await self._await_operator(
-                    wave, "rolled_back", "gate failed; the wave was rolled back"
-                )
-            else:
-                state.status = "failed"
-                await self._await_operator(wave, "halted", "gate failed")
-            state.status = BYPASSED
-        else:
-            decision = await self._await_operator(
+            return BYPASSED
+        if verdict == "passed":
+            if wave.channel.gate != "manual":
+                return "passed"
+            return await self._await_operator(
+                wave, "awaiting_approval", "gate passed; approve to continue"
+            )
+        if verdict != "failed":
+            return await self._await_operator(
                 wave, "inconclusive", "gate inconclusive; approve or bypass"
             )
-            state.status = decision
-        self.bus.emit(WaveFinished, wave=wave.number, outcome=state.status)
-        if self.paused:
-            self._set_phase("running")
-            await self._unpaused.wait()
+        state = self.waves[wave.number]
+        if wave.channel.on_failure == "rollback":
+            await self._rollback(wave, attempted, actor="sluice", reason="gate failed")
+            state.status = "rolled_back"
+            await self._await_operator(wave, "rolled_back", "gate failed; the wave was rolled back")
+        else:
+            state.status = "failed"
+            await self._await_operator(wave, "halted", "gate failed")
+        return BYPASSED  # only a bypass goes on from a failed gate (an abort ends the rollout)
 
     async def _review_plans(self, wave: Wave, todo: list[TargetState]) -> None:
         """``review = "plans"``: make the wave's plans and wait for their approval (review.py)."""
@@ -264,21 +271,21 @@ class Rollout(Governed):
             ", some destroy or replace resources" if review.destroys else ""
         )
         try:
-            if self.interactive:
+            if self.options.interactive:
                 decision = await self._await_operator(wave, "review_plans", f"{what}; review them")
-            elif self.approve_destroy or (self.approve and not review.destroys):
+            elif self.options.approve_destroy or (self.options.approve and not review.destroys):
                 decision = APPROVED
                 self._operator(
                     "approve_plans",
                     self.actor,
-                    f"{'--approve-destroy' if self.approve_destroy else '--approve'}: "
+                    f"{'--approve-destroy' if self.options.approve_destroy else '--approve'}: "
                     f"{review.hashes()}",
                     wave=wave.number,
                 )
             else:
                 self._set_phase("review_plans", wave.number, what)
                 needs = "--approve-destroy" if review.destroys else "--approve"
-                raise _Finish(
+                raise Finish(
                     RolloutOutcome.STOPPED,
                     f"wave {wave.number} ({wave.name}): {what}; they await review — see them with "
                     f"`sluice plan --preview`, continue with `sluice resume {needs}` or in the console",
@@ -287,28 +294,6 @@ class Rollout(Governed):
             self.review = None
         if decision != BYPASSED:  # bypassed: the applies plan again, unreviewed (recorded)
             review.use()
-
-    async def _run_rollback_only(self) -> None:
-        """``sluice rollback``: roll each planned target back, then finish."""
-        for wave in self.plan.waves:
-            self.current_wave = wave.number
-            targets = [
-                self.targets[t.name] for t in wave.targets if self.targets[t.name].status == OK
-            ]
-            self.bus.emit(
-                WaveStarted,
-                wave=wave.number,
-                channel=wave.channel.name,
-                name=wave.name,
-                targets=tuple(t.name for t in targets),
-            )
-            await self._rollback(wave, targets, actor=self.actor, reason="sluice rollback")
-            failed = [t.name for t in targets if t.status == FAILED]
-            self.waves[wave.number].status = "failed" if failed else "rolled_back"
-            self.bus.emit(WaveFinished, wave=wave.number, outcome=self.waves[wave.number].status)
-            if failed:
-                raise _Finish(RolloutOutcome.HALTED, f"rollback failed on {', '.join(failed)}")
-        raise _Finish(RolloutOutcome.DONE, self._summary())
 
     async def _baselines(
         self,
@@ -322,6 +307,15 @@ class Rollout(Governed):
         return await take_baselines(self, wave, checks, sources, targets)
 
     async def _apply_wave(self, wave: Wave, todo: list[TargetState]) -> None:
+        """Apply ``todo`` (its plans reviewed first where the channel asks), bounded by the
+        channel's ``max_parallel``; applies a stopped sluice left running are adopted instead."""
+        if wave.channel.review == "plans" and todo:
+            await self._review_plans(wave, todo)
+        self.waves[wave.number].status = "applying"
+        self._set_phase("running")
+        adopted = await self._adopt_unknown(wave)
+        todo = [t for t in todo if t.name not in adopted]
+
         async def one(target: TargetState) -> None:
             await self._unpaused.wait()
             if self._over_budget(wave) or self.rear_guard.tripped:
@@ -345,51 +339,13 @@ class Rollout(Governed):
             summary=self._budget_text(wave),
         )
 
-    async def _await_operator(self, wave: Wave, why: str, detail: str) -> str:
-        """Wait at a gate or a halt for the operator's decision (headless: decide by policy)."""
-        if why == "awaiting_approval":
-            self._approvals = {}
-            if not self.interactive and self.approve:
-                self._approvals[self.actor] = "--approve"
-                self.bus.emit(
-                    OperatorAction,
-                    action="approve",
-                    actor=self.actor,
-                    reason="--approve",
-                    wave=wave.number,
-                )
-                if len(self._approvals) >= self.needed_approvals(wave):
-                    return APPROVED
-            if self.approve or self.needed_approvals(wave) > 1:
-                detail = self._approval_text(wave, gate=True)
-        if not self.interactive and not (why == "awaiting_approval" and self.wait):
-            if why == "awaiting_approval":
-                # Said before stopping: a pipeline's notifications tell someone to approve.
-                self._set_phase("awaiting_approval", wave.number, detail)
-                raise _Finish(
-                    RolloutOutcome.STOPPED,
-                    f"wave {wave.number} ({wave.name}) passed its manual gate and awaits approval; "
-                    "continue with `sluice resume --approve` or in the console",
-                )
-            if why == "unknown":
-                raise _Finish(
-                    RolloutOutcome.STOPPED,
-                    f"stopped at wave {wave.number} ({wave.name}): {detail.split(';')[0]}; check them, then "
-                    "`sluice resume` re-applies them (or retry them in the console)",
-                )
-            raise _Finish(
-                RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
-            )
-        phase = "halted" if why in ("budget", "unknown") else why
-        return await self._wait_decision(wave, why, phase, detail)
-
     async def _rear_guard_check(self, wave: Wave) -> None:
         """Halt when the rear guard saw an earlier wave regress (the operator decides, live)."""
         if self.rear_guard.tripped is None:
             return
         detail = self.rear_guard.tripped
-        if not self.interactive:
-            raise _Finish(
+        if not self.options.interactive:
+            raise Finish(
                 RolloutOutcome.HALTED, f"halted at wave {wave.number} ({wave.name}): {detail}"
             )
         await self._await_operator(wave, "halted", detail)  # bypass goes on; abort ends

@@ -29,8 +29,13 @@ from sluice.engine.model.plan import Wave
 from sluice.engine.model.units import format_duration
 from sluice.engine.rollout.events import Notice, SampleTaken, WatchEnded, WatchStarted
 from sluice.engine.rollout.gate import FAIL, Gate
-from sluice.engine.rollout.soak import SAMPLE_CONCURRENCY, _context, _read
-from sluice.engine.rollout.state import OK, PENDING, TargetState
+from sluice.engine.rollout.soak import (
+    SAMPLE_CONCURRENCY,
+    control_group,
+    read_check,
+    target_context,
+)
+from sluice.engine.rollout.state import OK, TargetState
 
 if TYPE_CHECKING:
     from sluice.engine.rollout.controls import RolloutControls as Rollout
@@ -146,7 +151,7 @@ class RearGuard:
                 return
             control = await self._control_median(wave, spec, source, semaphore)
             readings = await asyncio.gather(
-                *(_read(source, _context(rollout, t), semaphore) for t in targets)
+                *(read_check(source, target_context(rollout, t), semaphore) for t in targets)
             )
             for target, reading in zip(targets, readings, strict=True):
                 outcome, reason = gate.record(spec.name, target.name, reading, control)
@@ -174,16 +179,11 @@ class RearGuard:
         if spec.baseline != "control" or spec.compare == "mann-whitney":
             return None
         rollout = self.rollout
-        control = [
-            t
-            for w in rollout.plan.waves[wave.number :]
-            for t in (rollout.targets[p.name] for p in w.targets)
-            if t.status == PENDING
-        ][:16]
+        control = control_group(rollout, wave)
         if not control:
             return None
         readings = await asyncio.gather(
-            *(_read(source, _context(rollout, t), semaphore) for t in control)
+            *(read_check(source, target_context(rollout, t), semaphore) for t in control)
         )
         values = [r.value for r in readings if r.error is None and r.value is not None]
         return statistics.median(values) if values else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from sluice.engine.checks.base import CheckSource, Reading
@@ -25,20 +26,74 @@ CONTROL_GROUP_SIZE = 16
 PRE_WAVE_SAMPLES = 8
 
 
-def _context(rollout: Rollout, target: TargetState) -> Context:
+def target_context(rollout: Rollout, target: TargetState) -> Context:
+    """What a check's query is rendered with for ``target`` (its version now)."""
     return rollout.estate.context(
         target.name, rollout.plan.module, target.version, target.from_version
     )
 
 
-async def _read(
+async def read_check(
     source: CheckSource, ctx: Context, semaphore: asyncio.Semaphore, baseline: bool = False
 ) -> Reading:
+    """One measurement (or baseline) of ``source``; a source's bug is an error reading."""
     async with semaphore:
         try:
             return await (source.baseline(ctx) if baseline else source.measure(ctx))
         except Exception as exc:  # a source bug is an error measurement, never a crash
             return Reading(error=f"{type(exc).__name__}: {exc}")
+
+
+def control_group(rollout: Rollout, wave: Wave) -> list[TargetState]:
+    """Targets of later waves still on the old version (at most :data:`CONTROL_GROUP_SIZE`)."""
+    later = [
+        rollout.targets[t.name]
+        for w in rollout.plan.waves[wave.number :]
+        for t in w.targets
+        if rollout.targets[t.name].status == PENDING
+    ]
+    return later[:CONTROL_GROUP_SIZE]
+
+
+class _Sampler:
+    """Measures one wave's checks, at most :data:`SAMPLE_CONCURRENCY` at once, and says each
+    sample on the rollout's stream."""
+
+    def __init__(self, rollout: Rollout, wave: Wave, sources: dict[str, CheckSource], gate: Gate):
+        self.rollout = rollout
+        self.wave = wave
+        self.sources = sources
+        self.gate = gate
+        self.semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
+
+    async def read(self, spec: CheckSpec, target: TargetState, baseline: bool = False) -> Reading:
+        ctx = target_context(self.rollout, target)
+        return await read_check(self.sources[spec.name], ctx, self.semaphore, baseline)
+
+    def said(
+        self,
+        spec: CheckSpec,
+        target: str,
+        phase: str,
+        value: float | None,
+        outcome: str,
+        reason: str,
+        baseline: float | None = None,
+    ) -> None:
+        self.rollout.bus.emit(
+            SampleTaken,
+            wave=self.wave.number,
+            check=spec.name,
+            target=target,
+            phase=phase,
+            value=value,
+            baseline=baseline,
+            outcome=outcome,
+            reason=reason,
+        )
+
+
+# ---------------------------------------------------------------------- baselines
 
 
 async def take_baselines(
@@ -50,55 +105,19 @@ async def take_baselines(
 ) -> Gate:
     """Measure each check on each target of ``wave`` before its applies: the ``self`` baseline."""
     gate = Gate(checks, [t.name for t in targets])
-    semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
-
-    async def one(spec: CheckSpec, target: TargetState, sample: int = 0) -> None:
-        key = (wave.number, spec.name, target.name)
-        if (
-            key in rollout.recorded_baselines and not sample
-        ):  # resumed: the value taken before the restart
-            reading = Reading(
-                value=rollout.recorded_baselines[key], detail="recorded before the restart"
-            )
-        elif target.status != PENDING and not sample:
-            # Resumed after this target's apply: measuring now would take the new version as
-            # the baseline and hide a regression. No baseline → its measurements are inconclusive.
-            reading = Reading(
-                detail="no baseline was recorded before it was applied (resumed): "
-                "its measurements cannot be compared"
-            )
-        else:
-            reading = await _read(
-                sources[spec.name], _context(rollout, target), semaphore, baseline=True
-            )
-        value = reading.value if reading.error is None else None
-        gate.set_baseline(spec.name, target.name, value)
-        rollout.bus.emit(
-            SampleTaken,
-            wave=wave.number,
-            check=spec.name,
-            target=target.name,
-            phase="baseline",
-            value=value,
-            baseline=None,
-            outcome="baseline"
-            if value is not None
-            else ("error" if reading.error else "inconclusive"),
-            reason=reading.error or reading.detail,
-        )
-
-    await asyncio.gather(*(one(spec, t) for spec in checks for t in targets))
+    sampler = _Sampler(rollout, wave, sources, gate)
+    await asyncio.gather(*(_baseline(sampler, spec, t) for spec in checks for t in targets))
     # The U test needs several pre-wave samples; a resumed wave has only the one recorded.
     pooled = [s for s in checks if s.compare == "mann-whitney" and s.baseline == "self"]
     pending = [t for t in targets if t.status == PENDING]
     windowed = [
-        _pre_wave_series(rollout, wave, spec, sources[spec.name], gate, t, semaphore)
+        _pre_wave_series(sampler, spec, t)
         for spec in pooled
         if hasattr(sources[spec.name], "baseline_series")
         for t in pending
     ]
     repeated = [
-        one(spec, t, n)
+        _baseline(sampler, spec, t, n)
         for spec in pooled
         if not hasattr(sources[spec.name], "baseline_series")
         for t in pending
@@ -108,45 +127,55 @@ async def take_baselines(
     return gate
 
 
-async def _pre_wave_series(
-    rollout: Rollout,
-    wave: Wave,
-    spec: CheckSpec,
-    source: CheckSource,
-    gate: Gate,
-    target: TargetState,
-    semaphore: asyncio.Semaphore,
+async def _baseline(
+    sampler: _Sampler, spec: CheckSpec, target: TargetState, sample: int = 0
 ) -> None:
+    """One baseline of ``spec`` on ``target`` (``sample`` > 0: another pre-wave sample)."""
+    reading = await _baseline_reading(sampler, spec, target, sample)
+    value = reading.value if reading.error is None else None
+    sampler.gate.set_baseline(spec.name, target.name, value)
+    outcome = "baseline" if value is not None else ("error" if reading.error else "inconclusive")
+    sampler.said(spec, target.name, "baseline", value, outcome, reading.error or reading.detail)
+
+
+async def _baseline_reading(
+    sampler: _Sampler, spec: CheckSpec, target: TargetState, sample: int
+) -> Reading:
+    """The value recorded before a restart, none for a target applied already, or a measurement."""
+    recorded = sampler.rollout.recorded_baselines
+    key = (sampler.wave.number, spec.name, target.name)
+    if key in recorded and not sample:  # resumed: the value taken before the restart
+        return Reading(value=recorded[key], detail="recorded before the restart")
+    if target.status != PENDING and not sample:
+        # Resumed after this target's apply: measuring now would take the new version as
+        # the baseline and hide a regression. No baseline → its measurements are inconclusive.
+        return Reading(
+            detail="no baseline was recorded before it was applied (resumed): "
+            "its measurements cannot be compared"
+        )
+    return await sampler.read(spec, target, baseline=True)
+
+
+async def _pre_wave_series(sampler: _Sampler, spec: CheckSpec, target: TargetState) -> None:
     """A source with a history (Prometheus over ``baseline_window``) gives the pool at once."""
-    async with semaphore:
+    source = sampler.sources[spec.name]
+    async with sampler.semaphore:
         try:
-            readings: list[Reading] = await source.baseline_series(_context(rollout, target))  # type: ignore[attr-defined]
+            readings: list[Reading] = await source.baseline_series(  # type: ignore[attr-defined]
+                target_context(sampler.rollout, target)
+            )
         except Exception as exc:  # a source bug: no pool, the test stays undecidable
             readings = [Reading(error=f"{type(exc).__name__}: {exc}")]
     values = [r.value for r in readings if r.error is None and r.value is not None]
-    gate.series[(spec.name, target.name)].baseline_values = [v for v in values if v == v]
+    sampler.gate.series[(spec.name, target.name)].baseline_values = [v for v in values if v == v]
     for r in readings:
-        rollout.bus.emit(
-            SampleTaken,
-            wave=wave.number,
-            check=spec.name,
-            target=target.name,
-            phase="baseline",
-            value=r.value if r.error is None else None,
-            baseline=None,
-            outcome="baseline" if r.value is not None and r.error is None else "inconclusive",
-            reason=r.error or r.detail,
-        )
+        ok = r.value is not None and r.error is None
+        value = r.value if r.error is None else None
+        outcome = "baseline" if ok else "inconclusive"
+        sampler.said(spec, target.name, "baseline", value, outcome, r.error or r.detail)
 
 
-def _control_group(rollout: Rollout, wave: Wave) -> list[TargetState]:
-    later = [
-        rollout.targets[t.name]
-        for w in rollout.plan.waves[wave.number :]
-        for t in w.targets
-        if rollout.targets[t.name].status == PENDING
-    ]
-    return later[:CONTROL_GROUP_SIZE]
+# ---------------------------------------------------------------------- the soak
 
 
 async def run_soak(
@@ -166,84 +195,12 @@ async def run_soak(
         configured=soak,
         checks=tuple(c.name for c in checks),
     )
-    semaphore = asyncio.Semaphore(SAMPLE_CONCURRENCY)
-    control = _control_group(rollout, wave)
-    done = rollout.soak_ended
-
-    async def measure_round(spec: CheckSpec) -> None:
-        control_median: float | None = None
-        if spec.baseline == "control" and control:
-            readings = await asyncio.gather(
-                *(_read(sources[spec.name], _context(rollout, c), semaphore) for c in control)
-            )
-            values = [r.value for r in readings if r.error is None and r.value is not None]
-            control_median = statistics.median(values) if values else None
-            gate.add_control(spec.name, values)
-            for c, r in zip(control, readings, strict=True):
-                rollout.bus.emit(
-                    SampleTaken,
-                    wave=wave.number,
-                    check=spec.name,
-                    target=c.name,
-                    phase="control",
-                    value=r.value if r.error is None else None,
-                    baseline=None,
-                    outcome="error"
-                    if r.error is not None
-                    else ("baseline" if r.value is not None else "inconclusive"),
-                    reason=r.error or r.detail,
-                )
-        readings = await asyncio.gather(
-            *(_read(sources[spec.name], _context(rollout, t), semaphore) for t in targets)
-        )
-        for t, reading in zip(targets, readings, strict=True):
-            baseline = control_median if spec.baseline == "control" and control else None
-            outcome, reason = gate.record(spec.name, t.name, reading, baseline)
-            shown_baseline = (
-                baseline if baseline is not None else gate.series[(spec.name, t.name)].baseline
-            )
-            rollout.bus.emit(
-                SampleTaken,
-                wave=wave.number,
-                check=spec.name,
-                target=t.name,
-                phase="soak",
-                value=reading.value if reading.error is None else None,
-                baseline=shown_baseline,
-                outcome=outcome,
-                reason=reason,
-            )
-        if gate.early_verdict() is not None:
-            done.set()
-
-    async def check_loop(spec: CheckSpec) -> None:
-        rounds = max(1, int(soak // spec.interval)) if soak > 0 else 1
-        for _ in range(rounds):
-            try:
-                await asyncio.wait_for(
-                    done.wait(), timeout=rollout.clock.scaled(spec.interval) if soak > 0 else 0
-                )
-                return
-            except TimeoutError:
-                pass
-            await measure_round(spec)
-
-    loops = [asyncio.ensure_future(check_loop(spec)) for spec in checks]
-    ender = asyncio.ensure_future(done.wait())
-    # Awaited in the ``finally`` too: a gather cancelled and never awaited logs an error.
-    all_loops: asyncio.Future[Any] = asyncio.gather(*loops)
-    try:
-        if loops:
-            waiting: list[asyncio.Future[Any]] = [all_loops, ender]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        else:
-            await asyncio.wait([ender], timeout=rollout.clock.scaled(soak))
-    finally:
-        ender.cancel()
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, ender, all_loops, return_exceptions=True)
-    ended_early = done.is_set()
+    sampler = _Sampler(rollout, wave, sources, gate)
+    control = control_group(rollout, wave)
+    await _until_soak_ends(
+        rollout, [_check_loop(sampler, spec, targets, control) for spec in checks], soak
+    )
+    ended_early = rollout.soak_ended.is_set()
     if rollout.soak_bypassed:
         verdict, reasons = "bypassed", ["gate bypassed by the operator"]
     elif not checks:
@@ -259,3 +216,80 @@ async def run_soak(
         early=ended_early,
     )
     return verdict, reasons
+
+
+async def _until_soak_ends(
+    rollout: Rollout, check_loops: list[Coroutine[Any, Any, None]], soak: float
+) -> None:
+    """Run the checks' loops until they are all done or the soak is ended (early verdict,
+    advance, bypass); with no checks, wait out the soak."""
+    done = rollout.soak_ended
+    loops = [asyncio.ensure_future(loop) for loop in check_loops]
+    ender = asyncio.ensure_future(done.wait())
+    # Awaited in the ``finally`` too: a gather cancelled and never awaited logs an error.
+    all_loops: asyncio.Future[Any] = asyncio.gather(*loops)
+    try:
+        if loops:
+            waiting: list[asyncio.Future[Any]] = [all_loops, ender]
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        else:
+            await asyncio.wait([ender], timeout=rollout.clock.scaled(soak))
+    finally:
+        ender.cancel()
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, ender, all_loops, return_exceptions=True)
+
+
+async def _check_loop(
+    sampler: _Sampler, spec: CheckSpec, targets: list[TargetState], control: list[TargetState]
+) -> None:
+    """A round of ``spec`` every ``interval`` of the soak, until it ends."""
+    soak = sampler.wave.channel.soak
+    clock, done = sampler.rollout.clock, sampler.rollout.soak_ended
+    rounds = max(1, int(soak // spec.interval)) if soak > 0 else 1
+    for _ in range(rounds):
+        try:
+            await asyncio.wait_for(
+                done.wait(), timeout=clock.scaled(spec.interval) if soak > 0 else 0
+            )
+            return
+        except TimeoutError:
+            pass
+        await _soak_round(sampler, spec, targets, control)
+
+
+async def _soak_round(
+    sampler: _Sampler, spec: CheckSpec, targets: list[TargetState], control: list[TargetState]
+) -> None:
+    """Measure ``spec`` on every target once (against the control group's median now, for
+    ``baseline = "control"``); end the soak when the gate's verdict cannot change any more."""
+    gate = sampler.gate
+    by_control = spec.baseline == "control" and bool(control)
+    baseline = await _control_median(sampler, spec, control) if by_control else None
+    readings = await asyncio.gather(*(sampler.read(spec, t) for t in targets))
+    for t, reading in zip(targets, readings, strict=True):
+        outcome, reason = gate.record(spec.name, t.name, reading, baseline)
+        shown = baseline if baseline is not None else gate.series[(spec.name, t.name)].baseline
+        value = reading.value if reading.error is None else None
+        sampler.said(spec, t.name, "soak", value, outcome, reason, baseline=shown)
+    if gate.early_verdict() is not None:
+        sampler.rollout.soak_ended.set()
+
+
+async def _control_median(
+    sampler: _Sampler, spec: CheckSpec, control: list[TargetState]
+) -> float | None:
+    """Measure ``spec`` on the control group; the median of what it gave (recorded in the gate)."""
+    readings = await asyncio.gather(*(sampler.read(spec, c) for c in control))
+    values = [r.value for r in readings if r.error is None and r.value is not None]
+    sampler.gate.add_control(spec.name, values)
+    for c, r in zip(control, readings, strict=True):
+        value = r.value if r.error is None else None
+        outcome = (
+            "error"
+            if r.error is not None
+            else ("baseline" if r.value is not None else "inconclusive")
+        )
+        sampler.said(spec, c.name, "control", value, outcome, r.error or r.detail)
+    return statistics.median(values) if values else None

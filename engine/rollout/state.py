@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from sluice.engine.model.plan import Plan
 
 
 class TargetStatus(StrEnum):
@@ -80,6 +84,13 @@ def stops_driving(exc: BaseException) -> bool:
     if isinstance(exc, BaseExceptionGroup):
         return any(stops_driving(e) for e in exc.exceptions)
     return False
+
+
+class Finish(Exception):
+    """Ends :meth:`Rollout.run` with an outcome (stopped, halted, done, aborted)."""
+
+    def __init__(self, outcome: RolloutOutcome, summary: str):
+        self.outcome = Outcome(outcome, summary)
 
 
 class ExitCode(IntEnum):
@@ -163,6 +174,28 @@ class WaveState:
     status: str = "pending"  # pending applying soaking awaiting passed approved bypassed failed inconclusive rolled_back halted skipped
     verdict: str = ""
     reasons: list[str] = field(default_factory=list)
+
+
+def plan_states(
+    plan: Plan, prior: Mapping[str, tuple[str, str]]
+) -> tuple[dict[str, TargetState], dict[int, WaveState]]:
+    """The targets and waves of ``plan`` before it runs; ``prior``: target → (status, version)
+    already recorded (a target no longer planned is left out)."""
+    targets: dict[str, TargetState] = {}
+    waves: dict[int, WaveState] = {}
+    for wave in plan.waves:
+        names = [t.name for t in wave.targets]
+        waves[wave.number] = WaveState(
+            wave.number, wave.name, wave.channel.name, names, wave.failure_budget
+        )
+        for t in wave.targets:
+            targets[t.name] = TargetState(
+                t.name, wave.number, t.channel, t.executor, t.from_version, t.to_version
+            )
+    for name, (status, version) in prior.items():
+        if name in targets:
+            targets[name].status, targets[name].version = status, version
+    return targets, waves
 
 
 class CommandResult(NamedTuple):

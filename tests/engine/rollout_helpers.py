@@ -12,6 +12,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from sluice.engine.model.estate import Estate, parse_estate
 from sluice.engine.model.plan import make_plan
 from sluice.engine.model.template import Context
 from sluice.engine.rollout.events import Event, StateChanged
+from sluice.engine.rollout.options import RolloutOptions
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.support.clock import Clock
 
@@ -74,11 +76,18 @@ def build_estate(
 
 
 def make_rollout(estate: Estate, *, clock: Clock | None = None, **kwargs: Any) -> Rollout:
-    """A rollout of ``op@2.0``: headless policy and ``Clock(0)`` unless told otherwise."""
-    kwargs.setdefault("interactive", False)
+    """A rollout of ``op@2.0``: headless policy and ``Clock(0)`` unless told otherwise.
+
+    ``kwargs``: :class:`RolloutOptions` fields (``interactive=``, ``until_wave=``, …) and the
+    rollout's own arguments (``executor_factory=``, ``check_factory=``, ``bus=``, …).
+    """
+    flags = {f.name for f in fields(RolloutOptions)}
+    options = RolloutOptions(
+        **{"interactive": False} | {k: kwargs.pop(k) for k in flags & set(kwargs)}
+    )
     kwargs.setdefault("actor", "tester")
     plan = make_plan(estate, MODULE, "2.0")
-    return Rollout(estate, plan, clock=clock or Clock(0), **kwargs)
+    return Rollout(estate, plan, clock=clock or Clock(0), options=options, **kwargs)
 
 
 class Events:

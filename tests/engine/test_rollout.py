@@ -207,6 +207,7 @@ async def test_percentage_budget_of_the_wave(tmp_path):
 @pytest.mark.timeout(30)
 async def test_noop_targets_are_not_applied_and_an_all_noop_wave_is_skipped(tmp_path):
     from sluice.engine.model.plan import make_plan
+    from sluice.engine.rollout.options import RolloutOptions
     from sluice.engine.rollout.orchestrator import Rollout
 
     estate = build_estate(
@@ -215,7 +216,9 @@ async def test_noop_targets_are_not_applied_and_an_all_noop_wave_is_skipped(tmp_
         targets={**members("dev", 2), **members("prod", 2)},
     )
     plan = make_plan(estate, "op", "2.0", {"dev-1": "2.0", "dev-2": "2.0", "prod-1": "2.0"})
-    rollout = Rollout(estate, plan, clock=Clock(0), interactive=False, actor="t")
+    rollout = Rollout(
+        estate, plan, clock=Clock(0), options=RolloutOptions(interactive=False), actor="t"
+    )
     events = Events(rollout)
     assert (await rollout.run()).outcome == "done"
     assert [e.target for e in events.of(ApplyStarted)] == ["prod-2"]

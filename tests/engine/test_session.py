@@ -343,7 +343,11 @@ async def test_a_rollout_stopped_at_a_manual_gate_resumes_with_a_fresh_soak(esta
     session = Session.open(estate)
     try:
         # headless, no --approve; production's entry approval counts as given (entered)
-        first, outcome = await drive(session, f"{MODULE}@2.0.1", entered=[5])
+        first = session.new_rollout(
+            session.plan(MODULE, "2.0.1"), clock=Clock(0), interactive=False
+        )
+        first.entered = frozenset({5})
+        outcome = await session.drive(first)
         assert outcome.outcome == "stopped" and "awaits approval" in outcome.summary
         waves = session.history.waves(first.rollout_id)
         assert (waves[4]["number"], waves[4]["outcome"], waves[4]["verdict"]) == (

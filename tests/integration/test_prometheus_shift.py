@@ -19,6 +19,7 @@ from servers import PrometheusServer, Series, ServerUnavailable, in_ci, start_pr
 from sluice.engine.checks.prometheus import PrometheusCheck
 from sluice.engine.model.plan import make_plan
 from sluice.engine.rollout.events import GateEvaluated, SampleTaken, SoakStarted
+from sluice.engine.rollout.options import RolloutOptions
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.support.clock import Clock
 
@@ -84,7 +85,7 @@ async def test_a_shift_fails_and_noise_passes_on_real_prometheus(prom, tmp_path:
         return PrometheusCheck(spec, estate, clock, resources)
 
     rollout = Rollout(
-        estate, make_plan(estate, "op", "2.0"), clock=clock, interactive=False, actor="t",
+        estate, make_plan(estate, "op", "2.0"), clock=clock, options=RolloutOptions(interactive=False), actor="t",
         check_factory=factory,
     )  # fmt: skip
     events = Events(rollout)
