@@ -222,7 +222,7 @@ def floor_process(spec_json: str) -> None:
     spec = json.loads(spec_json)
     if spec[
         "tuned"
-    ]:  # start-up ends with asyncssh loaded (sluice.cli.commands._drive), then frozen
+    ]:  # start-up ends with asyncssh loaded (sluice.cli.drive.drive), then frozen
         import asyncssh  # noqa: F401
 
         gc.freeze()
