@@ -29,6 +29,7 @@ class Unwritable(Exception):
 
 
 def load(path: str) -> Estate:
+    """The estate at ``path``; every problem in it is one line of :class:`BadInput`."""
     try:
         return load_estate(path)
     except EstateError as exc:
@@ -36,6 +37,7 @@ def load(path: str) -> Estate:
 
 
 def split_spec(spec: str) -> tuple[str, str]:
+    """``MODULE@VERSION`` → ``(module, version)``."""
     try:
         return parse_spec(spec)
     except PlanError as exc:
@@ -43,6 +45,7 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def make_clock(args: argparse.Namespace) -> Any:
+    """The engine clock ``--time-scale`` asks for."""
     from sluice.engine.support.clock import Clock
 
     return Clock(args.time_scale)
@@ -50,6 +53,8 @@ def make_clock(args: argparse.Namespace) -> Any:
 
 @contextlib.contextmanager
 def open_session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
+    """The estate's :class:`~sluice.engine.app.session.Session` (with ``drive``, its lease),
+    closed at the end; refusals become exit 5, 7 or 2."""
     from sluice.engine.app.session import LeaseHeld, Session
     from sluice.engine.store.history import HistoryError, HistoryNotWritable
     from sluice.engine.store.write_failure import WRITE_ERRORS, describe
@@ -75,6 +80,7 @@ def open_session(estate: Estate, *, drive: bool = True) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def open_history(estate: Estate) -> Iterator[Any]:
+    """The estate's history opened read-only (for the commands that only read it)."""
     from sluice.engine.store.history import History, HistoryError
 
     try:
@@ -88,6 +94,7 @@ def open_history(estate: Estate) -> Iterator[Any]:
 
 
 def find_record(history: Any, rollout_id: int) -> Any:
+    """Rollout ``rollout_id``'s record, or :class:`BadInput` naming the history."""
     rec = history.rollout(rollout_id)
     if rec is None:
         raise BadInput(f"sluice: there is no rollout #{rollout_id} in {history.path}")

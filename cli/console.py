@@ -45,6 +45,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def open_console(args: argparse.Namespace, estate: Estate, **how: Any) -> int:
+    """Import the console now and run it on ``estate`` until it quits (its exit code)."""
     try:
         from sluice.tui.app import run_console
     except ImportError as exc:

@@ -147,6 +147,7 @@ def _check_until(args: argparse.Namespace, plan: Plan) -> None:
 
 
 def drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
+    """Run ``rollout`` headless (text or NDJSON on stdout) and return its exit code."""
     import asyncio
 
     from sluice.engine.app.headless import JsonPrinter, TextPrinter, run_headless
