@@ -220,9 +220,7 @@ def run_floor(
 def floor_process(spec_json: str) -> None:
     """The floor's process body; ``tuned``: sluice's collector policy (``sluice.cli.main``)."""
     spec = json.loads(spec_json)
-    if spec[
-        "tuned"
-    ]:  # start-up ends with asyncssh loaded (sluice.cli.commands._drive), then frozen
+    if spec["tuned"]:  # start-up ends with asyncssh loaded (sluice.cli.drive.drive), then frozen
         import asyncssh  # noqa: F401
 
         gc.freeze()

@@ -10,8 +10,19 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from sluice.cli.common import BadInput, load
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.state import ExitCode
+
+
+def cmd_governance(args: argparse.Namespace) -> int:
+    """approve, pause, unpause, abort, freeze, unfreeze."""
+    from sluice.engine.store.history import HistoryError
+
+    try:
+        return run(args, load(args.estate))
+    except (HistoryError, ValueError) as exc:
+        raise BadInput(f"sluice: {exc}") from None
 
 
 def run(args: argparse.Namespace, estate: Estate) -> int:

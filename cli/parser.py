@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TypeAlias
 
 from sluice.engine import __version__
 
@@ -60,6 +61,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+# A string: argparse's class is generic only to type checkers on Python 3.11.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sluice",
@@ -72,7 +77,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sluice {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # The order here is the order `sluice --help` lists the commands in.
+    _add_check_and_plan(sub)
+    _add_run_and_resume(sub)
+    _add_rollback(sub)
+    _add_record_commands(sub)
+    _add_governance_commands(sub)
+    _add_backtest(sub)
+    _add_serve(sub)
+    _add_copy_history(sub)
+    return parser
 
+
+def _add_check_and_plan(sub: Subparsers) -> None:
     p = sub.add_parser("check", help="validate an estate file (exit 0 or 2)")
     p.add_argument("estate", metavar="ESTATE")
 
@@ -87,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--parallel", type=_positive_int, default=4, metavar="N", help="plans at once")
 
+
+def _add_run_and_resume(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="start a rollout (headless, or in the console)")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("spec", metavar="MODULE@VERSION")
@@ -102,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave applies of unknown outcome (started, never finished) for the operator",
     )
 
+
+def _add_rollback(sub: Subparsers) -> None:
     p = sub.add_parser(
         "rollback",
         help="roll a wave or a target back to its previous version, or (--to) every target "
@@ -129,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print NDJSON events")
     p.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
 
+
+def _add_record_commands(sub: Subparsers) -> None:
+    """The commands that read what history recorded: history, show, replay, drift, export."""
     p = sub.add_parser("history", help="past rollouts, newest first")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("--json", action="store_true")
@@ -163,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="the rollout record as TOML on stdout")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("rollout_id", metavar="ROLLOUT_ID", type=int)
-    _add_governance_commands(sub)
 
+
+def _add_backtest(sub: Subparsers) -> None:
     p = sub.add_parser(
         "backtest",
         help="re-judge a recorded rollout's measurements with today's (or OTHER's) checks; "
@@ -177,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true")
 
+
+def _add_serve(sub: Subparsers) -> None:
     p = sub.add_parser("serve", help="serve the console to a browser (textual-serve)")
     p.add_argument("estate", metavar="ESTATE")
     p.add_argument("--port", type=_positive_int, default=8000, metavar="P")
@@ -184,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--theme", metavar="NAME")
     p.add_argument("--time-scale", type=_time_scale, default=1.0, metavar="FACTOR")
 
+
+def _add_copy_history(sub: Subparsers) -> None:
     p = sub.add_parser(
         "copy-history", help="copy every record to another history (path or URL), verified"
     )
@@ -192,10 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--replace", action="store_true", help="overwrite a destination holding this estate"
     )
-    return parser
 
 
-def _add_governance_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_governance_commands(sub: Subparsers) -> None:
     """Requests to the process driving the estate, and freezes (docs/governance.md)."""
     requests = {
         "approve": "approve the entry or gate the running rollout waits at",

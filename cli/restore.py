@@ -11,7 +11,8 @@ import argparse
 import time
 from typing import Any
 
-from sluice.cli.commands import BadInput, _clock, _drive, _session, load
+from sluice.cli.common import BadInput, load, make_clock, open_session
+from sluice.cli.drive import drive
 from sluice.engine.rollout.state import ExitCode
 
 
@@ -30,7 +31,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     estate = load(args.estate)
     if args.channel is not None and args.channel not in {c.name for c in estate.channels}:
         raise BadInput(f"sluice: --channel {args.channel}: no such channel in {estate.path}")
-    with _session(estate) as session:
+    with open_session(estate) as session:
         try:
             point = point_in_time(session.history, args.to)
         except RestoreError as exc:
@@ -40,11 +41,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
             _say(args, f"resuming rollout #{cut_off.id}, a part of this restore left unfinished")
             try:
                 rollout = session.resume_rollout(
-                    cut_off, clock=_clock(args), interactive=False, approve=args.approve
+                    cut_off, clock=make_clock(args), interactive=False, approve=args.approve
                 )
             except ResumeError as exc:
                 raise BadInput(f"sluice: {exc}") from None
-            code = _drive(session, rollout, args)
+            code = drive(session, rollout, args)
             if code != ExitCode.OK:
                 return code
         changes, notes = changes_since(session.history, estate, point, args.channel)
@@ -63,12 +64,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         for part, plan in zip(parts, plans, strict=True):
             rollout = session.new_rollout(
                 plan,
-                clock=_clock(args),
+                clock=make_clock(args),
                 interactive=False,
                 approve=args.approve,
                 extra={"restore": restore_marker(point, part, len(parts), args.order)},
             )
-            code = _drive(session, rollout, args)
+            code = drive(session, rollout, args)
             if code != ExitCode.OK:
                 return code
         return ExitCode.OK

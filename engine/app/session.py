@@ -17,24 +17,26 @@ from typing import Any
 
 from sluice.engine.app.governance import RequestPump, freeze_of
 from sluice.engine.app.governance import actor as governance_actor
+from sluice.engine.app.resumption import (
+    ResumeError,
+    plan_from_record,
+    resume_point,
+    rollback_plan,
+)
 from sluice.engine.executors.base import Executor, create_executor
 from sluice.engine.model.estate import Estate
-from sluice.engine.model.plan import Plan, PlanError, PlannedTarget, Wave, make_plan
+from sluice.engine.model.plan import Plan, make_plan
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.jobs import current_user
-from sluice.engine.rollout.options import ResumeState, RolloutOptions
+from sluice.engine.rollout.options import RolloutOptions
 from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.rollout.state import (
-    FAILED,
-    OK,
     RESUMABLE,
-    ROLLED_BACK,
-    UNKNOWN,
     Outcome,
     RolloutOutcome,
 )
 from sluice.engine.store.backend import ConnectionLost
-from sluice.engine.store.history import DONE_OUTCOMES, History, HistoryNotWritable, RolloutRecord
+from sluice.engine.store.history import History, HistoryNotWritable, RolloutRecord
 from sluice.engine.store.lease import LEASE_TIMEOUT, Lease, LeaseHeld, LeaseLost
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
@@ -43,10 +45,6 @@ from sluice.engine.support.clock import Clock
 __all__ = ["LEASE_TIMEOUT", "LeaseHeld", "LeaseLost", "ResumeError", "Session", "plan_from_record"]
 
 HEARTBEAT_SECONDS = 5.0
-
-
-class ResumeError(Exception):
-    """Nothing to resume, or the rollout cannot be resumed (exit code 2)."""
 
 
 class Session:
@@ -262,33 +260,7 @@ class Session:
         """Continue ``record``: finished applies are never re-run; unknown ones are re-applied
         (unless ``reapply_unknown=False``; ``options`` are the :class:`RolloutOptions` fields)."""
         plan = plan_from_record(self.estate, record.plan)
-        prior: dict[str, tuple[str, str]] = {}
-        for row in self.history.applies(record.id):
-            if row["outcome"] == "started":
-                prior[row["target"]] = (UNKNOWN, row["from_version"])
-            elif row["outcome"] == "ok":
-                prior[row["target"]] = (
-                    ROLLED_BACK if row["action"] == "rollback" else OK,
-                    row["version"],
-                )
-            elif row["outcome"] == "failed":
-                prior[row["target"]] = (FAILED, row["from_version"])
-            else:
-                # Cut off mid-apply (the console quit, the task was cancelled): what it did is
-                # unknown, exactly like an apply a crash interrupted.
-                prior[row["target"]] = (UNKNOWN, row["from_version"])
-        recorded_waves = self.history.waves(record.id)
-        done = {w["number"] for w in recorded_waves if w["outcome"] in DONE_OUTCOMES}
-        # A wave that started before the restart had its entry approval then.
-        entered = {w["number"] for w in recorded_waves if w["started"] is not None}
-        start_wave = next(
-            (w.number for w in plan.waves if w.number not in done), len(plan.waves) + 1
-        )
-        baselines = {
-            (row["wave"], row["check_name"], row["target"]): row["value"]
-            for row in self.history.samples(record.id)
-            if row["phase"] == "baseline" and row["wave"] >= start_wave
-        }
+        point = resume_point(self.history, record.id, plan)
         self.history.reopen_rollout(record.id)
         bus = self._wire(record.id, plan.module, start_seq=self.history.last_seq(record.id) + 1)
         return Rollout(
@@ -299,9 +271,7 @@ class Session:
             clock=clock,
             actor=self.actor,
             options=RolloutOptions(**options),
-            resume=ResumeState(
-                start_wave=start_wave, prior=prior, baselines=baselines, entered=frozenset(entered)
-            ),
+            resume=point,
             executor_factory=executor_factory,
         )
 
@@ -310,34 +280,7 @@ class Session:
     ) -> Rollout:
         """A recorded rollback of ``targets`` to the versions the ledger had before ``source``."""
         module = source.module
-        initial = (
-            self.estate.modules[module].initial
-            if module in self.estate.modules
-            else source.from_versions
-        )
-        before = self.history.ledger(module, before_rollout=source.id)
-        now = self.history.ledger(module)
-        planned = []
-        for name in targets:
-            spec = self.estate.targets.get(name)
-            if spec is None:
-                raise ResumeError(f"target {name!r} is no longer in the estate")
-            # from = what it should return to; to = what it runs now (the rollback undoes to → from).
-            planned.append(
-                PlannedTarget(
-                    name,
-                    spec.channel,
-                    spec.executor,
-                    before.get(name, initial),
-                    now.get(name, initial),
-                )
-            )
-        todo = [t for t in planned if not t.noop]
-        channel = self.estate.channel(planned[0].channel) if planned else self.estate.channels[0]
-        wave = Wave(1, channel, 0, tuple(planned), 0, 0.0, 0.0, waves_in_channel=1)
-        plan = Plan(
-            module, ",".join(sorted({t.from_version for t in todo})) or "-", (wave,), len(planned)
-        )
+        plan, todo = rollback_plan(self.estate, self.history, source, targets)
         rollout_id = self.history.create_rollout(
             estate=self.estate.name,
             module=module,
@@ -417,11 +360,3 @@ class Session:
             for recorder in self.recorders:
                 recorder.flush()
             self.history_failure = guard.message
-
-
-def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:
-    """Rebuild the recorded plan against the estate (targets and channels must still exist)."""
-    try:
-        return Plan.from_dict(estate, data)
-    except PlanError as exc:
-        raise ResumeError(str(exc)) from None

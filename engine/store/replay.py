@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import overload
 
 from sluice.engine.rollout.events import Event, WaveStarted
-from sluice.engine.store.history import EventRow, History, decode_event, decode_events, known_kind
+from sluice.engine.store.event_rows import EventRow, decode_event, decode_events, known_kind
+from sluice.engine.store.history import History
 
 #: A recorded pause longer than this (an operator away at a manual gate) replays as this long.
 MAX_GAP_SECONDS = 30.0

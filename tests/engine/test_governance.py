@@ -13,7 +13,7 @@ import pytest
 
 from sluice.engine.app.governance import RequestPump
 from sluice.engine.app.session import Session
-from sluice.engine.model.estate import load_estate
+from sluice.engine.model.estate import Estate, load_estate
 from sluice.engine.rollout.events import StateChanged, WaveStarted
 from sluice.engine.rollout.governance import Freeze
 from sluice.engine.store import requests as store
@@ -24,7 +24,7 @@ MODULE = "postgres-operator"
 BERLIN = ZoneInfo("Europe/Berlin")
 
 
-def make_estate(tmp_path: Path, *, approvers: int = 1, windows: str = ""):  # type: ignore[no-untyped-def]
+def make_estate(tmp_path: Path, *, approvers: int = 1, windows: str = "") -> Estate:
     text = SAMPLE.read_text()
     text = text.replace(
         'entry = "manual"                      # manual:',
@@ -43,7 +43,7 @@ async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def production_targets(estate) -> set[str]:  # type: ignore[no-untyped-def]
+def production_targets(estate: Estate) -> set[str]:
     return set(estate.channel("production").targets)
 
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from history_rows import row_dict, schema_version
 
 from sluice.engine.rollout.events import ApplyOutput, EventBus, Notice, WaveStarted
 from sluice.engine.store.history import (
@@ -17,7 +18,6 @@ from sluice.engine.store.history import (
     SCHEMA_VERSION,
     History,
     HistoryError,
-    row_dict,
 )
 from sluice.engine.store.recorder import Recorder
 
@@ -106,7 +106,7 @@ def test_a_history_from_a_newer_sluice_is_refused(tmp_path):
 def test_a_new_history_is_at_the_current_schema_version(tmp_path):
     history = History.open(tmp_path / "h.db")
     try:
-        assert history.schema_version == SCHEMA_VERSION == max(MIGRATIONS)
+        assert schema_version(history) == SCHEMA_VERSION == max(MIGRATIONS)
         tables = {r[0] for r in history.db.execute("SELECT name FROM sqlite_master")}
         assert {
             "rollouts",
@@ -157,7 +157,7 @@ def test_a_version_1_history_migrates_to_the_current_version_and_keeps_its_rows(
 
     history = History.open(path)
     try:
-        assert history.schema_version == SCHEMA_VERSION
+        assert schema_version(history) == SCHEMA_VERSION
         versions = [r[0] for r in history.db.execute("SELECT version FROM schema_version")]
         assert versions == list(range(1, SCHEMA_VERSION + 1))
         tables = {r[0] for r in history.db.execute("SELECT name FROM sqlite_master")}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from history_rows import row_dict, schema_version
 
 from sluice.engine.rollout.events import (
     ApplyFinished,
@@ -24,15 +25,10 @@ from sluice.engine.rollout.events import (
     SampleTaken,
     WaveStarted,
 )
-from sluice.engine.store.history import (
-    MIGRATIONS,
-    SAMPLE_COLUMNS,
-    SCHEMA_VERSION,
-    History,
-    row_dict,
-)
+from sluice.engine.store.history import MIGRATIONS, SCHEMA_VERSION, History
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.replay import ReplaySource
+from sluice.engine.store.schema import SAMPLE_COLUMNS
 
 
 def sample(seq: int, ts: float, value: float | None, **extra) -> SampleTaken:
@@ -124,7 +120,7 @@ def test_a_version_2_history_migrates_keeping_every_row_and_goes_on_recording(tm
 
     history = History.open(path)
     try:
-        assert history.schema_version == SCHEMA_VERSION == 5
+        assert schema_version(history) == SCHEMA_VERSION == 5
         versions = [r[0] for r in history.db.execute("SELECT version FROM schema_version")]
         assert versions == [1, 2, 3, 4, 5]
         db = history.db

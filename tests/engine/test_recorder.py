@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from history_rows import row_dict
 
 from sluice.engine.app.session import Session
 from sluice.engine.executors.base import ApplyResult
@@ -26,7 +27,7 @@ from sluice.engine.rollout.events import (
     WaveFinished,
     WaveStarted,
 )
-from sluice.engine.store.history import History, row_dict
+from sluice.engine.store.history import History
 from sluice.engine.store.recorder import BATCH_SIZE, TAIL_LINES, Recorder
 from sluice.engine.support.clock import Clock
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from sluice.engine.model.estate import EstateError, parse_estate
+from sluice.engine.model.estate import Estate, EstateError, parse_estate
 from sluice.engine.model.windows import closed
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -34,7 +34,7 @@ initial = "1"
 """
 
 
-def estate(windows: str):  # type: ignore[no-untyped-def]
+def estate(windows: str) -> Estate:
     return parse_estate(BASE + windows, Path("w.toml"))
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")  # before textual is imported
 
 import pytest
 from rich.text import Text
+from textual.pilot import Pilot
 from textual.widgets import OptionList, Static
 
 from sluice.engine.model.estate import load_estate
@@ -24,7 +26,9 @@ from sluice.tui.widgets.estate_tree import EstateTree
 pytestmark = pytest.mark.timeout(240)
 
 
-async def until(pilot, predicate, what: str, timeout: float = 150.0) -> None:  # type: ignore[no-untyped-def]
+async def until(
+    pilot: Pilot, predicate: Callable[[], object], what: str, timeout: float = 150.0
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from sluice.engine.executors.base import ApplyResult, Job
@@ -88,7 +89,7 @@ async def apply(
     return result, lines
 
 
-async def wait_for(predicate, what: str, seconds: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+async def wait_for(predicate: Callable[[], object], what: str, seconds: float = 60.0) -> None:
     """Poll ``predicate()`` until true, failing after ``seconds``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds

@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from textual.app import App
 from textual.widgets import Label
-from tui_support import running, start_rollout, state_is, until
+from tui_support import MakeConsole, notifications, running, start_rollout, state_is, until
 
 from sluice.engine.executors.base import create_executor
 from sluice.engine.store.history import History
@@ -30,12 +31,12 @@ class DefectiveExecutor:
         await self.inner.close()
 
 
-def _messages(app: Any) -> list[tuple[str, str]]:
-    return [(n.severity, n.message) for n in app._notifications]
+def _messages(app: App[Any]) -> list[tuple[str, str]]:
+    return [(n.severity, n.message) for n in notifications(app)]
 
 
 async def test_an_engine_failure_is_on_screen_in_history_and_resumable(
-    make_console: Any, estate_path: Path
+    make_console: MakeConsole, estate_path: Path
 ) -> None:
     console = make_console(executor_factory=DefectiveExecutor)
     async with running(console) as pilot:
@@ -53,13 +54,14 @@ async def test_an_engine_failure_is_on_screen_in_history_and_resumable(
         assert time.monotonic() - started < 1.0  # within a second of the failure
         errors = [m for severity, m in _messages(console.app) if severity == "error"]
         assert any("RuntimeError: describe() broke" in m for m in errors), errors
-        rollout_id = console.driver.rollout.rollout_id  # type: ignore[union-attr]
+        rollout_id = console.rollout.rollout_id
 
     # History says crashed, names the traceback's file, and resume would continue it.
     history = History.open(estate_path.parent / ".sluice" / "history.db", create=False)
     try:
         record = history.rollout(rollout_id)
         assert record is not None and record.outcome == "crashed"
+        assert record.summary is not None
         assert "traceback in" in record.summary and "sluice resume" in record.summary
         assert [r.id for r in history.unfinished()] == [rollout_id]
     finally:
@@ -70,7 +72,9 @@ async def test_an_engine_failure_is_on_screen_in_history_and_resumable(
     assert str(logs[0]) in record.summary
 
 
-async def test_a_failure_around_the_rollout_is_shown_not_swallowed(make_console: Any) -> None:
+async def test_a_failure_around_the_rollout_is_shown_not_swallowed(
+    make_console: MakeConsole,
+) -> None:
     console = make_console()
 
     async def broken_drive() -> Any:

@@ -7,10 +7,22 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from tui_support import ROOT, running, start_rollout, state_is, until
+from textual.pilot import Pilot
+from tui_support import (
+    ROOT,
+    Console,
+    MakeConsole,
+    running,
+    screen_as,
+    start_rollout,
+    state_is,
+    until,
+)
 
+from sluice.tui.screens.console import ConsoleScreen
 from sluice.tui.widgets.header import RolloutHeader
 
 pytestmark = pytest.mark.timeout(90)
@@ -28,22 +40,22 @@ async def sluice(*args: object, actor: str = "remote") -> tuple[int, str, str]:
     return proc.returncode or 0, out.decode(), err.decode()
 
 
-def logged(console, text: str) -> bool:  # type: ignore[no-untyped-def]
-    return any(text in line for line in console.app.screen.model.event_log)
+def logged(console: Console, text: str) -> bool:
+    return any(text in line for line in screen_as(console.app, ConsoleScreen).model.event_log)
 
 
 async def test_the_console_says_what_it_waits_for_and_carries_out_each_request(
-    make_console, estate_path: Path
+    make_console: MakeConsole, estate_path: Path
 ) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console, "2.0.1")
         await until(pilot, state_is(console, "awaiting_entry"), timeout=40)
-        rollout = console.driver.rollout
+        rollout = console.rollout
         header = console.app.screen.query_one(RolloutHeader)
         await until(pilot, lambda: header.wave == "W5 production 1/3")
         assert rollout.waves[5].status == "pending"
-        progress = console.app.screen.model.waves[5]
+        progress = screen_as(console.app, ConsoleScreen).model.waves[5]
         assert progress.detail == "production needs approval to start: 0 of 1"
 
         code, out, _ = await sluice("pause", estate_path, "--reason", "coffee", actor="erin")
@@ -68,7 +80,7 @@ async def test_the_console_says_what_it_waits_for_and_carries_out_each_request(
 
 
 async def test_a_freeze_shows_in_the_console_and_refuses_a_new_rollout(
-    make_console, estate_path: Path
+    make_console: MakeConsole, estate_path: Path
 ) -> None:
     console = make_console()
     async with running(console) as pilot:
@@ -85,11 +97,11 @@ async def test_a_freeze_shows_in_the_console_and_refuses_a_new_rollout(
         await until(pilot, lambda: header.frozen == "", timeout=10)
 
 
-async def start_rollout_refused(pilot, console) -> None:  # type: ignore[no-untyped-def]
+async def start_rollout_refused(pilot: Pilot, console: Console) -> None:
     notified: list[str] = []
     original = console.app.screen.notify
 
-    def capture(message, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def capture(message: str, *args: Any, **kwargs: Any) -> None:
         notified.append(str(message))
         return original(message, *args, **kwargs)
 
@@ -99,7 +111,7 @@ async def start_rollout_refused(pilot, console) -> None:  # type: ignore[no-unty
     assert console.driver.rollout is None
 
 
-async def start_rollout_without_waiting(pilot, console) -> None:  # type: ignore[no-untyped-def]
+async def start_rollout_without_waiting(pilot: Pilot, console: Console) -> None:
     await pilot.press("n")
     await until(pilot, lambda: type(console.app.screen).__name__ == "NewRolloutScreen")
     await pilot.press("s")

@@ -2,48 +2,66 @@
 
 from __future__ import annotations
 
-import pytest
-from tui_support import estate_with, running, start_rollout, state_is, until
+from typing import TypeVar
 
-from sluice.engine.rollout.events import ApplyStarted, OperatorAction
-from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
+import pytest
+from textual.widgets import DataTable
+from tui_support import (
+    Console,
+    MakeConsole,
+    bindings_of,
+    estate_with,
+    notifications,
+    running,
+    screen_as,
+    start_rollout,
+    state_is,
+    until,
+)
+
+from sluice.engine.rollout.events import ApplyStarted, Event, OperatorAction
+from sluice.tui.screens.help import HelpScreen
+from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen, TextScreen
 from sluice.tui.screens.new_rollout import NewRolloutScreen
-from sluice.tui.widgets.estate_tree import EstateTree
+from sluice.tui.widgets.estate_tree import EstateTree, NodeRef
 
 pytestmark = pytest.mark.timeout(60)
 
 
-def select(console, ref) -> None:  # type: ignore[no-untyped-def]
+E = TypeVar("E", bound=Event)
+
+
+def select(console: Console, ref: NodeRef) -> None:
     """Move the tree cursor to ``ref`` (a user would arrow there)."""
     tree = console.app.screen.query_one(EstateTree)
     tree.move_cursor(tree._by_ref[ref])
 
 
-def events_of(console, cls):  # type: ignore[no-untyped-def]
+def events_of(console: Console, cls: type[E]) -> list[E]:
     return [
         e
-        for e in console.driver.session.history.events(console.driver.rollout.rollout_id)
+        for e in console.driver.session.history.events(console.rollout.rollout_id)
         if isinstance(e, cls)
     ]
 
 
-async def test_n_shows_the_plan_and_s_starts_it(make_console) -> None:
+async def test_n_shows_the_plan_and_s_starts_it(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await pilot.press("n")
         await until(pilot, lambda: isinstance(console.app.screen, NewRolloutScreen))
-        screen = console.app.screen
+        screen = screen_as(console.app, NewRolloutScreen)
         assert screen.plan is not None and len(screen.plan.waves) == 7
-        assert screen.query_one("#plan-table").row_count == 7
+        assert screen.query_one("#plan-table", DataTable).row_count == 7
         assert "36 targets" in str(screen.query_one("#plan-summary").render())
         await pilot.press("s")
         await until(pilot, state_is(console, "halted"))
-        rollout = console.driver.rollout
+        rollout = console.rollout
         assert (rollout.plan.module, rollout.plan.version) == ("postgres-operator", "2.0.0")
         assert rollout.current_wave == 2  # 2.0.0 regresses latency in dev: its gate halts
 
 
-async def test_escape_cancels_the_new_rollout_modal(make_console) -> None:
+async def test_escape_cancels_the_new_rollout_modal(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await pilot.press("n")
@@ -53,7 +71,7 @@ async def test_escape_cancels_the_new_rollout_modal(make_console) -> None:
         assert console.driver.rollout is None
 
 
-async def test_changing_version_replans(make_console) -> None:
+async def test_changing_version_replans(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await pilot.press("n")
@@ -62,60 +80,61 @@ async def test_changing_version_replans(make_console) -> None:
 
         console.app.screen.query_one("#version", Select).value = "2.0.1"
         await pilot.pause()
-        assert console.app.screen.plan.version == "2.0.1"
+        plan = screen_as(console.app, NewRolloutScreen).plan
+        assert plan is not None and plan.version == "2.0.1"
 
 
-async def test_space_pauses_and_resumes_the_engine(make_console) -> None:
+async def test_space_pauses_and_resumes_the_engine(make_console: MakeConsole) -> None:
     console = make_console(hold=True)
     async with running(console) as pilot:
         await start_rollout(pilot, console)
-        await until(pilot, lambda: console.driver.rollout.state == "running")
+        await until(pilot, lambda: console.rollout.state == "running")
         await pilot.press("space")
-        assert console.driver.rollout.paused
+        assert console.rollout.paused
         await until(pilot, state_is(console, "paused"))
         console.release.set()  # in-flight applies finish; nothing new may start
-        await until(pilot, lambda: console.driver.rollout.waves[1].status != "applying")
+        await until(pilot, lambda: console.rollout.waves[1].status != "applying")
         await pilot.pause(0.2)
-        assert console.driver.rollout.current_wave == 1
+        assert console.rollout.current_wave == 1
         await pilot.press("space")
-        assert not console.driver.rollout.paused
+        assert not console.rollout.paused
         await until(pilot, state_is(console, "halted"))
         actions = [e.action for e in events_of(console, OperatorAction)]
         assert actions[:2] == ["pause", "resume"]
 
 
-async def test_a_refused_with_the_engines_reason(make_console) -> None:
+async def test_a_refused_with_the_engines_reason(make_console: MakeConsole) -> None:
     console = make_console(hold=True)
     async with running(console) as pilot:
         await pilot.press("a")
         await pilot.pause()
-        assert any("no rollout is running" in n.message for n in console.app._notifications)
+        assert any("no rollout is running" in n.message for n in notifications(console.app))
         await start_rollout(pilot, console)
         await pilot.press("a")  # applying: no gate waiting, no soak to end
         await pilot.pause()
-        assert any("nothing to advance" in n.message for n in console.app._notifications)
+        assert any("nothing to advance" in n.message for n in notifications(console.app))
         console.release.set()
 
 
-async def test_a_approves_a_manual_gate(make_console) -> None:
+async def test_a_approves_a_manual_gate(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console, "2.0.1")
         # The sample's production has entry = "manual": approved before its first wave...
         await until(pilot, state_is(console, "awaiting_entry"))
-        rollout = console.driver.rollout
+        rollout = console.rollout
         assert rollout.current_wave == 5 and rollout.waves[5].status == "pending"
         assert {rollout.targets[n].status for n in rollout.waves[5].targets} == {"pending"}
         await pilot.press("a")
         # ...and its manual gate after it.
         await until(pilot, state_is(console, "awaiting_approval"))
-        assert console.driver.rollout.current_wave == 5
+        assert console.rollout.current_wave == 5
         await pilot.press("a")
-        await until(pilot, lambda: console.driver.rollout.current_wave == 6)
-        assert console.driver.rollout.waves[5].status == "approved"
+        await until(pilot, lambda: console.rollout.current_wave == 6)
+        assert console.rollout.waves[5].status == "approved"
 
 
-async def test_r_rolls_the_wave_back_after_confirming(make_console) -> None:
+async def test_r_rolls_the_wave_back_after_confirming(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -123,7 +142,7 @@ async def test_r_rolls_the_wave_back_after_confirming(make_console) -> None:
         await pilot.press("r")
         await until(pilot, lambda: isinstance(console.app.screen, ConfirmScreen))
         await pilot.press("y")
-        rollout = console.driver.rollout
+        rollout = console.rollout
         await until(pilot, lambda: rollout.waves[2].status == "rolled_back")
         dev = [rollout.targets[n] for n in rollout.waves[2].targets]
         assert {t.status for t in dev} == {"rolled_back"}
@@ -131,7 +150,7 @@ async def test_r_rolls_the_wave_back_after_confirming(make_console) -> None:
         assert rollout.waves[1].status == "passed"  # only the selected (current) wave
 
 
-async def test_r_cancelled_does_nothing(make_console) -> None:
+async def test_r_cancelled_does_nothing(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -140,11 +159,11 @@ async def test_r_cancelled_does_nothing(make_console) -> None:
         await until(pilot, lambda: isinstance(console.app.screen, ConfirmScreen))
         await pilot.press("n")
         await pilot.pause(0.2)
-        assert console.driver.rollout.waves[2].status != "rolled_back"
+        assert console.rollout.waves[2].status != "rolled_back"
         assert not any(e.action == "rollback" for e in events_of(console, OperatorAction))
 
 
-async def test_shift_r_rolls_back_the_selected_target(make_console) -> None:
+async def test_shift_r_rolls_back_the_selected_target(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -154,19 +173,19 @@ async def test_shift_r_rolls_back_the_selected_target(make_console) -> None:
         await pilot.press("R")
         await until(pilot, lambda: isinstance(console.app.screen, ConfirmScreen))
         await pilot.press("y")
-        rollout = console.driver.rollout
+        rollout = console.rollout
         await until(pilot, lambda: rollout.targets["dev-us-1"].status == "rolled_back")
         assert rollout.targets["dev-us-1"].version == "1.12.0"
         assert rollout.targets["dev-eu-1"].status == "ok"
 
 
-async def test_t_retries_the_selected_failed_target(make_console, estate_path) -> None:
+async def test_t_retries_the_selected_failed_target(make_console: MakeConsole, estate_path) -> None:
     estate_with(estate_path, 'fail_targets = ["eph-103"]')
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
         await until(pilot, state_is(console, "halted"))
-        rollout = console.driver.rollout
+        rollout = console.rollout
         assert rollout.targets["eph-103"].status == "failed"  # 1 failed of 2 tolerated
         select(console, ("target", "eph-103"))
         await pilot.pause()
@@ -179,7 +198,7 @@ async def test_t_retries_the_selected_failed_target(make_console, estate_path) -
         assert retries and retries[0].target == "eph-103"
 
 
-async def test_t_without_a_selected_target_says_so(make_console) -> None:
+async def test_t_without_a_selected_target_says_so(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -187,10 +206,10 @@ async def test_t_without_a_selected_target_says_so(make_console) -> None:
         select(console, ("wave", 2))
         await pilot.press("t")
         await pilot.pause()
-        assert any("select a failed target" in n.message for n in console.app._notifications)
+        assert any("select a failed target" in n.message for n in notifications(console.app))
 
 
-async def test_x_aborts_after_confirming(make_console) -> None:
+async def test_x_aborts_after_confirming(make_console: MakeConsole) -> None:
     console = make_console(hold=True)
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -198,14 +217,15 @@ async def test_x_aborts_after_confirming(make_console) -> None:
         await pilot.press("x")
         await until(pilot, lambda: isinstance(console.app.screen, ConfirmScreen))
         await pilot.press("y")
-        await until(pilot, lambda: console.driver.rollout.outcome is not None)
-        assert console.driver.rollout.outcome.outcome == "aborted"
-        assert {
-            t.status for n, t in console.driver.rollout.targets.items() if n.startswith("eph")
-        } == {"aborted"}
+        await until(pilot, lambda: console.rollout.outcome is not None)
+        outcome = console.rollout.outcome
+        assert outcome is not None and outcome.outcome == "aborted"
+        assert {t.status for n, t in console.rollout.targets.items() if n.startswith("eph")} == {
+            "aborted"
+        }
 
 
-async def test_b_refuses_without_a_reason(make_console) -> None:
+async def test_b_refuses_without_a_reason(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -216,13 +236,13 @@ async def test_b_refuses_without_a_reason(make_console) -> None:
         await pilot.pause()
         assert isinstance(console.app.screen, ReasonScreen)
         assert "reason is required" in str(console.app.screen.query_one("#reason-error").render())
-        assert console.driver.rollout.state == "halted"
+        assert console.rollout.state == "halted"
         await pilot.press("escape")
         await pilot.pause()
         assert not any(e.action == "bypass" for e in events_of(console, OperatorAction))
 
 
-async def test_b_with_a_reason_bypasses_the_gate(make_console) -> None:
+async def test_b_with_a_reason_bypasses_the_gate(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -233,13 +253,13 @@ async def test_b_with_a_reason_bypasses_the_gate(make_console) -> None:
         await pilot.press("enter")
         await until(
             pilot,
-            lambda: console.driver.rollout.current_wave and console.driver.rollout.current_wave > 2,
+            lambda: (console.rollout.current_wave or 0) > 2,
         )
         bypass = [e for e in events_of(console, OperatorAction) if e.action == "bypass"]
         assert bypass and bypass[0].reason == "CVE-2027-1 hotfix"
 
 
-async def test_d_shows_and_copies_the_dashboard_link(make_console) -> None:
+async def test_d_shows_and_copies_the_dashboard_link(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         select(console, ("target", "dev-eu-1"))
@@ -247,10 +267,10 @@ async def test_d_shows_and_copies_the_dashboard_link(make_console) -> None:
         await pilot.pause()
         url = "https://grafana.example/d/pg?var-env=dev-eu-1"
         assert console.app.clipboard == url
-        assert any(url in n.message for n in console.app._notifications)
+        assert any(url in n.message for n in notifications(console.app))
 
 
-async def test_slash_filters_the_tree(make_console) -> None:
+async def test_slash_filters_the_tree(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await pilot.press("slash")
@@ -264,7 +284,7 @@ async def test_slash_filters_the_tree(make_console) -> None:
         assert len([r for r in tree._by_ref if r[0] == "target"]) == 36
 
 
-async def test_selecting_a_target_focuses_metrics_and_log(make_console) -> None:
+async def test_selecting_a_target_focuses_metrics_and_log(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
@@ -283,29 +303,29 @@ async def test_selecting_a_target_focuses_metrics_and_log(make_console) -> None:
         await until(pilot, lambda: titles() == ("metrics · W1 ephemeral 1/1", "events"))
 
 
-async def test_h_history_enter_shows_p_replays(make_console) -> None:
+async def test_h_history_enter_shows_p_replays(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console)
         await until(pilot, state_is(console, "halted"))
         await pilot.press("h")
         await until(pilot, lambda: type(console.app.screen).__name__ == "HistoryScreen")
-        assert console.app.screen.query_one("#history-table").row_count == 1
+        assert console.app.screen.query_one("#history-table", DataTable).row_count == 1
         await pilot.press("enter")
         await until(pilot, lambda: type(console.app.screen).__name__ == "TextScreen")
-        assert "wave 2" in "\n".join(console.app.screen.lines)
+        assert "wave 2" in "\n".join(screen_as(console.app, TextScreen).lines)
         await pilot.press("escape")
         await pilot.press("p")
         await until(pilot, lambda: type(console.app.screen).__name__ == "ReplayScreen")
         await pilot.press("a")  # an operator command, in a replay
         await pilot.pause()
-        assert any("disabled" in n.message for n in console.app._notifications)
-        assert console.driver.rollout.state == "halted"  # the live rollout is untouched
+        assert any("disabled" in n.message for n in notifications(console.app))
+        assert console.rollout.state == "halted"  # the live rollout is untouched
         await pilot.press("escape", "escape")
         await until(pilot, lambda: type(console.app.screen).__name__ == "ConsoleScreen")
 
 
-async def test_question_mark_lists_every_key(make_console) -> None:
+async def test_question_mark_lists_every_key(make_console: MakeConsole) -> None:
     from sluice.tui.app import SluiceApp
     from sluice.tui.keys import KEY_HELP
     from sluice.tui.screens.console import ConsoleScreen
@@ -316,11 +336,11 @@ async def test_question_mark_lists_every_key(make_console) -> None:
     async with running(console) as pilot:
         await pilot.press("question_mark")
         await until(pilot, lambda: type(console.app.screen).__name__ == "HelpScreen")
-        shown = {k.id: k for k in console.app.screen.shown}
+        shown = {k.id: k for k in screen_as(console.app, HelpScreen).shown}
         every = [
             b.id
             for cls in (SluiceApp, ConsoleScreen, HistoryScreen, ReplayScreen)
-            for b in cls.BINDINGS
+            for b in bindings_of(cls)
             if b.id
         ]
         for binding_id in every:
@@ -332,7 +352,7 @@ async def test_question_mark_lists_every_key(make_console) -> None:
         await until(pilot, lambda: type(console.app.screen).__name__ == "ConsoleScreen")
 
 
-async def test_q_quits_at_once_when_idle(make_console) -> None:
+async def test_q_quits_at_once_when_idle(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         await pilot.press("q")
@@ -340,15 +360,17 @@ async def test_q_quits_at_once_when_idle(make_console) -> None:
     assert console.app.return_value == 0
 
 
-async def test_q_asks_while_running_and_leaves_it_resumable(make_console, estate_path) -> None:
+async def test_q_asks_while_running_and_leaves_it_resumable(
+    make_console: MakeConsole, estate_path
+) -> None:
     console = make_console(hold=True)
     async with running(console) as pilot:
         await start_rollout(pilot, console)
         await until(pilot, state_is(console, "running"))
-        rollout_id = console.driver.rollout.rollout_id
+        rollout_id = console.rollout.rollout_id
         await pilot.press("q")
         await until(pilot, lambda: isinstance(console.app.screen, ConfirmScreen))
-        assert "resumable" in console.app.screen.body
+        assert "resumable" in screen_as(console.app, ConfirmScreen).body
         await pilot.press("y")
         await pilot.pause()
     assert console.app.return_value == 4
@@ -358,22 +380,22 @@ async def test_q_asks_while_running_and_leaves_it_resumable(make_console, estate
     again = make_console(offer_resume=True)
     async with running(again) as pilot:
         await until(pilot, lambda: isinstance(again.app.screen, ConfirmScreen))
-        assert f"#{rollout_id}" in again.app.screen.body
+        assert f"#{rollout_id}" in screen_as(again.app, ConfirmScreen).body
         await pilot.press("y")
         await until(pilot, lambda: again.driver.rollout is not None)
-        assert again.driver.rollout.rollout_id == rollout_id
-        assert again.driver.rollout.resumed
+        assert again.rollout.rollout_id == rollout_id
+        assert again.rollout.resumed
         await until(pilot, state_is(again, "halted"))
 
 
-async def test_n_after_a_halt_suggests_the_fix_and_supersedes(make_console) -> None:
+async def test_n_after_a_halt_suggests_the_fix_and_supersedes(make_console: MakeConsole) -> None:
     from textual.widgets import Select
 
     console = make_console()
     async with running(console) as pilot:
         await start_rollout(pilot, console, "2.0.0")
         await until(pilot, state_is(console, "halted"))
-        first = console.driver.rollout
+        first = console.rollout
         await pilot.press("n")
         await until(pilot, lambda: isinstance(console.app.screen, NewRolloutScreen))
         screen = console.app.screen
@@ -388,10 +410,10 @@ async def test_n_after_a_halt_suggests_the_fix_and_supersedes(make_console) -> N
         await until(pilot, lambda: console.driver.rollout is not first)
         await until(pilot, state_is(console, "awaiting_entry"))  # production needs approval
         assert first.outcome is not None and first.outcome.outcome == "superseded"
-        assert console.driver.rollout.plan.version == "2.0.1"
+        assert console.rollout.plan.version == "2.0.1"
         from sluice.engine.app.outcomes import outcome_text
 
         records = console.driver.session.history.rollouts()
         old = next(r for r in records if r.id == first.rollout_id)
         assert old.outcome == "superseded"
-        assert outcome_text(old, records) == f"superseded by #{console.driver.rollout.rollout_id}"
+        assert outcome_text(old, records) == f"superseded by #{console.rollout.rollout_id}"

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 from tui_support import FrozenClock
 
 from sluice.engine.model.estate import load_estate
 from sluice.engine.rollout.events import ApplyOutput, Event
+from sluice.engine.rollout.orchestrator import Rollout
 from sluice.tui.driver import open_session
 from sluice.tui.model import ConsoleModel
 from sluice.tui.views import Limits, Series
@@ -15,7 +19,7 @@ from sluice.tui.widgets.metrics import _limit, combine
 pytestmark = pytest.mark.timeout(60)
 
 
-async def _recorded(estate_path, version: str, **frozen) -> tuple[list[Event], object]:  # type: ignore[no-untyped-def]
+async def _recorded(estate_path: Path, version: str, **frozen: Any) -> tuple[list[Event], Rollout]:
     estate = load_estate(estate_path)
     session = open_session(estate, **frozen)
     try:
@@ -37,7 +41,7 @@ async def test_folding_a_halted_rollout(estate_path, frozen_engine) -> None:
     model.apply_all(events)
     assert model.state == "halted" and model.outcome == "halted"  # headless: halts and ends
     assert model.version == "2.0.0" and model.from_text == "1.12.0"
-    for name, target in rollout.targets.items():  # type: ignore[attr-defined]
+    for name, target in rollout.targets.items():
         assert (model.targets[name].status, model.targets[name].version) == (
             target.status,
             target.version,

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
-from tui_support import caught_up, running, start_rollout, state_is, until
+from textual.pilot import Pilot
+from textual.screen import Screen
+from tui_support import (
+    Console,
+    MakeConsole,
+    caught_up,
+    notifications,
+    running,
+    screen_as,
+    start_rollout,
+    state_is,
+    until,
+)
 
 from sluice.tui.screens.replay import SPEEDS, ReplayScreen
 from sluice.tui.widgets.estate_tree import EstateTree
@@ -17,20 +30,23 @@ from sluice.tui.widgets.wave_progress import WaveRow
 pytestmark = pytest.mark.timeout(180)  # replays a whole rollout; at load 14 one took 123 s
 
 
-def panes(screen) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def panes(screen: Screen[Any]) -> dict[str, object]:
     """What the rollout view shows, as plain text (tree, wave rows, metrics, log, header)."""
     tree = screen.query_one(EstateTree)
     lines = []
     for line_no in range(tree.last_line + 1):
         node = tree.get_node_at_line(line_no)
-        lines.append(node.label.plain if node else "")
-    waves = [
-        (r.data.title.plain, r.data.done, r.data.total, r.data.budget.plain, r.data.gate.plain)
-        for r in screen.query(WaveRow)
-    ]
-    metrics = [
-        (m.data.label.plain, m.data.values, m.data.outcomes) for m in screen.query(MetricRow)
-    ]
+        lines.append(str(node.label) if node else "")
+    waves = []
+    for row in screen.query(WaveRow):
+        wave = row.data
+        assert wave is not None
+        waves.append((wave.title.plain, wave.done, wave.total, wave.budget.plain, wave.gate.plain))
+    metrics = []
+    for metric_row in screen.query(MetricRow):
+        metric = metric_row.data
+        assert metric is not None
+        metrics.append((metric.label.plain, metric.values, metric.outcomes))
     log = [str(line.text) for line in screen.query_one(RolloutLog).lines]
     header = screen.query_one(RolloutHeader)
     return {
@@ -42,19 +58,19 @@ def panes(screen) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
-async def _finished_rollout(pilot, console) -> None:  # type: ignore[no-untyped-def]
+async def _finished_rollout(pilot: Pilot, console: Console) -> None:
     """2.0.0 to its halt, roll the dev wave back, then abort: a full record."""
     await start_rollout(pilot, console, "2.0.0")
     await until(pilot, state_is(console, "halted"))
     await pilot.press("r", "y")
-    rollout = console.driver.rollout
+    rollout = console.rollout
     await until(pilot, lambda: rollout.waves[2].status == "rolled_back")
     await pilot.press("x", "y")
     await until(pilot, lambda: rollout.outcome is not None)
     await until(pilot, lambda: caught_up(console))
 
 
-async def test_replay_to_the_end_matches_the_live_end(make_console) -> None:
+async def test_replay_to_the_end_matches_the_live_end(make_console: MakeConsole) -> None:
     console = make_console(speed=10_000)
     async with running(console) as pilot:
         await _finished_rollout(pilot, console)
@@ -64,7 +80,7 @@ async def test_replay_to_the_end_matches_the_live_end(make_console) -> None:
         await until(pilot, lambda: type(console.app.screen).__name__ == "HistoryScreen")
         await pilot.press("p")
         await until(pilot, lambda: isinstance(console.app.screen, ReplayScreen))
-        replay = console.app.screen
+        replay = screen_as(console.app, ReplayScreen)
         await until(pilot, lambda: not replay.playing, timeout=60)
         await until(pilot, lambda: caught_up(console))
         await pilot.pause(0.1)
@@ -73,15 +89,15 @@ async def test_replay_to_the_end_matches_the_live_end(make_console) -> None:
             assert replayed[part] == live[part], part
 
 
-async def test_transport_speed_pause_and_seek(make_console) -> None:
+async def test_transport_speed_pause_and_seek(make_console: MakeConsole) -> None:
     console = make_console(speed=10)
     async with running(console) as pilot:
         await _finished_rollout(pilot, console)
-        rollout_id = console.driver.rollout.rollout_id
+        rollout_id = console.rollout.rollout_id
         history = console.driver.session.history
         screen = ReplayScreen(console.app.estate, history, rollout_id, speed=10, autoplay=False)
         await console.app.push_screen(screen)
-        replay = console.app.screen
+        replay = screen_as(console.app, ReplayScreen)
         assert replay is screen and not replay.playing
         await until(pilot, lambda: not replay.reading)
         await pilot.pause(0.3)
@@ -118,13 +134,13 @@ async def test_transport_speed_pause_and_seek(make_console) -> None:
         assert replay.playing
         await pilot.press("x")  # operator commands are disabled here
         await pilot.pause()
-        assert any("disabled" in n.message for n in console.app._notifications)
+        assert any("disabled" in n.message for n in notifications(console.app))
         await pilot.press("escape")
         await until(pilot, lambda: type(console.app.screen).__name__ == "ConsoleScreen")
 
 
 @pytest.mark.timeout(180)
-async def test_a_large_recording_loads_without_blocking_keys(make_console) -> None:
+async def test_a_large_recording_loads_without_blocking_keys(make_console: MakeConsole) -> None:
     """100,000 recorded events: the recording is read off the UI thread, so a key pressed while
     it loads is handled before the load ends."""
     from sluice.engine.rollout.events import ApplyOutput, EventBus
@@ -133,7 +149,7 @@ async def test_a_large_recording_loads_without_blocking_keys(make_console) -> No
     console = make_console(speed=10_000)
     async with running(console) as pilot:
         await _finished_rollout(pilot, console)
-        rollout_id = console.driver.rollout.rollout_id
+        rollout_id = console.rollout.rollout_id
         history = console.driver.session.history
         recorder = Recorder(history, rollout_id, "postgres-operator")
         bus = EventBus(start_seq=history.last_seq(rollout_id) + 1)
@@ -158,6 +174,7 @@ async def test_a_large_recording_loads_without_blocking_keys(make_console) -> No
         await until(pilot, lambda: not screen.reading, timeout=60)
         await until(pilot, lambda: bool(handled))
         assert len(screen.source.events) > 100_000
+        assert screen.loaded_at is not None
         print(
             f"key handled {1000 * (handled[0] - pressed):.1f} ms after opening the replay (mounting included); "
             f"the load ended at {1000 * (screen.loaded_at - pressed):.0f} ms"

@@ -7,7 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
-from tui_support import running, start_rollout, state_is, until
+from textual.message import Message
+from tui_support import (
+    MakeConsole,
+    bindings_of,
+    notifications,
+    running,
+    start_rollout,
+    state_is,
+    until,
+)
 
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.screens.console import ConsoleScreen
@@ -50,7 +59,9 @@ def test_stylesheet_uses_variables_only() -> None:
     assert used & domain
 
 
-async def test_palette_lists_every_console_action_and_switches_theme(make_console) -> None:
+async def test_palette_lists_every_console_action_and_switches_theme(
+    make_console: MakeConsole,
+) -> None:
     console = make_console()
     async with running(console) as pilot:
         screen = console.app.screen
@@ -58,7 +69,7 @@ async def test_palette_lists_every_console_action_and_switches_theme(make_consol
         provider = SluiceCommands(screen)
         hits = [hit async for hit in provider.discover()]
         titles = [str(hit.text) for hit in hits]
-        for binding in ConsoleScreen.BINDINGS:
+        for binding in bindings_of(ConsoleScreen):
             assert any(t.endswith(f"({console.app.get_key_display(binding)})") for t in titles), (
                 binding.id
             )
@@ -72,10 +83,10 @@ async def test_palette_lists_every_console_action_and_switches_theme(make_consol
         if inspect.isawaitable(result):
             await result
         await pilot.pause()
-        assert any("no rollout is running" in n.message for n in console.app._notifications)
+        assert any("no rollout is running" in n.message for n in notifications(console.app))
 
 
-async def test_a_builtin_theme_works_too(make_console) -> None:
+async def test_a_builtin_theme_works_too(make_console: MakeConsole) -> None:
     console = make_console()
     async with running(console) as pilot:
         console.app.theme = "textual-light"  # lacks sluice's variables: defaults fill in
@@ -84,18 +95,18 @@ async def test_a_builtin_theme_works_too(make_console) -> None:
         await until(pilot, state_is(console, "halted"))
 
 
-async def test_theme_flag_selects_the_theme(make_console) -> None:
+async def test_theme_flag_selects_the_theme(make_console: MakeConsole) -> None:
     console = make_console(theme="high-contrast")
     async with running(console):
         assert console.app.theme == "sluice-high-contrast"
 
 
-async def test_repaints_are_coalesced(make_console) -> None:
+async def test_repaints_are_coalesced(make_console: MakeConsole) -> None:
     """Hundreds of events, a handful of repaints: never one full refresh per event."""
     repaints = 0
     console = make_console()
 
-    def hook(message) -> None:  # type: ignore[no-untyped-def]
+    def hook(message: Message) -> None:
         nonlocal repaints
         if isinstance(message, RolloutView.Changed):
             repaints += 1
@@ -104,6 +115,6 @@ async def test_repaints_are_coalesced(make_console) -> None:
         await pilot.pause()
         await start_rollout(pilot, console)
         await until(pilot, state_is(console, "halted"))
-        events = len(console.driver.session.history.events(console.driver.rollout.rollout_id))
+        events = len(console.driver.session.history.events(console.rollout.rollout_id))
     assert events > 200
     assert repaints < events / 5, (repaints, events)

@@ -8,12 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
-from tui_support import ROOT, FrozenClock, until
+from tui_support import ROOT, FrozenClock, notifications, until
 
 from sluice.engine.model.estate import load_estate
 from sluice.engine.rollout.state import ExitCode
 from sluice.tui.app import SluiceApp, run_console
 from sluice.tui.driver import LeaseHeld, RolloutDriver, open_session
+from sluice.tui.widgets.header import RolloutHeader
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +40,9 @@ def _driven_elsewhere(estate_path: Path) -> subprocess.Popen[str]:
     raise AssertionError("the other process never took the lease")
 
 
-def test_starting_a_rollout_on_a_driven_estate_exits_5(estate_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_starting_a_rollout_on_a_driven_estate_exits_5(
+    estate_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     other = _driven_elsewhere(estate_path)
     try:
         code = run_console(load_estate(estate_path), start=("postgres-operator", "2.0.1"))
@@ -66,10 +69,10 @@ async def test_a_second_console_watches_read_only(estate_path: Path) -> None:
             await until(
                 pilot, lambda: any(t.status == "ok" for t in app.model.targets.values()), timeout=60
             )
-            assert app.screen.query_one("#header").mode == "watch"
+            assert app.screen.query_one("#header", RolloutHeader).mode == "watch"
             await pilot.press("space")
             await pilot.pause()
-            assert any("is driven by" in n.message for n in app._notifications)
+            assert any("is driven by" in n.message for n in notifications(app))
             await pilot.press("n")
             await pilot.pause()
             assert type(app.screen).__name__ == "ConsoleScreen"  # no new-rollout modal

@@ -11,13 +11,21 @@ os.environ.setdefault("TEXTUAL_ANIMATIONS", "none")  # before textual is importe
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from textual.app import App
+from textual.binding import Binding
+from textual.dom import DOMNode
+from textual.notifications import Notification
+from textual.pilot import Pilot
+from textual.screen import Screen
 
 from sluice.engine.executors.base import ApplyResult, create_executor
+from sluice.engine.rollout.orchestrator import Rollout
 from sluice.engine.support.clock import Clock
 from sluice.tui.app import SluiceApp
 from sluice.tui.driver import RolloutDriver
@@ -27,6 +35,12 @@ SAMPLE = ROOT / "sample_estate.toml"
 #: 2027-01-15 08:00:00 UTC: where the frozen clock stands.
 FROZEN_AT = 1_800_000_000.0
 SIZE = (120, 40)
+
+#: The ``make_console`` fixture: ``make_console(hold=False, path=None, executor_factory=None,
+#: **app_kwargs)`` → a :class:`Console` (conftest.py).
+MakeConsole = Callable[..., "Console"]
+#: What a snapshot test runs before it takes the picture (``snap_compare(run_before=...)``).
+RunBefore = Callable[[Pilot], Awaitable[None]]
 
 
 class StepTime:
@@ -56,7 +70,7 @@ class FrozenClock(Clock):
     def scaled(self, seconds: float) -> float:
         return 0.0
 
-    def now(self) -> float:  # type: ignore[override]
+    def now(self) -> float:
         return max(STEPS.value, FROZEN_AT)
 
 
@@ -95,8 +109,15 @@ class Console:
     clock: FrozenClock
     release: asyncio.Event
 
+    @property
+    def rollout(self) -> Rollout:
+        """The rollout the console drives (the test has started one)."""
+        rollout = self.driver.rollout
+        assert rollout is not None, "no rollout has started"
+        return rollout
 
-async def until(pilot: Any, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
+
+async def until(pilot: Pilot, predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     """Wait (letting the app run) until ``predicate()``; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -106,7 +127,7 @@ async def until(pilot: Any, predicate: Callable[[], bool], timeout: float = 20.0
     await pilot.pause()
 
 
-async def start_rollout(pilot: Any, console: Console, version: str = "2.0.0") -> None:
+async def start_rollout(pilot: Pilot, console: Console, version: str = "2.0.0") -> None:
     """``n``, pick ``version``, ``s``: as a user would."""
     await pilot.press("n")
     await until(pilot, lambda: type(console.app.screen).__name__ == "NewRolloutScreen")
@@ -128,7 +149,7 @@ def state_is(console: Console, *states: str) -> Callable[[], bool]:
 
 
 @asynccontextmanager
-async def running(console: Console) -> AsyncIterator[Any]:
+async def running(console: Console) -> AsyncIterator[Pilot]:
     async with console.app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         yield pilot
@@ -146,3 +167,30 @@ def caught_up(console: Console) -> bool:
     if view.mode == "live" and rollout is not None and view.model.state != rollout.state:
         return False
     return not view._pending and not view.model.dirty
+
+
+def notifications(app: App[Any]) -> list[Notification]:
+    """The notifications ``app`` shows now, oldest first.
+
+    Textual keeps them in the private ``App._notifications`` and offers no public reader: this
+    is the one place the tests touch it (change it here if Textual moves it).
+    """
+    return list(app._notifications)
+
+
+def bindings_of(cls: type[DOMNode]) -> list[Binding]:
+    """``cls.BINDINGS`` as :class:`Binding` objects (sluice declares every key with one, an id
+    and a description — never as a bare tuple)."""
+    found = [b for b in cls.BINDINGS if isinstance(b, Binding)]
+    assert len(found) == len(cls.BINDINGS), f"{cls.__name__} declares a binding as a tuple"
+    return found
+
+
+S = TypeVar("S", bound=Screen[Any])
+
+
+def screen_as(app: App[Any], cls: type[S]) -> S:
+    """The screen ``app`` shows, which the test expects to be a ``cls``."""
+    screen = app.screen
+    assert isinstance(screen, cls), f"the screen is {type(screen).__name__}, not {cls.__name__}"
+    return screen
