@@ -29,7 +29,8 @@ from sluice.engine.executors.orphans import (
     still_running,
     wait_out,
 )
-from sluice.engine.executors.tofu_plan import StreamProgress, normalise, parse_line, plan_hash
+from sluice.engine.executors.tofu_plan import StreamProgress, normalise, parse_line
+from sluice.engine.executors.tofu_review import MadePlan, Reviewed
 from sluice.engine.executors.tofu_run import run_tool
 from sluice.engine.executors.tofu_workdir import (
     ToolError,
@@ -47,21 +48,6 @@ if TYPE_CHECKING:
 
 #: The marker ``init = "auto"`` leaves in ``.terraform``: what the last init was made for.
 INIT_MARKER = "sluice-init.sha256"
-
-
-@dataclass(frozen=True)
-class MadePlan:
-    """A saved plan: its file, how many resources change, and (when shown) its normalised form."""
-
-    path: Path
-    changes: int
-    warnings: tuple[str, ...] = ()
-    normalised: dict[str, Any] | None = None
-    file_sha256: str = ""
-
-    @property
-    def hash(self) -> str:
-        return plan_hash(self.normalised) if self.normalised is not None else ""
 
 
 @dataclass(frozen=True)
@@ -83,8 +69,8 @@ class TofuExecutor:
         self.stop_grace = float(self.settings.get("stop_grace") or 300.0)
         self.work = estate.history_path.parent.resolve() / "tofu"
         self._init_locks: dict[Path, asyncio.Lock] = {}
-        #: (target, action, version) → a reviewed plan that the next apply must use.
-        self.reviewed: dict[tuple[str, str, str], MadePlan] = {}
+        #: the approved plans the next applies must use (a ``review = "plans"`` channel's)
+        self.reviews = Reviewed({c.name for c in estate.channels if c.review == "plans"})
         self._orphans: asyncio.Future[dict[str, list[int]]] | None = None
 
     # ---------------------------------------------------------------- the executor protocol
@@ -102,7 +88,9 @@ class TofuExecutor:
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             work = await self.prepare(job, output, deadline)
-            plan = self.reviewed.pop((job.target, job.action, job.version), None)
+            plan = self.reviews.take(job)
+            if isinstance(plan, str):
+                return ApplyResult(False, plan)
             if plan is not None:
                 self._check_reviewed(plan)
                 output("stdout", f"sluice: applying the reviewed plan {plan.path.name}")
@@ -259,7 +247,7 @@ class TofuExecutor:
 
     def use_plan(self, job: Job, plan: MadePlan) -> None:
         """The next apply of ``job`` applies ``plan`` (approved) instead of planning again."""
-        self.reviewed[(job.target, job.action, job.version)] = plan
+        self.reviews.use(job, plan)
 
     # ---------------------------------------------------------------- helpers
 
