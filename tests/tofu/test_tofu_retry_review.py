@@ -167,3 +167,23 @@ async def test_headless_retry_follows_approve_and_approve_destroy(
     finally:
         rollout.abort("test over")
         await asyncio.wait([task], timeout=60)
+
+
+def test_an_apply_on_a_reviewed_channel_takes_only_an_approved_plan(tmp_path: Path) -> None:
+    """No Terraform: what :class:`Reviewed` lets an apply do."""
+    from sluice.engine.executors.base import Job
+    from sluice.engine.executors.tofu_review import MadePlan, Reviewed
+
+    reviews = Reviewed({"prod"})
+    job = Job("t1", "prod", "m", "2", "1", "apply")
+    plan = MadePlan(tmp_path / "p", 1, normalised={"resources": []}, file_sha256="ab")
+    assert "no approved plan" in str(reviews.take(job))  # never planned and applied unreviewed
+    reviews.use(job, plan)
+    assert reviews.take(job) is plan and reviews.same_as_approved(job, plan)
+    assert "no approved plan" in str(reviews.take(job))  # spent: a retry must be reviewed again
+    reviews.failed(job, "state locked by alice")
+    assert reviews.take(job) == "not applied: its plan for review failed: state locked by alice"
+    reviews.bypass(job)  # a recorded bypass: the apply plans for itself
+    assert reviews.take(job) is None
+    assert Reviewed({"prod"}).take(Job("t1", "dev", "m", "2", "1", "apply")) is None
+    assert Reviewed({"prod"}).take(Job("t1", "prod", "m", "1", "2", "rollback")) is None
