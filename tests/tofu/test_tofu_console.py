@@ -207,3 +207,49 @@ async def test_the_live_tree_shows_resources_applied_and_the_last_drift(
             await until(pilot, lambda: not driver.active(), "the rollout's end")
     finally:
         session.close()
+
+
+async def test_t_on_a_reviewed_channel_shows_the_new_plan_and_applies_it_once_approved(
+    terraform: dict[str, str], tmp_path: Path
+) -> None:
+    """The console: the wave's plan approved with a, its apply fails, someone changes the state;
+    t plans again and applies nothing until a shows the new plan and it is approved."""
+    from test_tofu_retry_review import apply_by_hand, make_estate, runs, state_version
+
+    estate = load_estate(make_estate(tmp_path))
+    env = tmp_path / "envs" / "t1"
+    session = open_session(estate)
+    try:
+        driver = RolloutDriver(session, Clock())
+        app = SluiceApp(driver, offer_resume=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.console_screen.start(driver.plan("m", "2"))
+            rollout = driver.rollout
+            await until(pilot, lambda: rollout.review is not None, "the wave's plan review")
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen), "the screen")
+            await pilot.press("a")  # creates only: approved at once
+            await until(pilot, lambda: rollout.targets["t1"].status == "failed", "the failure")
+            apply_by_hand(env, "3")
+            (env / "ok").write_text("")
+
+            tree = app.screen.query_one(EstateTree)
+            tree.move_cursor(tree._by_ref[("target", "t1")])
+            await pilot.press("t")
+            await until(
+                pilot, lambda: rollout.review is not None and rollout.review.pending(), "review"
+            )
+            assert runs(env) == 0 and state_version(env) == "3"  # nothing applied yet
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen), "its screen")
+            assert "replace" in str(app.screen.query_one("#review-changes", Static).render())
+            await pilot.press("a")  # it replaces: confirmed first
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: rollout.targets["t1"].status == "ok", "the approved retry")
+            assert runs(env) == 1 and state_version(env) == "2"
+            rollout.abort("test over")
+            await until(pilot, lambda: not driver.active(), "the abort")
+    finally:
+        session.close()
