@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sluice.engine.app.headless import TextPrinter
+from sluice.engine.executors.tofu_plan import progress_of
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.events import (
     ApplyAdopted,
@@ -112,12 +113,16 @@ class ConsoleModel:
             for name, t in self.estate.targets.items()
             if not self.module or t.runs(self.module)
         }
+        self._mark_drift()
+        self.dirty = Dirty(structure=True)
+
+    def _mark_drift(self) -> None:
+        """Each target's last `sluice drift` result for this module (when not in sync)."""
         from sluice.engine.app.iac import last_drift  # a small file read; the tofu code on demand
 
         for name, result in last_drift(self.estate, self.module).items():
             if name in self.targets:
                 self.targets[name].drift = result
-        self.dirty = Dirty(structure=True)
 
     def channels(self) -> list[str]:
         return [c.name for c in self.estate.channels]
@@ -209,6 +214,7 @@ class ConsoleModel:
                     to_version=t["to"],
                 )
         self.from_text = ",".join(sorted(froms)) or e.version
+        self._mark_drift()
         self.dirty.structure = True
 
     def _state(self, e: StateChanged) -> None:
@@ -236,6 +242,7 @@ class ConsoleModel:
         target.action = e.action
         target.reason = ""
         target.duration = None
+        target.progress = ""
         self._output(target, "meta", f"── {e.action} {e.from_version} → {e.version}")
         if e.command:
             self._output(target, "meta", f"$ {e.command}")
@@ -257,6 +264,9 @@ class ConsoleModel:
         target = self.targets.get(e.target)
         if target is not None:
             self._output(target, e.stream, e.line)
+            if e.line.startswith("[") and (progress := progress_of(e.line)):
+                target.progress = progress  # "3/5 resources", from a tofu apply's JSON stream
+                self._touch_target(target)
 
     def _apply_finished(self, e: ApplyFinished) -> None:
         target = self._target(e.target, e.wave)

@@ -32,6 +32,8 @@ class TargetView:
     action: str = ""
     #: the last ``sluice drift`` result when it was not "in sync" (drifted, version mismatch, error)
     drift: str = ""
+    #: an IaC apply's progress from its JSON stream, "3/5 resources" (shown while applying)
+    progress: str = ""
     #: lines ever appended to ``output`` (the log widget appends only the ones it has not shown)
     written: int = 0
     output: deque[tuple[str, str]] = field(default_factory=lambda: deque(maxlen=OUTPUT_LINES))

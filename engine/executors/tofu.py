@@ -3,8 +3,9 @@
 Every apply is ``plan -out=PLANFILE -json`` then ``apply -json PLANFILE``: what is applied is
 exactly what was planned (and, on a ``review = "plans"`` channel, reviewed — a state that moved
 in between fails as a stale plan, never as an unreviewed apply). Progress, failures, state locks
-and ``check`` warnings come from the tool's ``-json`` stream (:mod:`.tofu_plan`); the process
-writes to a file that sluice tails (:mod:`.tofu_run`), so a killed sluice does not kill an apply.
+and ``check`` warnings come from the tool's ``-json`` stream (:mod:`.tofu_plan`). Every command
+writes to a spool (:mod:`.tofu_run`, :mod:`.spool`): a killed sluice does not kill an apply, and a
+resume adopts it (:mod:`.tofu_adopt`).
 
 Always non-interactive (``-input=false``, ``TF_IN_AUTOMATION=1``); one provider plugin cache is
 shared by every target (``TF_PLUGIN_CACHE_DIR``, unless the user set one); ``init`` runs only when
@@ -21,7 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sluice.engine.executors.base import ApplyResult, Job, OutputSink
 from sluice.engine.executors.orphans import (
@@ -29,7 +30,10 @@ from sluice.engine.executors.orphans import (
     still_running,
     wait_out,
 )
-from sluice.engine.executors.tofu_plan import StreamProgress, normalise, parse_line, plan_hash
+from sluice.engine.executors.spool import Spool
+from sluice.engine.executors.tofu_adopt import adopt, apply_result, look, stream_reader, tainted
+from sluice.engine.executors.tofu_plan import StreamProgress, normalise
+from sluice.engine.executors.tofu_review import MadePlan, Reviewed
 from sluice.engine.executors.tofu_run import run_tool
 from sluice.engine.executors.tofu_workdir import (
     ToolError,
@@ -50,21 +54,6 @@ INIT_MARKER = "sluice-init.sha256"
 
 
 @dataclass(frozen=True)
-class MadePlan:
-    """A saved plan: its file, how many resources change, and (when shown) its normalised form."""
-
-    path: Path
-    changes: int
-    warnings: tuple[str, ...] = ()
-    normalised: dict[str, Any] | None = None
-    file_sha256: str = ""
-
-    @property
-    def hash(self) -> str:
-        return plan_hash(self.normalised) if self.normalised is not None else ""
-
-
-@dataclass(frozen=True)
 class DriftResult:
     status: str  # in_sync | drifted | error
     detail: str = ""
@@ -72,6 +61,9 @@ class DriftResult:
 
 
 class TofuExecutor:
+    #: Applies are spooled and adoptable (see executors.spool, tofu_adopt).
+    spools = True
+
     def __init__(self, spec: ExecutorSpec, estate: Estate, clock: Clock, resources: Resources):
         self.spec = spec
         self.settings = spec.settings
@@ -83,8 +75,8 @@ class TofuExecutor:
         self.stop_grace = float(self.settings.get("stop_grace") or 300.0)
         self.work = estate.history_path.parent.resolve() / "tofu"
         self._init_locks: dict[Path, asyncio.Lock] = {}
-        #: (target, action, version) → a reviewed plan that the next apply must use.
-        self.reviewed: dict[tuple[str, str, str], MadePlan] = {}
+        #: the approved plans the next applies must use (a ``review = "plans"`` channel's)
+        self.reviews = Reviewed({c.name for c in estate.channels if c.review == "plans"})
         self._orphans: asyncio.Future[dict[str, list[int]]] | None = None
 
     # ---------------------------------------------------------------- the executor protocol
@@ -102,7 +94,9 @@ class TofuExecutor:
         deadline = asyncio.get_running_loop().time() + self.timeout
         try:
             work = await self.prepare(job, output, deadline)
-            plan = self.reviewed.pop((job.target, job.action, job.version), None)
+            plan = self.reviews.take(job)
+            if isinstance(plan, str):
+                return ApplyResult(False, plan)
             if plan is not None:
                 self._check_reviewed(plan)
                 output("stdout", f"sluice: applying the reviewed plan {plan.path.name}")
@@ -114,22 +108,25 @@ class TofuExecutor:
             return ApplyResult(True, "no changes: the plan is empty, nothing applied", 0)
         progress = StreamProgress()
         apply_args = ["apply", "-input=false", "-json", *self._lock_args(), str(plan.path)]
+        spool = Spool(job.spool) if job.spool else self._spool(work, "apply")
         try:
-            code = await self._run(work, apply_args, output, deadline, progress)
+            code = await self._run(work, apply_args, output, deadline, progress, spool=spool)
         except asyncio.CancelledError:
             await self._say_stopped(work, output)
             raise
         except ToolError as exc:  # timed out (stopped with SIGINT), or could not start
             await self._say_stopped(work, output)
             return ApplyResult(False, str(exc))
-        if code != 0:
-            return ApplyResult(False, progress.reason("apply"), code)
-        warnings = [*plan.warnings, *progress.warnings]
-        checks = [w for w in warnings if "check" in w.lower()]
-        if checks and self.settings.get("fail_on_check_warnings"):
-            return ApplyResult(False, f"check warning: {checks[0]}", 0)
-        done = f"applied {progress.applied} resource change(s)"
-        return ApplyResult(True, done + (f"; warning: {checks[0]}" if checks else ""), 0)
+        fail_on_checks = bool(self.settings.get("fail_on_check_warnings"))
+        return apply_result(code, progress, plan.warnings, fail_on_checks)
+
+    async def look(self, job: Job) -> str:
+        """Whether the apply in ``job.spool`` finished, still runs, or never started."""
+        return await look(self, job)
+
+    async def adopt(self, job: Job, output: OutputSink) -> ApplyResult | None:
+        """Record the real outcome of the apply a stopped sluice left (see tofu_adopt)."""
+        return await adopt(self, job, output)
 
     async def close(self) -> None:
         return None
@@ -144,11 +141,11 @@ class TofuExecutor:
         except (ToolError, ValueError, TimeoutError):
             output("stderr", "sluice: apply stopped; could not read the state afterwards")
             return
-        tainted = sorted(_tainted(state.get("values", {}).get("root_module", {})))
+        found = sorted(tainted(state.get("values", {}).get("root_module", {})))
         output(
             "stderr",
             "sluice: apply stopped (SIGINT); state saved"
-            + (f"; tainted, replaced by the next apply: {', '.join(tainted)}" if tainted else ""),
+            + (f"; tainted, replaced by the next apply: {', '.join(found)}" if found else ""),
         )
 
     # ---------------------------------------------------------------- steps
@@ -240,18 +237,30 @@ class TofuExecutor:
 
     async def _wait_for_orphans(self, target: str, output: OutputSink) -> ApplyResult | None:
         """Wait out an apply of ``target`` that a killed sluice left running (see orphans)."""
-        if self._orphans is None:
-            self._orphans = asyncio.ensure_future(asyncio.to_thread(find_running, self.estate.name))
-        pids = (await asyncio.shield(self._orphans)).pop(target, [])
-        if not pids:
-            return None
+        pids = await self.orphan_pids(target)
 
-        async def look() -> list[int]:
+        async def look_again() -> list[int]:
             nonlocal pids
             pids = still_running(pids, self.estate.name, target)
             return pids
 
-        return await wait_out(look, target, output, self.timeout, 0.2)
+        return await wait_out(look_again, target, output, self.timeout, 0.2) if pids else None
+
+    async def orphan_pids(self, target: str) -> list[int]:
+        """Live processes of ``target``'s applies that a stopped sluice left (see orphans)."""
+        if self._orphans is None:
+            self._orphans = asyncio.ensure_future(asyncio.to_thread(find_running, self.estate.name))
+        pids = (await asyncio.shield(self._orphans)).get(target, [])
+        return still_running(pids, self.estate.name, target)
+
+    @property
+    def estate_name(self) -> str:
+        return self.estate.name
+
+    def _spool(self, work: Workdir, what: str = "") -> Spool:
+        """The spool of the target's commands other than a spooled apply: ``logs/TARGET.*``."""
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", work.name)
+        return Spool(self.work / "logs" / (f"{safe}.{what}" if what else safe))
 
     def plan_path(self, job: Job) -> Path:
         safe = re.sub(r"[^A-Za-z0-9._-]", "_", f"{job.target}")
@@ -259,7 +268,7 @@ class TofuExecutor:
 
     def use_plan(self, job: Job, plan: MadePlan) -> None:
         """The next apply of ``job`` applies ``plan`` (approved) instead of planning again."""
-        self.reviewed[(job.target, job.action, job.version)] = plan
+        self.reviews.use(job, plan)
 
     # ---------------------------------------------------------------- helpers
 
@@ -323,28 +332,27 @@ class TofuExecutor:
         deadline: float,
         progress: StreamProgress,
         errors: list[str] | None = None,
+        spool: Spool | None = None,
     ) -> int:
         """Run one command; ``errors`` given, its output is plain text (init) and error lines
         are collected there; otherwise it is the ``-json`` stream, read into ``progress``."""
+        if errors is None:
+            return await self._spawn(work, args, stream_reader(progress, output), deadline, spool)
 
         def on_line(line: str) -> None:
-            message = parse_line(line) if errors is None else None
-            if message is None:
-                if line.strip():
-                    output("stdout", line)
-                    if errors is not None and "Error" in line:
-                        errors.append(line.strip(" │╷╵"))
-                return
-            text = progress.feed(message)
-            if text:
-                level = message.get("@level")
-                output("stderr" if level in ("error", "warn") else "stdout", text)
+            if line.strip():
+                output("stdout", line)
+                if "Error" in line:
+                    errors.append(line.strip(" │╷╵"))
 
-        return await self._spawn(work, args, on_line, deadline)
+        return await self._spawn(work, args, on_line, deadline, spool)
 
     async def _capture(self, work: Workdir, args: list[str], deadline: float) -> str:
         lines: list[str] = []
-        code = await self._spawn(work, args, lines.append, deadline, log_name="capture")
+        spool = self._spool(work, "capture")
+        spool.out.unlink(missing_ok=True)
+        spool.err.unlink(missing_ok=True)
+        code = await self._spawn(work, args, lines.append, deadline, spool)
         if code != 0:
             raise ToolError(f"{args[0]} failed (exit {code}): {' | '.join(lines[-3:])}")
         return "\n".join(lines)
@@ -361,21 +369,17 @@ class TofuExecutor:
         args: list[str],
         on_line: Callable[[str], None],
         deadline: float,
-        log_name: str = "",
+        spool: Spool | None = None,
     ) -> int:
         left = deadline - asyncio.get_running_loop().time()
         if left <= 0:
             raise ToolError(f"timed out after {format_duration(self.timeout)}")
-        safe = re.sub(r"[^A-Za-z0-9._-]", "_", work.name)
-        log = self.work / "logs" / f"{safe}{'.' + log_name if log_name else ''}.log"
-        if log_name:
-            log.unlink(missing_ok=True)
         try:
             finished = await run_tool(
                 [self.binary, *args],
                 cwd=work.cwd,
                 env=work.env,
-                log=log,
+                spool=spool or self._spool(work),
                 on_line=on_line,
                 timeout=left,
                 stop_grace=self.stop_grace,
@@ -392,10 +396,3 @@ class TofuExecutor:
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _tainted(module: dict[str, Any]) -> list[str]:
-    found = [str(r.get("address")) for r in module.get("resources", ()) if r.get("tainted")]
-    for child in module.get("child_modules", ()):
-        found += _tainted(child)
-    return found

@@ -22,6 +22,8 @@ from typing import Any
 
 #: Actions of a resource change that are not a change.
 QUIET = ("no-op", "read")
+#: An apply's progress lines start "[3/5 resources] " (the console's target row shows "3/5 resources").
+PROGRESS_LINE = re.compile(r"^\[(\d+)/(\d+|\?) resources\] ")
 #: Normalised actions that lose something (flagged as outliers).
 DESTRUCTIVE = ("delete", "replace (destroy-first)", "replace (create-first)")
 
@@ -62,9 +64,9 @@ class StreamProgress:
         if kind == "planned_change":
             if message.get("change", {}).get("action") not in QUIET:
                 self.planned += 1
-        elif kind == "apply_complete":
-            self.applied += 1
-            return f"[{self.applied}/{self.planned or '?'}] {text}"
+        elif kind in ("apply_start", "apply_complete"):
+            self.applied += kind == "apply_complete"
+            return f"[{self.applied}/{self.planned or '?'} resources] {text}"
         elif kind == "apply_errored":
             self.failed.append(_address(message.get("hook")))
         elif kind == "change_summary":
@@ -342,3 +344,9 @@ def group_lines(number: int, group: Mapping[str, Any]) -> list[str]:
     )
     lines = [head, f"  targets: {', '.join(sorted(group['targets']))}"]
     return lines + [f"  {line}" for line in change_lines(group)]
+
+
+def progress_of(line: str) -> str | None:
+    """ "3/5 resources" from an apply's progress line (see :data:`PROGRESS_LINE`), else None."""
+    found = PROGRESS_LINE.match(line)
+    return f"{found[1]}/{found[2]} resources" if found else None

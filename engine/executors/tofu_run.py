@@ -1,27 +1,30 @@
-"""Running one OpenTofu/Terraform command whose output survives sluice.
+"""Running one OpenTofu/Terraform command through the shared spool (:mod:`.spool`).
 
-The tool writes to a file, never to a pipe: a sluice killed mid-apply must not kill the apply at
-its next write (SIGPIPE). sluice tails the file while the process runs and reads the rest when it
-exits. The process has its own session (a Ctrl-C in sluice's terminal does not reach it); stopping
-it is SIGINT — OpenTofu and Terraform then finish the resource in flight, save the state and
-release the lock — and SIGKILL only after ``stop_grace``.
-
-Kept small and on its own so that the shared spool mechanism for applies that outlive their
-driver can replace it.
+Every command (init, plan, show, apply, …) runs detached under the spool's status-writing
+wrapper, in a session of its own, its stdout and stderr appended to the spool's files — never a
+pipe: a sluice killed mid-apply neither kills the apply by SIGPIPE nor loses its outcome (the
+status file), and a resume adopts it (:mod:`.tofu_adopt`). The tool is ``exec``-ed by the
+wrapper's shell, so a stop's SIGINT reaches it directly: OpenTofu and Terraform then finish the
+resource in flight, save the state and release the lock; SIGKILL only after ``stop_grace``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
+import shlex
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-#: How often a running command's output file is read for new lines.
-TAIL_SECONDS = 0.05
+from sluice.engine.executors.spool import (
+    Spool,
+    follow,
+    read_status,
+    start_detached,
+    stop_group,
+    tails,
+)
 
 
 @dataclass(frozen=True)
@@ -32,30 +35,9 @@ class Finished:
     timed_out: bool = False
 
 
-class _Tail:
-    """Reads complete lines appended to a file since the last read."""
-
-    def __init__(self, path: Path, on_line: Callable[[str], None]):
-        self.path = path
-        self.on_line = on_line
-        self.offset = 0
-        self.partial = b""
-
-    def read(self, final: bool = False) -> None:
-        try:
-            with self.path.open("rb") as handle:
-                handle.seek(self.offset)
-                data = handle.read()
-        except OSError:
-            return
-        self.offset += len(data)
-        lines = (self.partial + data).split(b"\n")
-        self.partial = lines.pop()
-        if final and self.partial:
-            lines.append(self.partial)
-            self.partial = b""
-        for raw in lines:
-            self.on_line(raw.decode("utf-8", "replace").rstrip("\r"))
+def command_line(argv: Sequence[str]) -> str:
+    """The wrapper's command: the tool ``exec``-ed, so it gets the stop signal itself."""
+    return "exec " + shlex.join(argv)
 
 
 async def run_tool(
@@ -63,67 +45,44 @@ async def run_tool(
     *,
     cwd: Path,
     env: Mapping[str, str],
-    log: Path,
+    spool: Spool,
     on_line: Callable[[str], None],
     timeout: float,
     stop_grace: float,
 ) -> Finished:
-    """Run ``argv`` with stdout and stderr appended to ``log``; ``on_line`` gets each line.
+    """Run ``argv`` with its output appended to ``spool``; ``on_line`` gets each new line.
 
     Cancelled (abort), the process gets SIGINT and up to ``stop_grace`` seconds to stop before
-    SIGKILL; the cancellation propagates once it has exited. Raises OSError when it cannot start.
+    SIGKILL (at once if the stop is itself cancelled); the cancellation propagates once it has
+    exited. Raises OSError when it cannot start.
     """
-    log.parent.mkdir(parents=True, exist_ok=True)
-    tail = _Tail(log, on_line)
-    with log.open("ab") as out:
-        tail.offset = out.tell()
-        spawn = asyncio.ensure_future(
-            asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                cwd=cwd,
-                env=dict(env),
-                start_new_session=True,
-            )
-        )
-        try:
-            process = await asyncio.shield(spawn)
-        except asyncio.CancelledError:
-            with contextlib.suppress(OSError):
-                await stop(await spawn, stop_grace)
-            raise
+    spool.base.parent.mkdir(parents=True, exist_ok=True)
+    spool.status.unlink(missing_ok=True)  # a spool reused by the target's next command
+    readers, _ = tails(spool, lambda stream, line: on_line(line), from_end=True)
+    process = await start_detached(command_line(argv), spool, cwd=cwd, env=env)
     waiter = asyncio.ensure_future(process.wait())
     try:
         async with asyncio.timeout(timeout):
-            while not waiter.done():
-                await asyncio.wait([waiter], timeout=TAIL_SECONDS)
-                tail.read()
+            await follow(readers, waiter.done, waiter)
     except TimeoutError:
-        await stop(process, stop_grace)
-        tail.read(final=True)
+        await stop(process.pid, waiter.done, stop_grace)
+        await follow(readers, lambda: True)
         return Finished(None, timed_out=True)
     except asyncio.CancelledError:
-        await stop(process, stop_grace)
-        tail.read(final=True)
+        await stop(process.pid, waiter.done, stop_grace)
+        await follow(readers, lambda: True)
         raise
-    tail.read(final=True)
-    return Finished(waiter.result())
+    code = read_status(spool)
+    if code is None:  # the wrapper itself was killed: its exit is all there is
+        code = process.returncode if process.returncode is not None else -9
+    return Finished(code)
 
 
-async def stop(process: asyncio.subprocess.Process, grace: float) -> None:
-    """SIGINT the process group; SIGKILL it if it has not exited after ``grace`` seconds."""
-    if process.returncode is None:
-        _signal_group(process.pid, signal.SIGINT)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(grace):
-                await process.wait()
-    _signal_group(process.pid, signal.SIGKILL)
-    with contextlib.suppress(ProcessLookupError):
-        await process.wait()
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+async def stop(pgid: int, ended: Callable[[], bool], grace: float) -> None:
+    """SIGINT the process group; SIGKILL it after ``grace`` seconds, or at once when this stop
+    is cancelled (a second abort)."""
+    try:
+        await stop_group(pgid, signal.SIGINT, grace, ended)
+    except asyncio.CancelledError:
+        await stop_group(pgid, signal.SIGKILL, 0.0, ended)
+        raise

@@ -210,6 +210,8 @@ class RolloutControls:
             return CommandResult(False, "bypass needs a reason")
         if not self._active():
             return CommandResult(False, "no rollout is running")
+        if self.review is not None and self.review.pending():  # declines a retry's new plan
+            return self._decide_retry_plan(False, actor, reason)
         if self._decision is not None:
             self._operator("bypass", actor, reason, wave=self.current_wave)
             self._decide(BYPASSED)
@@ -220,6 +222,16 @@ class RolloutControls:
             self.soak_ended.set()
             return CommandResult(True, f"gate of wave {self.current_wave} bypassed")
         return CommandResult(False, "no gate to bypass right now")
+
+    def _decide_retry_plan(self, approved: bool, actor: str | None, reason: str) -> CommandResult:
+        """Approve (advance) or decline (bypass) a retry's new plan (rollout/review.py)."""
+        wave = self.review.wave
+        if approved:  # recorded with the hash of exactly the plan file the retry applies
+            self._operator("approve_plans", actor, self.review.hashes(), wave=wave)
+        else:
+            self._operator("bypass", actor, reason, wave=wave)
+        self.review.decide(approved)
+        return CommandResult(True, f"the retry's new plan {'approved' if approved else 'declined'}")
 
     def _decide(self, decision: str) -> None:
         """End the wait at a gate; until the next wait, commands see no gate (so no double decision)."""

@@ -74,6 +74,8 @@ class Governed(TargetCommands):
 
     def advance(self, reason: str = "", actor: str | None = None) -> CommandResult:
         """Approve (one person's approval of) a waiting entry or gate, else as the controls do."""
+        if self.review is not None and self.review.pending():  # first: a retry's new plan
+            return self._decide_retry_plan(True, actor, reason)
         if self._waiting in ("awaiting_approval", "entry") and self._decision:
             return self._count_approval(actor or self.actor, reason)
         return super().advance(reason, actor)

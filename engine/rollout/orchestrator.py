@@ -292,8 +292,14 @@ class Rollout(Governed):
                 )
         finally:
             self.review = None
-        if decision != BYPASSED:  # bypassed: the applies plan again, unreviewed (recorded)
-            review.use()
+        # Bypassed (recorded, with its reason): the applies plan again, unreviewed.
+        review.bypass() if decision == BYPASSED else review.use()
+
+    async def _before_retry(self, state: TargetState) -> bool:
+        """A retry on a ``review = "plans"`` channel plans again for review (review.py)."""
+        from sluice.engine.rollout.review import review_retry
+
+        return await review_retry(self, state)
 
     async def _baselines(
         self,

@@ -57,6 +57,8 @@ class TargetCommands(RolloutControls):
         return CommandResult(True, f"retrying {target}")
 
     async def _retry(self, state: TargetState) -> None:
+        if not await self._before_retry(state):  # the rollout's plan review, if due
+            return
         await self.jobs.run(state.wave, state, "retry")
         if state.status == FAILED:
             return
@@ -65,6 +67,10 @@ class TargetCommands(RolloutControls):
             self._set_phase(
                 "halted", wave.number, "failures are within budget now: press advance to continue"
             )
+
+    async def _before_retry(self, state: TargetState) -> bool:
+        """Whether the retry may apply (the orchestrator reviews its plan first where due)."""
+        return True
 
     def rollback_wave(
         self, number: int, reason: str = "", actor: str | None = None

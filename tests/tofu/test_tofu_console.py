@@ -158,3 +158,102 @@ async def test_the_idle_tree_shows_the_last_drift_result(tmp_path: Path) -> None
             assert "≠" not in labels["dev-1"] and "≠" not in labels["prod-eu"]
     finally:
         session.close()
+
+
+#: Two resources; the second's apply waits for a file ``go``: the test sees "1/2 resources".
+TWO_STEPS = """
+variable "v" {
+  type = string
+}
+resource "terraform_data" "first" {
+  input = var.v
+}
+resource "terraform_data" "second" {
+  input      = var.v
+  depends_on = [terraform_data.first]
+  provisioner "local-exec" {
+    command = "while [ ! -f go ]; do sleep 0.1; done"
+  }
+}
+"""
+
+
+async def test_the_live_tree_shows_resources_applied_and_the_last_drift(
+    terraform: dict[str, str], tmp_path: Path
+) -> None:
+    """While a tofu apply runs its row says "1/2 resources" (from the JSON stream), and the last
+    `sluice drift` result is on the live tree too, not only on the idle one."""
+    from tofu_helpers import estate_with
+
+    from sluice.engine.app.iac import DriftRow, save_drift
+
+    estate = estate_with(tmp_path, TWO_STEPS)
+    save_drift(estate, [DriftRow("t1", "m", "1", "drifted", "1 to change", None)], 0.0)
+    session = open_session(estate)
+    try:
+        driver = RolloutDriver(session, Clock())
+        app = SluiceApp(driver, offer_resume=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.console_screen.start(driver.plan("m", "2"))
+            tree = app.screen.query_one(EstateTree)
+
+            def label() -> str:
+                node = tree._by_ref.get(("target", "t1"))
+                return str(node.label) if node is not None else ""
+
+            await until(pilot, lambda: "1/2 resources" in label(), "1/2 resources on t1's row")
+            assert "≠ drifted" in label() and driver.rollout.targets["t1"].status == "applying"
+            (tmp_path / "envs" / "t1" / "go").write_text("")
+            await until(pilot, lambda: driver.rollout.targets["t1"].status == "ok", "the apply")
+            await until(pilot, lambda: "resources" not in label(), "the finished row")
+            assert "≠ drifted" in label()
+            await until(pilot, lambda: not driver.active(), "the rollout's end")
+    finally:
+        session.close()
+
+
+async def test_t_on_a_reviewed_channel_shows_the_new_plan_and_applies_it_once_approved(
+    terraform: dict[str, str], tmp_path: Path
+) -> None:
+    """The console: the wave's plan approved with a, its apply fails, someone changes the state;
+    t plans again and applies nothing until a shows the new plan and it is approved."""
+    from test_tofu_retry_review import apply_by_hand, make_estate, runs, state_version
+
+    estate = load_estate(make_estate(tmp_path))
+    env = tmp_path / "envs" / "t1"
+    session = open_session(estate)
+    try:
+        driver = RolloutDriver(session, Clock())
+        app = SluiceApp(driver, offer_resume=False)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause()
+            app.console_screen.start(driver.plan("m", "2"))
+            rollout = driver.rollout
+            await until(pilot, lambda: rollout.review is not None, "the wave's plan review")
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen), "the screen")
+            await pilot.press("a")  # creates only: approved at once
+            await until(pilot, lambda: rollout.targets["t1"].status == "failed", "the failure")
+            apply_by_hand(env, "3")
+            (env / "ok").write_text("")
+
+            tree = app.screen.query_one(EstateTree)
+            tree.move_cursor(tree._by_ref[("target", "t1")])
+            await pilot.press("t")
+            await until(
+                pilot, lambda: rollout.review is not None and rollout.review.pending(), "review"
+            )
+            assert runs(env) == 0 and state_version(env) == "3"  # nothing applied yet
+            await pilot.press("a")
+            await until(pilot, lambda: isinstance(app.screen, PlanReviewScreen), "its screen")
+            assert "replace" in str(app.screen.query_one("#review-changes", Static).render())
+            await pilot.press("a")  # it replaces: confirmed first
+            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), "the confirmation")
+            await pilot.press("y")
+            await until(pilot, lambda: rollout.targets["t1"].status == "ok", "the approved retry")
+            assert runs(env) == 1 and state_version(env) == "2"
+            rollout.abort("test over")
+            await until(pilot, lambda: not driver.active(), "the abort")
+    finally:
+        session.close()

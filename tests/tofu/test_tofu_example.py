@@ -144,46 +144,58 @@ def test_review_that_replaces_needs_approve_destroy(
     assert output_version(example / "envs" / "stg-legacy") == "2.0.0"
 
 
-def test_a_killed_sluice_does_not_kill_the_running_apply(example: Path, tmp_path: Path) -> None:
-    """Output goes to a file, not a pipe: SIGKILL sluice mid-apply and the apply still finishes."""
-    env_dir = example / "envs" / "eph-1"
-    # A slow apply: app 2.0.0's monitor gets a provisioner in this copy of the module.
+def test_a_killed_sluice_leaves_the_apply_running_and_resume_adopts_it(example: Path) -> None:
+    """The apply runs in the spool (no pipe to sluice): kill -9 `sluice run` mid-apply, the apply
+    finishes on its own, and `sluice resume` records its outcome without running it again."""
+    # A slow apply: app 2.0.0's monitor gets a provisioner that counts its runs in this copy.
     module = example / "modules" / "app" / "2.0.0" / "main.tf"
     module.write_text(
         module.read_text().replace(
             'resource "terraform_data" "monitor" {\n',
             'resource "terraform_data" "monitor" {\n'
-            '  provisioner "local-exec" {\n    command = "sleep 4; echo done"\n  }\n',
+            '  provisioner "local-exec" {\n'
+            '    command = "echo start >> runs; sleep 4; echo done >> runs"\n  }\n',
         )
     )
+    wave = [example / "envs" / f"eph-{n}" for n in range(1, 5)]
+    runs = {env: env / "runs" for env in wave}
+    command = [sys.executable, "-m", "sluice.cli", "run", str(example / "estate.toml"), "app@2.0.0"]
     driver = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sluice.cli",
-            "run",
-            str(example / "estate.toml"),
-            "app@2.0.0",
-            "--headless",
-            "--until-wave",
-            "1",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=os.environ.copy(),
-    )
-    log = example / ".sluice" / "tofu" / "logs" / "eph-1.log"
+        [*command, "--headless", "--until-wave", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ.copy(),
+    )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not (log.exists() and "Provisioning with 'local-exec'" in log.read_text()):
+    while not runs[wave[0]].exists():
         assert time.monotonic() < deadline and driver.poll() is None, "the apply never started"
         time.sleep(0.05)
     driver.send_signal(signal.SIGKILL)
     driver.wait(30)
     assert driver.stdout is not None
     driver.stdout.close()  # the reader is gone
+    status = example / ".sluice" / "applies" / "1" / "eph-1.1.status"
     deadline = time.monotonic() + 120
-    while "Apply complete!" not in log.read_text():
+    while not status.exists():
         assert time.monotonic() < deadline, "the apply did not finish after sluice was killed"
         time.sleep(0.1)
-    assert output_version(env_dir) == "2.0.0"
+    assert status.read_text() == "0\n" and output_version(wave[0]) == "2.0.0"
+    assert runs[wave[0]].read_text() == "start\ndone\n"
+
+    assert sluice("resume", str(example / "estate.toml"), "--headless", "--until-wave", "1") == 4
+    for env in wave:  # adopted or, if its apply had not started, applied once now
+        assert runs[env].read_text() == "start\ndone\n", env.name
+        assert output_version(env) == "2.0.0"
+    history = History.open(example / ".sluice" / "history.db", create=False)
+    try:
+        rows = list(
+            history.db.query(
+                "SELECT kind, data FROM events WHERE kind IN ('apply_adopted', 'apply_finished')"
+            )
+        )
+    finally:
+        history.close()
+    adopted = [json.loads(r["data"]) for r in rows if r["kind"] == "apply_adopted"]
+    finished = [json.loads(r["data"]) for r in rows if r["kind"] == "apply_finished"]
+    assert "eph-1" in {a["target"] for a in adopted}
+    eph1 = [f for f in finished if f["target"] == "eph-1"]
+    assert len(eph1) == 1 and eph1[0]["outcome"] == "ok" and "adopted" in eph1[0]["reason"]
+    assert "applied" in eph1[0]["reason"]

@@ -43,7 +43,7 @@ async def test_plan_then_apply_noop_init_once_and_shared_plugin_cache(
     assert result.ok, result.reason
     assert result.reason == "applied 1 resource change(s)"
     assert any("Initializing" in line for line in lines)  # no .terraform yet: init ran
-    assert "[1/1] terraform_data.step: Creation complete" in "\n".join(lines)
+    assert "[1/1 resources] terraform_data.step: Creation complete" in "\n".join(lines)
     cache = tmp_path / ".sluice" / "tofu" / "plugin-cache"
     assert any(f"cache={cache}" in line for line in lines)
     assert state_of(tmp_path / "envs/t1")["outputs"]["version"]["value"] == "2"

@@ -60,7 +60,7 @@ def test_stream_progress_counts_and_names_the_failed_resource() -> None:
     ]
     shown = [progress.feed(m) for m in messages]
     assert progress.tool == "terraform" and progress.planned == 1
-    assert shown[3] == "[1/1] a: Creation complete"
+    assert shown[3] == "[1/1 resources] a: Creation complete"
     assert progress.reason("apply") == (
         "apply failed (1/1 resources applied): terraform_data.b: local-exec provisioner error: "
         "Error running command 'exit 3': exit status 3."
@@ -165,3 +165,17 @@ def test_groups_largest_first_and_outliers() -> None:
     assert groups[1].outlier == []  # the only plan of its channel: nothing to differ from
     assert groups[2].outlier == ["destroys or replaces resources", "differs from the rest of stg"]
     assert groups[2].to_dict()["destroys"] is True
+
+
+def test_apply_progress_lines_and_what_the_console_reads_of_them() -> None:
+    from sluice.engine.executors.tofu_plan import progress_of
+
+    progress = StreamProgress()
+    progress.feed({"type": "planned_change", "change": {"action": "create"}, "@message": "p"})
+    progress.feed({"type": "planned_change", "change": {"action": "update"}, "@message": "p"})
+    started = progress.feed({"type": "apply_start", "@message": "a: Creating..."})
+    done = progress.feed({"type": "apply_complete", "@message": "a: Creation complete"})
+    assert started == "[0/2 resources] a: Creating..."
+    assert progress_of(str(started)) == "0/2 resources"
+    assert progress_of(str(done)) == "1/2 resources"
+    assert progress_of("[1/2] something a script printed") is None

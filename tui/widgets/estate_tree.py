@@ -157,6 +157,8 @@ class EstateTree(Tree[NodeRef], inherit_bindings=False):
             label.append(
                 f" {format_duration(target.duration):>5}", self._palette.style("log-muted")
             )
+        if target.progress and target.status in ("applying", "rolling_back"):
+            label.append(f" {target.progress}", self._palette.style("log-muted"))
         if target.drift:  # the last `sluice drift` found this target not in sync
             label.append(f" ≠ {target.drift}", self._palette.style("wave-failed"))
         return label
