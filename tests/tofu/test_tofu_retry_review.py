@@ -54,11 +54,18 @@ def retried(events: list[object]) -> bool:
     return any(isinstance(e, ApplyFinished) and e.action == "retry" for e in events)
 
 
-def rollout_of(estate_file: Path, **kwargs: object) -> tuple[Rollout, list[object]]:
+def rollout_of(estate_file: Path, **options: bool) -> tuple[Rollout, list[object]]:
     from sluice.engine.model.estate import load_estate
+    from sluice.engine.rollout.options import RolloutOptions
 
     estate = load_estate(estate_file)
-    rollout = Rollout(estate, make_plan(estate, "m", "2"), clock=Clock(0), actor="t", **kwargs)  # type: ignore[arg-type]
+    rollout = Rollout(
+        estate,
+        make_plan(estate, "m", "2"),
+        clock=Clock(0),
+        actor="t",
+        options=RolloutOptions(**options),
+    )
     events: list[object] = []
     rollout.bus.listen(events.append)
     return rollout, events
