@@ -33,6 +33,7 @@ import asyncssh
 from sluice.engine.executors.base import ApplyResult, Job, OutputSink
 from sluice.engine.executors.orphans import MARKER, marker_value, wait_out
 from sluice.engine.executors.ssh_channel import (
+    GRACE_SECONDS,
     PRELUDE_FAILED,
     Command,
     Lost,
@@ -146,7 +147,7 @@ class SshExecutor:
                         if refused is not None:
                             return refused
                     try:
-                        return await self._run(endpoint, command, variables, sink, base)
+                        return await self._run(endpoint, command, variables, sink, base, job)
                     except Lost as lost:  # spooled: the apply goes on; re-attach to it
                         sink("stderr", f"sluice: {lost}; re-attaching")
                         adopted = await self._attach(job, sink)
@@ -193,7 +194,7 @@ class SshExecutor:
         for _ in range(2):
             with contextlib.suppress(Stale):
                 try:
-                    result = await self._run(endpoint, script(ATTACH, base), {}, output, base)
+                    result = await self._run(endpoint, script(ATTACH, base), {}, output, base, job)
                 except Lost as lost:
                     return ApplyResult(False, one_line(str(lost)))
                 if result.exit_code == NO_STATUS_EXIT and NO_STATUS in result.reason:
@@ -207,10 +208,13 @@ class SshExecutor:
         endpoint: Endpoint,
         base: str | None,
         output: OutputSink,
+        job: Job | None = None,
     ) -> None:
         """Stop a spooled remote apply: ``stop_signal`` to its process group on the host,
         SIGKILL after ``stop_grace`` (at once if the stop is cancelled: a second abort)."""
+        note = job.stopping if job is not None else (lambda _signal, _grace: None)
         if base is None:
+            note("SIGTERM", GRACE_SECONDS)
             await terminate(process)
             return
         output(
@@ -218,6 +222,7 @@ class SshExecutor:
             f"sluice: SIG{self.stop_signal} sent to the apply's process group on "
             f"{endpoint.address}; SIGKILL in {format_duration(self.stop_grace)} if it has not ended",
         )
+        note(f"SIG{self.stop_signal}", self.stop_grace)
         try:
             with contextlib.suppress(SshFailure, Stale, asyncssh.Error, OSError):
                 await self._pool.run(endpoint, script(STOP, base, self.stop_signal))
@@ -227,8 +232,10 @@ class SshExecutor:
         except TimeoutError:
             output("stderr", f"sluice: still running after SIG{self.stop_signal} + grace: SIGKILL")
         except asyncio.CancelledError:
+            note("SIGKILL", 0.0)
             await self._kill(process, endpoint, base)
             raise
+        note("SIGKILL", 0.0)
         await self._kill(process, endpoint, base)
 
     async def _kill(self, process: Process, endpoint: Endpoint, base: str) -> None:
@@ -321,11 +328,12 @@ class SshExecutor:
         variables: Mapping[str, str],
         output: OutputSink,
         base: str | None = None,
+        job: Job | None = None,
     ) -> ApplyResult:
         connection = await self._pool.connection(endpoint)
 
         async def stop(process: Process) -> None:
-            await self._stop(process, endpoint, base, output)
+            await self._stop(process, endpoint, base, output, job)
 
         command = Command(text, variables, base, self.timeout, stop)
         return await run_command(connection, endpoint.address, command, output, self.max_sessions)
