@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import TextIO
 
 from sluice.engine.executors.base import OutputSink
 from sluice.engine.executors.spool import file_name
@@ -155,14 +156,17 @@ class LocalCopy:
 
     def __init__(self, base: Path, output: OutputSink):
         self.output = output
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        self.files = {
-            "stdout": os.fdopen(os.open(base.with_name(base.name + ".log"), flags, 0o600), "a", 1),
-            "stderr": os.fdopen(os.open(base.with_name(base.name + ".err"), flags, 0o600), "a", 1),
+        self.paths = {
+            "stdout": base.with_name(base.name + ".log"),
+            "stderr": base.with_name(base.name + ".err"),
         }
+        self.files: dict[str, TextIO] = {}  # opened at a stream's first line: most print little
 
     def __call__(self, stream: str, line: str) -> None:
         file = self.files.get(stream)
+        if file is None and stream in self.paths:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            file = self.files[stream] = os.fdopen(os.open(self.paths[stream], flags, 0o600), "a", 1)
         if file is not None:
             file.write(line + "\n")
         self.output(stream, line)
