@@ -262,3 +262,71 @@ def test_a_signal_mid_run_aborts_with_3_and_stops_the_applies(tmp_path, sig):
         for pid in pids:
             if not _gone(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+STUBBORN_ESTATE = """\
+[estate]
+name = "stubborn"
+
+[[channels]]
+name = "dev"
+
+[executors.shell]
+kind = "local"
+stop_grace = "10m"
+apply = "echo $$ > {target}.pid; trap 'echo stopping; while :; do sleep 0.05; done' TERM; echo ready; while :; do sleep 0.05; done"
+
+[modules.op]
+versions = ["1.0", "2.0"]
+initial = "1.0"
+
+[targets.t1]
+channel = "dev"
+executor = "shell"
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_while_the_applies_stop_kills_them_at_once(tmp_path, sig):
+    """The first signal stops the apply gracefully (it traps SIGTERM and takes its 10-minute
+    grace); the second one escalates: SIGKILL now, the rollout ends aborted (exit 3)."""
+    estate = tmp_path / "estate.toml"
+    estate.write_text(STUBBORN_ESTATE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sluice.cli", "run", str(estate), "op@2.0", "--headless", "--json"],
+        cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        seen: list[dict] = []
+
+        def read_until(line_text: str) -> None:
+            for line in process.stdout:  # type: ignore[union-attr]
+                seen.append(json.loads(line))
+                if seen[-1]["kind"] == "apply_output" and seen[-1]["line"] == line_text:
+                    return
+            raise AssertionError(f"sluice ended before printing {line_text!r}")
+
+        read_until("ready")
+        pid = int((tmp_path / "t1.pid").read_text())
+        process.send_signal(sig)
+        read_until("stopping")  # the apply got SIGTERM and is cleaning up, for 10 minutes
+        assert process.poll() is None
+        process.send_signal(sig)  # the second one: SIGKILL at once
+        rest, errors = process.communicate(timeout=30)
+        assert process.returncode == 3, errors
+        events = seen + [json.loads(line) for line in rest.splitlines()]
+        operator = [e for e in events if e["kind"] == "operator"]
+        assert [e["action"] for e in operator] == ["abort", "abort"]
+        assert "SIGKILL at once" in operator[1]["reason"]
+        finished = [e for e in events if e["kind"] == "apply_finished"]
+        assert [(e["target"], e["outcome"]) for e in finished] == [("t1", "aborted")]
+        deadline = time.monotonic() + 10
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()

@@ -42,6 +42,14 @@ class Job:
     #: Where this apply's spool files go (``<dir>/<target>.<attempt>``, see executors.spool);
     #: executors that spool (``spools = True``) write there, the others ignore it.
     spool: Path | None = field(default=None, compare=False)
+    #: Told when the executor stops this apply (abort, timeout): ``(signal name, seconds until
+    #: SIGKILL)``, ``("SIGKILL", 0)`` for the kill itself; the console counts it down.
+    on_stop: Callable[[str, float], None] | None = field(default=None, compare=False)
+
+    def stopping(self, signal_name: str, grace: float) -> None:
+        """Tell :attr:`on_stop` (if any) that ``signal_name`` was sent, SIGKILL in ``grace``."""
+        if self.on_stop is not None:
+            self.on_stop(signal_name, grace)
 
     @property
     def context(self) -> Context:

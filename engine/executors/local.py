@@ -30,6 +30,7 @@ from sluice.engine.executors.orphans import (
 )
 from sluice.engine.executors.spool import (
     Spool,
+    SpoolTail,
     follow,
     read_status,
     result_of,
@@ -100,13 +101,13 @@ class LocalExecutor:
                 process = await start_detached(command.text, spool, cwd=self.workdir, env=env)
             except OSError as exc:
                 return ApplyResult(False, f"cannot start /bin/sh in {self.workdir}: {exc.strerror}")
-            return await self._watch(process, spool, output)
+            return await self._watch(process, spool, output, job)
         finally:
             if scratch is not None:
                 shutil.rmtree(scratch, ignore_errors=True)
 
     async def _watch(
-        self, process: asyncio.subprocess.Process, spool: Spool, output: OutputSink
+        self, process: asyncio.subprocess.Process, spool: Spool, output: OutputSink, job: Job
     ) -> ApplyResult:
         """Stream ``spool`` until the wrapper ends; stop the group on timeout or cancel."""
         readers, tail = tails(spool, output)
@@ -116,20 +117,37 @@ class LocalExecutor:
             async with asyncio.timeout(self.timeout):
                 await follow(readers, waiter.done, waiter)
         except TimeoutError:
-            await self._stop(process.pid, waiter.done, output, "timed out")
-            await follow(readers, lambda: True)
+            await self._stop_streaming(process, waiter, readers, output, "timed out", job)
             return ApplyResult(False, f"timed out after {format_duration(self.timeout)}")
         except asyncio.CancelledError:
-            await self._stop(process.pid, waiter.done, output, "aborted")
-            await follow(readers, lambda: True)
+            await self._stop_streaming(process, waiter, readers, output, "aborted", job)
             raise
         code = read_status(spool)
         if code is None:  # the wrapper itself was killed: its exit is all there is
             code = process.returncode if process.returncode is not None else -9
         return result_of(code, spool, list(tail))
 
+    async def _stop_streaming(
+        self,
+        process: asyncio.subprocess.Process,
+        waiter: asyncio.Future[int],
+        readers: list[SpoolTail],
+        output: OutputSink,
+        why: str,
+        job: Job,
+    ) -> None:
+        """:meth:`_stop`, streaming what the stopping command prints meanwhile (its cleanup can
+        take the whole grace), then the rest."""
+        streaming = asyncio.ensure_future(follow(readers, waiter.done, waiter))
+        try:
+            await self._stop(process.pid, waiter.done, output, why, job)
+        finally:
+            streaming.cancel()
+            await asyncio.gather(streaming, return_exceptions=True)
+            await follow(readers, lambda: True)
+
     async def _stop(
-        self, pgid: int, ended: Callable[[], bool], output: OutputSink, why: str
+        self, pgid: int, ended: Callable[[], bool], output: OutputSink, why: str, job: Job
     ) -> None:
         """``stop_signal`` to the group, SIGKILL after ``stop_grace`` — or at once when the
         stop is itself cancelled (a second abort)."""
@@ -139,14 +157,17 @@ class LocalExecutor:
             f"sluice: {why}: {name} sent to the apply's process group; "
             f"SIGKILL in {format_duration(self.stop_grace)} if it has not ended",
         )
+        job.stopping(name, self.stop_grace)
         try:
             graceful = await stop_group(pgid, self.stop_signal, self.stop_grace, ended)
         except asyncio.CancelledError:
+            job.stopping("SIGKILL", 0.0)
             await stop_group(pgid, signal.SIGKILL, 0.0, ended)
             output("stderr", "sluice: stopped at once (SIGKILL), as asked")
             await _until(ended, 5.0)
             raise
         if not graceful:
+            job.stopping("SIGKILL", 0.0)
             output("stderr", f"sluice: still running after {name} + grace: SIGKILL sent")
         await _until(ended, 5.0)
 
@@ -191,7 +212,7 @@ class LocalExecutor:
             except asyncio.CancelledError:
                 with contextlib.suppress(ProcessLookupError, IndexError):
                     group = os.getpgid(pids[0])
-                    await self._stop(group, lambda: not _group_alive(group), output, "aborted")
+                    await self._stop(group, lambda: not _group_alive(group), output, "aborted", job)
                 raise
             code = read_status(spool)
             if code is None:

@@ -1,15 +1,19 @@
 """Remote applies that outlive the connection: the ssh executor's side of :mod:`.spool`.
 
-On the host, the command runs under ``setsid`` inside the same status-writing wrapper as a local
-apply, its output appended to ``<spool_dir>/<estate>/<rollout>/<target>.<attempt>.log`` / ``.err``
-(0600, default ``~/.sluice/applies``), its exit status to ``.status``, its pid to ``.pid``. The
-channel reads the output through ``tee -p`` — which keeps writing the files when the channel has
-gone, so a lost connection or a killed sluice never turns into a SIGPIPE mid-apply — and ends with
-the wrapper's exit status. A resume (or the same run, after a dropped connection) looks with
-:data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout signal the wrapper's process
-group with :data:`STOP` (the SSH ``signal`` request would reach only the channel's own shell).
+On the host, the command runs in a session of its own (the one sshd starts it in; ``setsid``
+where it is not) under a status-writing wrapper, its output appended to
+``<spool_dir>/<estate>/<rollout>/<target>.<attempt>.log`` / ``.err`` (0600, the directories
+0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid to
+``.pid``. The command never writes into the channel (a lost connection or a killed sluice cannot
+turn into a SIGPIPE mid-apply): one ``tail -F`` streams both files on the channel, which ends
+with the command's exit status. Per apply that is one program (``tail``) and three forks of the
+shell more than an unspooled apply. A resume (or the same run, after a dropped connection) looks
+with :data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout signal the session's
+process group with :data:`STOP` (the SSH ``signal`` request would reach only the channel's
+shell).
 
-A host without ``setsid`` gets one line saying so, and the command runs attached, as before.
+A host without ``setsid`` (and whose sshd does not start commands as session leaders) gets one
+line saying so, and the command runs attached, as before.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import os
 import shlex
 from pathlib import Path
+from typing import TextIO
 
 from sluice.engine.executors.base import OutputSink
 from sluice.engine.executors.spool import file_name
@@ -27,23 +32,38 @@ _BASE = 'B=$1; case $B in "~/"*) B=$HOME/${B#??};; esac; '
 #: :data:`NO_STATUS`): its outcome stays unknown.
 NO_STATUS_EXIT = 254
 NO_STATUS = "sluice: no status"
-#: ``sh -c SPOOLED sluice BASE COMMAND``: the apply, spooled and detached (after the prelude);
-#: ``$_CMD`` holds :data:`_INNER` (set by :func:`spooled`).
+#: How often (seconds) the streaming ``tail`` looks whether the wrapper has ended (new output it
+#: sees at once, through inotify): what a spooled apply's end waits at most for.
+TAIL_POLL = 0.01
+#: ``sh -c SPOOLED sluice BASE COMMAND`` (after the prelude; ``$_W`` holds :data:`_WRAPPER`, set
+#: by :func:`spooled`): sshd starts a command as the leader of a session and process group of its
+#: own (``setsid()`` in its child), so when the shell is one (``/proc/$$/stat``), it is the
+#: wrapper itself — no ``setsid`` or second ``sh`` to start. Otherwise ``setsid`` makes it one;
+#: a host with neither runs the apply attached, as before spooling.
 SPOOLED = (
-    _BASE + 'command -v setsid >/dev/null 2>&1 || { echo "sluice: $(uname -n) has no setsid: this '
-    'apply runs attached, not spooled (it cannot outlive the connection)" >&2; exec sh -c "$2"; }; '
-    '[ -d "${B%/*}" ] || (umask 077 && mkdir -p "${B%/*}") || '
-    '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
-    # The subshell is the wrapper: outside the command's session (a stop never reaches it), it
-    # waits for the command and writes its status. Its own stderr is /dev/null (dash reports a
-    # signalled child there); the command's is fd 4, the stderr pipe.
-    '{ ( exec 4>&2 2>/dev/null; setsid sh -c "$_CMD" "$B" "$2"; c=$?; umask 077; '
-    'printf "%s\\n" "$c" > "$B.status"; exit "$c" ) 2>&1 1>&3 3>&- | '
-    'tee -p -a "$B.err" >&2 3>&-; } 3>&1 | tee -p -a "$B.log"; '
-    'read c < "$B.status" 2>/dev/null || c=255; exit "$c"'
+    'read -r _p _c _s _pp g _r < /proc/$$/stat 2>/dev/null; if [ "$g" = $$ ]; then eval "$_W"; '
+    'elif command -v setsid >/dev/null 2>&1; then exec setsid sh -c "$_W" "$0" "$@"; else '
+    'echo "sluice: $(uname -n) has no setsid: this apply runs attached, not spooled (it cannot '
+    'outlive the connection)" >&2; exec sh -c "$2"; fi'
 )
-#: The command's shell, in a session of its own: its pid (= its process group) to ``.pid``.
-_INNER = 'echo $$ > "$0.pid"; exec 2>&4 4>&-; eval "$1"'
+#: The wrapper, run by the session's leader (its pid, the process group, to ``.pid``). The command
+#: runs in a subshell with the login's umask and default signal dispositions, its stdout and
+#: stderr appended to the spool files — never a pipe, so a lost connection or a killed sluice
+#: cannot turn into a SIGPIPE mid-apply. One ``tail -F`` (the only program the wrapper starts)
+#: streams both files on the channel's stdout, a :func:`header` line before each switch between
+#: them, and ends once the command's subshell has (``--pid``; the wrapper reaps it at once: no
+#: zombie looks alive). The tail ignores a stop signal and the wrapper traps it (then writes the
+#: command's exit status), so a command stopping gracefully is still streamed to its end.
+_WRAPPER = (
+    _BASE + '[ -d "${B%/*}" ] || (umask 077 && mkdir -p "${B%/*}") || '
+    '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
+    '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
+    'umask 077; echo $$ > "$B.pid"; : >> "$B.log"; : >> "$B.err"; trap : TERM INT HUP; '
+    '( read -r p _r < /proc/self/stat; ( trap "" TERM INT HUP; '
+    f'tail -c +1 -F -s {TAIL_POLL} --pid="$p" "$B.log" "$B.err" 2>/dev/null & ); '
+    'umask "$u"; exec >> "$B.log" 2>> "$B.err"; eval "$2" ); c=$?; '
+    'printf "%s\\n" "$c" > "$B.status"; exit "$c"'
+)
 #: ``sh -c LOOK sluice BASE``: prints ``finished``, ``running`` or ``none``.
 LOOK = (
     _BASE + 'if [ -s "$B.status" ]; then echo finished; '
@@ -63,13 +83,58 @@ ATTACH = (
     f'read c < "$B.status" 2>/dev/null || {{ echo "{NO_STATUS}"; exit {NO_STATUS_EXIT}; }}; '
     'exit "$c"'
 )
-#: ``sh -c STOP sluice BASE SIGNAL``: the signal to the apply's process group (its session).
-STOP = _BASE + 'read p < "$B.pid" 2>/dev/null && kill -s "$2" -- "-$p"'
+#: ``sh -c STOP sluice BASE SIGNAL``: the signal to the apply's process group (its session). A
+#: SIGKILL ends the wrapper too, so then the status (137, as a shell reports it) is written here.
+STOP = (
+    _BASE + 'read p < "$B.pid" 2>/dev/null && kill -s "$2" -- "-$p" && { [ "$2" != KILL ] || '
+    '[ -s "$B.status" ] || { umask 077; printf "137\\n" > "$B.status"; }; }'
+)
+
+
+class Demux:
+    """The channel's stdout of a spooled apply → ``emit(stream, line)``: the streaming ``tail``
+    names the file before each switch (``==> PATH.log <==`` / ``.err``, after a blank line but
+    for the first), so a header line switches the stream and the blank line before it is
+    dropped. Before any header (a host that ran the apply attached), lines are stdout."""
+
+    def __init__(self, base: str, emit: OutputSink):
+        self.suffix = base.removeprefix("~/")
+        self.emit = emit
+        self.stream = "stdout"
+        self._blank = False
+        self._seen = False
+
+    def __call__(self, line: str) -> None:
+        switch = self._header(line)
+        if switch is not None:
+            self.stream, self._blank, self._seen = switch, False, True
+            return
+        if self._blank:
+            self.emit(self.stream, "")
+            self._blank = False
+        if not line and self._seen:
+            self._blank = True  # tail's, if a header follows
+            return
+        self.emit(self.stream, line)
+
+    def close(self) -> None:
+        if self._blank:
+            self.emit(self.stream, "")
+            self._blank = False
+
+    def _header(self, line: str) -> str | None:
+        if not (line.startswith("==> ") and line.endswith(" <==")):
+            return None
+        path = line[4:-4]
+        for ext, stream in ((".log", "stdout"), (".err", "stderr")):
+            if path.endswith(self.suffix + ext) and path[: -len(self.suffix + ext)][-1:] in "/":
+                return stream
+        return None
 
 
 def spooled(prelude: str) -> str:
     """The spooling script after ``prelude`` (the variables' reads)."""
-    return f"{prelude}_CMD={shlex.quote(_INNER)}; {SPOOLED}"
+    return f"{prelude}_W={shlex.quote(_WRAPPER)}; {SPOOLED}"
 
 
 def remote_base(spool_dir: str, estate: str, local_base: Path) -> str:
@@ -91,14 +156,17 @@ class LocalCopy:
 
     def __init__(self, base: Path, output: OutputSink):
         self.output = output
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
-        self.files = {
-            "stdout": os.fdopen(os.open(base.with_name(base.name + ".log"), flags, 0o600), "a", 1),
-            "stderr": os.fdopen(os.open(base.with_name(base.name + ".err"), flags, 0o600), "a", 1),
+        self.paths = {
+            "stdout": base.with_name(base.name + ".log"),
+            "stderr": base.with_name(base.name + ".err"),
         }
+        self.files: dict[str, TextIO] = {}  # opened at a stream's first line: most print little
 
     def __call__(self, stream: str, line: str) -> None:
         file = self.files.get(stream)
+        if file is None and stream in self.paths:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+            file = self.files[stream] = os.fdopen(os.open(self.paths[stream], flags, 0o600), "a", 1)
         if file is not None:
             file.write(line + "\n")
         self.output(stream, line)

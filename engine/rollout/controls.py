@@ -239,6 +239,11 @@ class RolloutControls:
         self._decision.set_result(decision)
         self._decision = self._waiting = None
 
+    @property
+    def aborting(self) -> bool:
+        """An abort was asked for (its applies may still be stopping)."""
+        return self._aborting is not None
+
     def abort(
         self, reason: str = "", actor: str | None = None, *, superseded_by: str | None = None
     ) -> CommandResult:

@@ -39,6 +39,7 @@ from sluice.engine.rollout.state import (
     UNKNOWN,
     TargetState,
 )
+from sluice.engine.rollout.stopping import Stops
 from sluice.engine.support.clock import Clock
 from sluice.engine.support.resources import Resources
 
@@ -105,6 +106,8 @@ class JobRunner:
         self.secrets = collect_secrets(estate)
         #: Set when no apply may start any more (the history can no longer record one): why.
         self.refusal: str | None = None
+        #: The applies being stopped now (abort, timeout), for the console's countdown.
+        self.stops = Stops()
 
     def executor(self, name: str) -> Executor:
         """The rollout's one executor named ``name`` (built on first use)."""
@@ -136,6 +139,7 @@ class JobRunner:
             action="rollback" if rollback else "apply",
             vars=self.estate.targets[target.name].vars,
             after_unknown=target.status == UNKNOWN,
+            on_stop=self.stops.noter(target.name),
         )
         executor = self.executor(target.executor)
         status_before = target.status
@@ -173,6 +177,7 @@ class JobRunner:
             return await self._finish(target, common, work, sink)
         finally:
             self._running.discard(task)  # type: ignore[arg-type]
+            self.stops.ended(target.name)
 
     def escalate(self) -> int:
         """Cancel again every apply already cancelled and still stopping (a second abort): an
@@ -262,6 +267,7 @@ class JobRunner:
             action="rollback" if common["action"] == "rollback" else "apply",
             vars=self.estate.targets[target.name].vars,
             spool=spool.base,
+            on_stop=self.stops.noter(target.name),
         )
         how = await executor.look(job)  # type: ignore[attr-defined]
         if how not in ("running", "finished"):
@@ -273,7 +279,10 @@ class JobRunner:
             "adopted: it finished while no sluice ran"
         )  # fmt: skip
         work = executor.adopt(job, sink)  # type: ignore[attr-defined]
-        await self._finish(target, common, work, sink=sink, adopted=what)
+        try:
+            await self._finish(target, common, work, sink=sink, adopted=what)
+        finally:
+            self.stops.ended(target.name)
         return target.status != UNKNOWN
 
     async def close(self, checks: list[CheckSource]) -> None:

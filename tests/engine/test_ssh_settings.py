@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sluice.engine.executors.base import Job, create_executor
-from sluice.engine.executors.ssh import PRELUDE_FAILED, Endpoint, SshExecutor, _parse_jump
+from sluice.engine.executors.ssh import PRELUDE_FAILED, Endpoint, SshExecutor, parse_jump
 from sluice.engine.model.estate import parse_estate
 from sluice.engine.model.template import MASK, TemplateError
 from sluice.engine.support.clock import Clock
@@ -66,13 +66,13 @@ def executor(tmp_path: Path) -> SshExecutor:
     ],
 )
 def test_jump_host_forms(text: str, expected: Endpoint) -> None:
-    assert _parse_jump(text, "me") == expected
+    assert parse_jump(text, "me") == expected
 
 
 @pytest.mark.parametrize("text", ["", "host:0", "host:99999", "host:port", "a:b:c", "@host"])
 def test_bad_jump_hosts_are_template_errors(text: str) -> None:
     with pytest.raises(TemplateError, match="expected \\[user@\\]host\\[:port\\]"):
-        _parse_jump(text, "me")
+        parse_jump(text, "me")
 
 
 def test_paths_are_relative_to_the_estate_file(executor: SshExecutor, tmp_path: Path) -> None:
@@ -121,4 +121,4 @@ async def test_a_missing_secret_fails_the_target_without_connecting(
         result.reason
         == "{env.SLUICE_UNIT_TOKEN}: environment variable SLUICE_UNIT_TOKEN is not set"
     )
-    assert executor._pool == {}
+    assert executor._pool.connections == {}

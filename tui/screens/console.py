@@ -24,11 +24,14 @@ from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
 from sluice.tui.screens.new_rollout import NewRolloutScreen
 from sluice.tui.widgets.header import RolloutHeader
 from sluice.tui.widgets.rollout_view import RolloutView
+from sluice.tui.widgets.stop_line import StopLine
 
 #: How often a watching (read-only) console reads the driving console's progress from history.
 WATCH_SECONDS = 1.0
 #: How often every console looks for a freeze of its estate (``sluice freeze``).
 FREEZE_SECONDS = 1.0
+#: How often the stop line counts down (applies being stopped: signal sent, SIGKILL to come).
+STOP_LINE_SECONDS = 1.0
 
 
 def _poll(history: History, watched: int | None, seen: int) -> tuple[int | None, int, list[Event]]:
@@ -64,6 +67,7 @@ class ConsoleScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield RolloutView(self.model, mode=self.mode, id="view")
+        yield StopLine(id="stopping")
         yield Footer(compact=True)
 
     @property
@@ -75,6 +79,12 @@ class ConsoleScreen(Screen[None]):
             self._watch()
         self._show_freeze()
         self.set_interval(FREEZE_SECONDS, self._show_freeze)
+        self.set_interval(STOP_LINE_SECONDS, self._show_stops)
+
+    def _show_stops(self) -> None:
+        rollout = self.driver.rollout
+        active = rollout is not None and rollout.outcome is None
+        self.query_one(StopLine).show(rollout.jobs.stops if active and rollout else None)
 
     def _show_freeze(self) -> None:
         """Every console of the estate shows its freeze, whoever drives (history is shared)."""
@@ -285,6 +295,19 @@ class ConsoleScreen(Screen[None]):
     def action_abort(self) -> None:
         if not self.driver.active():
             self._report(self.driver.command(Rollout.abort))
+            return
+        rollout = self.driver.rollout
+        if rollout is not None and rollout.aborting and rollout.jobs.stops.now():
+            # A second abort while applies wait out their stop grace: kill them now?
+            self._show_stops()
+            self._confirm(
+                "Kill the stopping applies now?",
+                f"{rollout.jobs.stops.line(most=5)}.\n\nSIGKILL ends them at once, without "
+                "their cleanup: what they were writing may be left half-done and locks held. "
+                "Waiting out the grace is the safe choice.",
+                "SIGKILL now",
+                lambda: self.driver.command(lambda r: r.abort(reason="SIGKILL at once")),
+            )
             return
         self._confirm(
             "Abort the rollout?",

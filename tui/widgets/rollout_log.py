@@ -1,4 +1,11 @@
-"""The log: the selected target's apply output (streamed), or the rollout's event log."""
+"""The log: the selected target's apply output (streamed), or the rollout's event log.
+
+A target's output comes from the events (live, interleaved as printed). Where they do not hold
+all of it — a finished apply whose output was elided in the event stream (and so in history),
+rolled out of the buffer, or never seen by this console (a restart, a replay) — the pane reads
+the apply's spool instead (:func:`sluice.engine.app.spools.output_tail`, what ``sluice show
+--output`` reads), so the output is still there after a restart, in history and in replay.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,15 @@ from collections.abc import Iterable
 from rich.text import Text
 from textual.widgets import RichLog
 
+from sluice.engine.app.spools import NoOutput, output_tail
 from sluice.tui.model import ConsoleModel
 from sluice.tui.themes import Palette
+from sluice.tui.views import TargetView
 
 SHOWN_LINES = 1000
+#: The event stream's mark where it left an apply's output out (engine.rollout.output_cap).
+ELIDED = "bytes of output elided here"
+RUNNING = ("applying", "rolling_back")
 
 
 class RolloutLog(RichLog):
@@ -36,10 +48,17 @@ class RolloutLog(RichLog):
         else:
             self.border_title = f"output · {target}"
             view = model.targets.get(target)
-            if view is not None:
+            spooled = spooled_output(model, view) if view is not None else None
+            if view is not None and spooled:
+                self.write(
+                    Text("from its spool: stdout, then stderr", style=palette.style("log-muted"))
+                )
+                self.append_output(spooled, palette)
+                self._shown = view.written
+            elif view is not None:
                 self.append_output(view.output, palette)
                 self._shown = view.written
-            if view is None or not view.output:
+            if view is None or not (view.output or spooled):
                 self.write(Text("no output yet", style=palette.style("log-muted")))
                 self._placeholder = True
 
@@ -86,3 +105,20 @@ class RolloutLog(RichLog):
                 self.write(Text(line, style=palette.style("log-muted")))
             else:
                 self.write(Text(line))
+
+
+def spooled_output(model: ConsoleModel, view: TargetView) -> list[tuple[str, str]] | None:
+    """The spool's tail of ``view``'s last apply when the events do not hold all of its output
+    (and it is not running: then the events are the live stream); else None."""
+    if model.rollout_id is None or view.status in RUNNING:
+        return None
+    lines = [line for stream, line in view.output if stream != "meta"]
+    complete = (
+        lines and view.written <= len(view.output) and not any(ELIDED in text for text in lines)
+    )
+    if complete:
+        return None
+    try:
+        return output_tail(model.estate, model.rollout_id, view.name, SHOWN_LINES)
+    except (NoOutput, OSError):
+        return None

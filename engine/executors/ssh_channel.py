@@ -1,0 +1,194 @@
+"""One command on one SSH channel: open the session, send the variables, stream the output,
+and turn the end (an exit status, a signal, a lost connection, a timeout) into an ApplyResult.
+
+A spooled apply's stdout carries both of its streams (see :class:`.ssh_spool.Demux`); its
+channel's stderr only the wrapper's own messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import asyncssh
+
+from sluice.engine.executors.base import ApplyResult, OutputSink
+from sluice.engine.executors.ssh_pool import Connection, Stale, retrieve
+from sluice.engine.executors.ssh_reasons import describe_error, one_line
+from sluice.engine.executors.ssh_spool import Demux
+from sluice.engine.model.units import format_duration
+
+#: How long a signalled remote command gets to exit before SIGKILL (and then the channel close).
+GRACE_SECONDS = 3.0
+TAIL_LINES = 3
+#: Exit status of the prelude when the variables did not arrive on stdin.
+PRELUDE_FAILED = 97
+
+Process = asyncssh.SSHClientProcess[str]
+
+
+class Lost(Exception):
+    """The connection went mid-command; a spooled apply goes on on the host."""
+
+
+@dataclass
+class Command:
+    """What to run, and how a stop (timeout, abort) reaches it."""
+
+    text: str
+    variables: Mapping[str, str]
+    #: The remote spool base of a spooled apply (its stdout is demultiplexed), else None.
+    spool: str | None
+    timeout: float
+    stop: Callable[[Process], Awaitable[None]]
+
+
+async def run_command(
+    connection: Connection, where: str, command: Command, output: OutputSink, max_sessions: int
+) -> ApplyResult:
+    """Run ``command`` in a session of ``connection``; raises :class:`Stale` if nothing ran,
+    :class:`Lost` if a spooled apply lost its connection (it goes on on the host)."""
+    async with connection.sessions:
+        if connection.conn.is_closed():  # died while we queued: nothing ran yet
+            raise Stale
+        process = await _open(connection, where, command.text, max_sessions)
+        if isinstance(process, ApplyResult):
+            return process
+        # A quick command may have exited (channel closed) before we get here; then the
+        # variables are not needed, or the prelude says they did not arrive.
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.stdin.write("".join(f"{value}\n" for value in command.variables.values()))
+            process.stdin.write_eof()
+        return await _stream(process, where, command, output)
+
+
+async def _open(
+    connection: Connection, where: str, text: str, max_sessions: int
+) -> Process | ApplyResult:
+    opening = asyncio.ensure_future(
+        connection.conn.create_process(text, encoding="utf-8", errors="replace")
+    )
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        await _stop_opening(opening)
+        raise
+    except (asyncssh.Error, OSError) as exc:
+        # Not retried: the command may have started before the connection went.
+        if not isinstance(exc, asyncssh.ChannelOpenError) or connection.conn.is_closed():
+            return ApplyResult(False, one_line(f"{where}: {describe_error(exc)}"))
+        return ApplyResult(
+            False,
+            one_line(
+                f"{where}: sshd refused a session ({exc.reason}); is max_sessions "
+                f"({max_sessions}) above the server's MaxSessions?"
+            ),
+        )
+
+
+async def _stream(
+    process: Process, where: str, command: Command, output: OutputSink
+) -> ApplyResult:
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+
+    def emit(stream: str, line: str) -> None:
+        if line.strip():
+            tail.append(line)
+        output(stream, line)
+
+    demux = Demux(command.spool, emit) if command.spool is not None else None
+    readers = asyncio.gather(
+        _pump(process.stdout, demux or (lambda line: emit("stdout", line))),
+        _pump(process.stderr, lambda line: emit("stderr", line)),
+    )
+    readers.add_done_callback(retrieve)
+    try:
+        async with asyncio.timeout(command.timeout):  # real seconds: a real command takes real time
+            await asyncio.shield(readers)  # an abort must not stop them: a stop streams on
+            completed = await process.wait()
+    except TimeoutError:
+        await command.stop(process)
+        await _drain(readers)
+        return ApplyResult(False, f"timed out after {format_duration(command.timeout)} on {where}")
+    except asyncio.CancelledError:
+        await command.stop(process)
+        await _drain(readers)
+        raise
+    except (asyncssh.Error, OSError) as exc:
+        process.close()
+        last = f"; last output: {' | '.join(tail)}" if tail else ""
+        reason = f"{where}: connection lost mid-command ({describe_error(exc)}){last}"
+        if command.spool is not None:
+            raise Lost(reason) from None
+        return ApplyResult(False, one_line(reason))
+    except Exception:  # e.g. a failing output sink: stop the command, then report
+        await terminate(process)
+        raise
+    finally:
+        readers.cancel()
+        if demux is not None:
+            demux.close()
+    return _result(completed, tail)
+
+
+async def _drain(readers: asyncio.Future[Any]) -> None:
+    """What the stopped command printed up to its channel's close (bounded)."""
+    with contextlib.suppress(TimeoutError, OSError, asyncssh.Error):
+        async with asyncio.timeout(GRACE_SECONDS):
+            await asyncio.shield(readers)
+
+
+def _result(completed: asyncssh.SSHCompletedProcess, tail: deque[str]) -> ApplyResult:
+    code = completed.exit_status
+    if code == 0:
+        return ApplyResult(True, "", 0)
+    detail = " | ".join(tail) if tail else "no output"
+    if completed.exit_signal:
+        what = f"killed by signal {completed.exit_signal[0]}"
+    elif code is None or code < 0:
+        what = "the connection closed without an exit status"
+    elif code == PRELUDE_FAILED and not tail:
+        what = f"exit {code} (the variables did not arrive on stdin)"
+    else:
+        what = f"exit {code}"
+    return ApplyResult(False, one_line(f"{what}: {detail}"), code)
+
+
+async def _pump(stream: asyncssh.SSHReader[str], line_out: Callable[[str], None]) -> None:
+    # Not ``async for``: asyncssh's iterator can yield a spurious "" at EOF.
+    while raw := await stream.readline():
+        line_out(raw.rstrip("\r\n"))
+
+
+async def _stop_opening(opening: asyncio.Future[Process]) -> None:
+    """Stop a command whose session was still opening when the apply was cancelled.
+
+    sshd starts the command before its reply to the exec request reaches us, so the command
+    may already be running: wait (bounded) for the session, then terminate it like any other.
+    """
+    try:
+        async with asyncio.timeout(GRACE_SECONDS):
+            process = await asyncio.shield(opening)
+    except (TimeoutError, OSError, asyncssh.Error):
+        opening.cancel()
+        opening.add_done_callback(retrieve)
+        return
+    await terminate(process)
+
+
+async def terminate(process: Process) -> None:
+    """SIGTERM the remote process group, SIGKILL after the grace period, close the channel."""
+    for signal_name in ("TERM", "KILL"):
+        with contextlib.suppress(OSError, ValueError, asyncssh.Error):
+            process.send_signal(signal_name)
+        try:
+            async with asyncio.timeout(GRACE_SECONDS):
+                await process.wait_closed()
+            break
+        except (TimeoutError, OSError, asyncssh.Error):
+            continue
+    process.close()

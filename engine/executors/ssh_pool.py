@@ -1,0 +1,190 @@
+"""The ssh executor's connections: one per distinct (host, port, user, jump), verified, pooled.
+
+Host keys are always verified against ``known_hosts``; a jump host is a pooled connection too,
+tunnelled through. Concurrent first uses of an endpoint share one in-flight connect, and each
+connection allows at most ``max_sessions`` sessions at once (sshd's ``MaxSessions``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from sluice.engine.executors.ssh_reasons import Endpoint, connect_failure, trust_hint
+from sluice.engine.model.template import TemplateError
+
+#: How long closing connections may take at the end of a rollout.
+CLOSE_SECONDS = 3.0
+#: asyncssh's defaults with AES-GCM first: as strong as ChaCha20-Poly1305, and it runs on AES-NI
+#: through OpenSSL, where asyncssh's ChaCha20 sets up a cipher per packet (half the client CPU).
+CIPHERS = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "chacha20-poly1305@openssh.com",
+    "aes256-ctr",
+    "aes192-ctr",
+    "aes128-ctr",
+)
+_JUMP = re.compile(
+    r"(?:(?P<user>[^@]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\[\]]+))(?::(?P<port>\d+))?"
+)
+
+
+class SshFailure(Exception):
+    """A connection problem, already phrased as the target's one-line reason."""
+
+
+class Stale(Exception):
+    """The pooled connection closed before a session could open on it."""
+
+
+@dataclass
+class Connection:
+    conn: asyncssh.SSHClientConnection
+    sessions: asyncio.Semaphore
+
+
+@dataclass
+class PoolSettings:
+    known_hosts: Path
+    key_path: Path | None
+    connect_timeout: float
+    keepalive: float
+    max_sessions: int
+
+
+class SshPool:
+    """The pooled, verified connections of one executor."""
+
+    def __init__(self, settings: PoolSettings):
+        self.settings = settings
+        self.connections: dict[Endpoint, asyncio.Future[Connection]] = {}
+        self._keys: Sequence[asyncssh.SSHKeyPair] | None = None
+
+    async def connection(self, endpoint: Endpoint) -> Connection:
+        """The pooled connection to ``endpoint``; concurrent callers share one connect."""
+        future = self.connections.get(endpoint)
+        if future is not None and future.done() and not succeeded(future):
+            future = None  # failed, cancelled or since lost: connect again
+        if future is None:
+            future = asyncio.ensure_future(self._connect(endpoint))
+            future.add_done_callback(retrieve)  # its waiters may all have been cancelled
+            self.connections[endpoint] = future
+        # Shielded: one waiter's abort must not cancel the connect others are waiting for.
+        return await asyncio.shield(future)
+
+    async def run(self, endpoint: Endpoint, command: str) -> asyncssh.SSHCompletedProcess:
+        """A short command on the pooled connection to ``endpoint``."""
+        connection = await self.connection(endpoint)
+        async with connection.sessions:
+            if connection.conn.is_closed():
+                raise Stale
+            return await connection.conn.run(command, check=False, timeout=30)
+
+    async def close(self) -> None:
+        """Close every pooled connection (and cancel connects still in flight)."""
+        futures, self.connections = list(self.connections.values()), {}
+        pending = [f for f in futures if not f.done()]
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        conns = [f.result().conn for f in futures if f.done() and succeeded(f)]
+        for conn in conns:
+            conn.close()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_SECONDS):
+                await asyncio.gather(*(c.wait_closed() for c in conns), return_exceptions=True)
+
+    async def _connect(self, endpoint: Endpoint) -> Connection:
+        s = self.settings
+        tunnel: asyncssh.SSHClientConnection | None = None
+        if endpoint.jump is not None:
+            try:
+                tunnel = (await self.connection(endpoint.jump)).conn
+            except SshFailure as exc:
+                raise SshFailure(f"jump host: {exc}") from None
+        if not s.known_hosts.is_file():
+            raise SshFailure(
+                f"{endpoint.address}: known_hosts file {s.known_hosts} does not exist; "
+                + trust_hint(endpoint, s.known_hosts)
+            )
+        client_keys = self._client_keys()
+        try:
+            conn = await asyncssh.connect(
+                endpoint.host,
+                endpoint.port,
+                tunnel=tunnel if tunnel is not None else (),
+                username=endpoint.user,
+                known_hosts=str(s.known_hosts),  # always verified: never None
+                client_keys=client_keys,
+                connect_timeout=s.connect_timeout,
+                keepalive_interval=s.keepalive,
+                keepalive_count_max=3,
+                encryption_algs=list(CIPHERS),
+                config=None,  # the estate is the whole truth: no ~/.ssh/config surprises
+            )
+        except Exception as exc:
+            why = connect_failure(endpoint, exc, s.known_hosts, s.key_path, s.connect_timeout)
+            raise SshFailure(why) from None
+        return Connection(conn, asyncio.Semaphore(s.max_sessions))
+
+    def _client_keys(self) -> Sequence[asyncssh.SSHKeyPair]:
+        """The configured key (with its certificate, if any); ``()`` means ssh-agent + ~/.ssh."""
+        key_path = self.settings.key_path
+        if key_path is None:
+            return ()
+        if self._keys is None:
+            try:
+                self._keys = asyncssh.load_keypairs([str(key_path)])
+            except OSError as exc:
+                raise SshFailure(f"cannot read key {key_path}: {exc.strerror}") from None
+            except (asyncssh.KeyImportError, ValueError) as exc:
+                raise SshFailure(
+                    f"cannot use key {key_path}: {exc} (an encrypted key belongs in "
+                    "ssh-agent; then leave `key` unset)"
+                ) from None
+        return self._keys
+
+
+def parse_jump(text: str, default_user: str) -> Endpoint:
+    """``[user@]host[:port]`` (``[v6addr]:port`` too) → the jump host's endpoint."""
+    match = _JUMP.fullmatch(text)
+    port = int(match.group("port") or 22) if match else 0
+    if match is None or not 0 < port < 65536:
+        raise TemplateError(f"jump {text!r}: expected [user@]host[:port]")
+    host = match.group("v6") or match.group("host")
+    return Endpoint(host, port, match.group("user") or default_user)
+
+
+def local_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # e.g. a container's uid with no passwd entry
+        raise TemplateError("no `user` is set and the local user name is unknown") from None
+
+
+def resolve(base: Path, path: str) -> Path:
+    """``~`` expanded; a relative path is relative to the estate file."""
+    return base / Path(path).expanduser()
+
+
+def succeeded(future: asyncio.Future[Connection]) -> bool:
+    return (
+        not future.cancelled()
+        and future.exception() is None
+        and not future.result().conn.is_closed()
+    )
+
+
+def retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's exception as seen, so asyncio never logs it as unretrieved."""
+    if not future.cancelled():
+        future.exception()
