@@ -246,3 +246,42 @@ async def test_output_is_batched_and_reaches_the_file_without_a_durable_event(tm
         recorder.flush()
         reader.close()
         history.close()
+
+
+@pytest.mark.timeout(30)
+async def test_an_apply_start_and_finish_commit_what_was_buffered_with_them(tmp_path):
+    """Group commit: an apply's start (and its finish) is one transaction with every row buffered
+    before it — its own event row included — so a reader sees them together, at once."""
+    history = History.open(tmp_path / "h.db")
+    rollout_id = history.create_rollout(
+        estate="e", module="m", version="2", from_versions="1", actor="a", host="h",
+        plan={"waves": []}, started=time.time(),
+    )  # fmt: skip
+    recorder = Recorder(history, rollout_id, "m")
+    bus = EventBus()
+    bus.listen(recorder)
+    reader = sqlite3.connect(tmp_path / "h.db")
+
+    def kinds() -> list[str]:
+        return [r[0] for r in reader.execute("SELECT kind FROM events ORDER BY seq")]
+
+    def applies() -> list[tuple]:
+        return reader.execute("SELECT target, outcome, output_tail FROM applies").fetchall()
+
+    common = {"wave": 1, "target": "t", "version": "2", "from_version": "1", "action": "apply"}
+    try:
+        bus.emit(ApplyOutput, target="u", stream="stdout", line="another target's line")
+        bus.emit(ApplyStarted, **common, command="deploy")
+        assert kinds() == ["apply_output", "apply_started"]  # not left for the batch timer
+        assert applies() == [("t", "started", None)]
+        bus.emit(ApplyOutput, target="t", stream="stdout", line="done")
+        bus.emit(ApplyFinished, **common, outcome="ok", reason="", duration=0.5)
+        assert kinds() == ["apply_output", "apply_started", "apply_output", "apply_finished"]
+        # The finish found its row by target (no id read back), with the output's tail.
+        assert applies() == [("t", "ok", "stdout: done")]
+        assert reader.execute("SELECT target, version FROM ledger").fetchall() == [("t", "2")]
+        assert recorder.unfinished == {}
+    finally:
+        recorder.flush()
+        reader.close()
+        history.close()
