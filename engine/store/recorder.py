@@ -24,6 +24,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -62,6 +63,8 @@ _DURABLE = frozenset(DURABLE)
 #: What resume relies on: not recorded at all by a process that lost the lease.
 _APPLY_TYPES = frozenset((ApplyStarted, ApplyAdopted, ApplyFinished))
 BATCH_SIZE = 2000
+#: An apply start whose commit took this long (seconds) checks the lease again before launch.
+RECHECK_AFTER = 1.0
 TAIL_LINES = 20
 
 
@@ -225,7 +228,11 @@ class Recorder:
             if isinstance(event, ApplyStarted):
                 raise LeaseLost(self.lost)
             return
-        if not self.flush(event):
+        sent = time.time(), time.monotonic()
+        committed = self.flush(event)
+        if committed and isinstance(event, ApplyStarted):
+            committed = self._still_held(sent)
+        if not committed:
             if isinstance(event, ApplyStarted) and self.lost is not None:
                 raise LeaseLost(self.lost)
             return
@@ -235,6 +242,24 @@ class Recorder:
             self.unfinished.pop(event.target, None)
         if isinstance(event, ApplyStarted | ApplyAdopted | ApplyFinished):
             self._tails.pop(event.target, None)  # only once committed: a retry writes it again
+
+    def _still_held(self, sent: tuple[float, float]) -> bool:
+        """After an apply's start committed, before its launch: if the commit took long — this
+        process stopped (SIGSTOP, a suspended laptop) while its transaction committed — another
+        driver may have taken the lease over meanwhile and re-run the apply: check the lease once
+        more (a fenced empty transaction) so that the apply is not launched twice."""
+        waited = max(time.time() - sent[0], time.monotonic() - sent[1])
+        if waited < RECHECK_AFTER or self.history.fence is None:
+            return True
+        try:
+            self._write(lambda: None)
+        except LeaseLost as exc:
+            self._lose(exc)
+            return False
+        except WRITE_ERRORS as exc:
+            self._fail(describe(exc, self.history.path))
+            return False
+        return True
 
     def _later(self) -> None:
         """A buffered row was added: write the batch when it is full, or on the timer."""
