@@ -173,6 +173,7 @@ class PostgresDatabase:
     #: The recorder writes its batch this often: watchers on other machines are told of each
     #: commit (NOTIFY), so the batch interval is what they wait for.
     flush_seconds = 0.05
+    group_commit = True
 
     def __init__(self, conn: psycopg.Connection[Any], url: str):
         self.conn = conn

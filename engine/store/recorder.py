@@ -229,7 +229,12 @@ class Recorder:
                 raise LeaseLost(self.lost)
             return
         sent = time.time(), time.monotonic()
-        committed = self.flush(event)
+        if self.history.db.group_commit or type(event) not in _APPLY_TYPES:
+            committed = self.flush(event)
+        else:  # a file: the apply's own rows alone (a small commit), its event row with the batch
+            if self._samples and isinstance(event, ApplyStarted):
+                self.flush()  # the wave's baselines: durable before its first apply starts
+            committed = self.flush(event, rows=False)
         if committed and isinstance(event, ApplyStarted):
             committed = self._still_held(sent)
         if not committed:
@@ -285,10 +290,10 @@ class Recorder:
         if self.on_failure is not None:
             self.on_failure(why)
 
-    def flush(self, event: Event | None = None) -> bool:
-        """Write the buffered rows, and what ``event`` changes, in one transaction; whether it
-        was committed."""
-        if self._timer is not None:
+    def flush(self, event: Event | None = None, *, rows: bool = True) -> bool:
+        """Write the buffered rows (not with ``rows=False``), and what ``event`` changes, in one
+        transaction; whether it was committed."""
+        if self._timer is not None and rows:
             self._timer.cancel()
             self._timer = None
         if self.failure is not None:
@@ -302,7 +307,7 @@ class Recorder:
             self._fail(gone)
             return False
         db = self.history.db
-        events, samples = self._events, self._samples
+        events, samples = (self._events, self._samples) if rows else ([], [])
 
         def batch() -> None:
             if events:
@@ -320,7 +325,8 @@ class Recorder:
         except WRITE_ERRORS as exc:
             self._fail(describe(exc, self.history.path))
             return False
-        self._events, self._samples = [], []  # only once committed: a retried batch keeps them
+        if rows:  # only once committed: a retried batch keeps them
+            self._events, self._samples = [], []
         return True
 
     def _write(self, body: Callable[[], None]) -> None:

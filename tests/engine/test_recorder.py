@@ -257,6 +257,7 @@ async def test_an_apply_start_and_finish_commit_what_was_buffered_with_them(tmp_
         estate="e", module="m", version="2", from_versions="1", actor="a", host="h",
         plan={"waves": []}, started=time.time(),
     )  # fmt: skip
+    history.db.group_commit = True  # PostgreSQL's way (a file writes an apply's rows alone)
     recorder = Recorder(history, rollout_id, "m")
     bus = EventBus()
     bus.listen(recorder)
@@ -307,8 +308,8 @@ def test_an_apply_start_that_committed_slowly_checks_the_lease_again_before_laun
         recorder = Recorder(session.history, rollout.rollout_id, "postgres-operator")
         committed = recorder.flush
 
-        def committed_then_taken_over(event: Event | None = None) -> bool:
-            done = committed(event)
+        def committed_then_taken_over(event: Event | None = None, **how: bool) -> bool:
+            done = committed(event, **how)
             other = sqlite3.connect(estate.history_path)
             other.execute("UPDATE lease SET epoch = epoch + 1, host = 'elsewhere', pid = 1")
             other.commit()
