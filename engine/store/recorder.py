@@ -5,9 +5,11 @@ transaction per batch (on a short timer, or when the buffer fills) — off the h
 the engine relies on are committed at once, in the listener call — an apply's start (before its
 executor launches anything) and its finish (its ``applies`` row and, when it succeeded, its ledger
 entry), wave starts and ends, gate verdicts, operator actions, the end of the rollout: that is
-what makes resume after ``kill -9`` safe. Each such commit is a *group commit*: everything buffered
-before the event goes in the same transaction (one commit, not two), so the event's own row is
-durable — and seen by watchers — with it. A kill loses at most the last moment's batched events
+what makes resume after ``kill -9`` safe. On PostgreSQL each such commit is a *group commit*:
+everything buffered before the event goes in the same transaction (a commit is a round trip: one,
+not two), so the event's own row is durable — and seen by watchers — with it. On a file an apply's
+start and finish are small commits of their own (a commit writes every page it touches), their
+event rows following with the batch. A kill loses at most the last moment's batched events
 (output lines, samples), never an apply's state.
 
 A check sample — most of a rollout's events — is one ``samples`` row, its fields in columns (no
