@@ -51,6 +51,10 @@ class Database(Protocol):
     lock_lease: str
     #: How often the recorder writes its batch of events.
     flush_seconds: float
+    #: Whether an apply's start/finish commits everything buffered with it (PostgreSQL: a commit
+    #: is a round trip, fewer is faster) or its own rows alone (SQLite: a commit writes every
+    #: page it touches, smaller is faster).
+    group_commit: bool
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
@@ -90,6 +94,7 @@ class SqliteDatabase:
     lock_row = ""
     lock_lease = ""
     flush_seconds = 0.25
+    group_commit = False
 
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn

@@ -173,6 +173,7 @@ class PostgresDatabase:
     #: The recorder writes its batch this often: watchers on other machines are told of each
     #: commit (NOTIFY), so the batch interval is what they wait for.
     flush_seconds = 0.05
+    group_commit = True
 
     def __init__(self, conn: psycopg.Connection[Any], url: str):
         self.conn = conn
@@ -223,26 +224,46 @@ class PostgresDatabase:
         import psycopg
         from psycopg.pq import TransactionStatus
 
-        if self.conn.broken or self.conn.closed:
+        conn = self.conn
+        if conn.broken or conn.closed:
             raise ConnectionLost(f"{shown(self.url)}: the connection is closed")
-        if self.conn.info.transaction_status != TransactionStatus.IDLE:
+        if conn.info.transaction_status != TransactionStatus.IDLE:
             yield
             return
         try:
-            # Pipelined: statements are sent without waiting for each one's result (only a
-            # result read — the lease check, an id — waits), so a transaction costs a round trip
-            # or two to the server rather than one per statement.
-            with self.conn.pipeline(), self.conn.transaction():
-                yield
+            # Pipelined: BEGIN, the statements and COMMIT are sent without waiting for each
+            # one's result, and read back at one sync when the block ends — a transaction that
+            # reads nothing (the recorder's: the fence is a server-side check) is one round trip.
+            # (psycopg's own transaction() in a pipeline syncs twice.)
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    yield
+                    conn.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
         except psycopg.Error as exc:
             if exc.sqlstate == FENCE_SQLSTATE:
                 raise FenceFailed(str(exc)) from None
             if not isinstance(exc, psycopg.OperationalError):
                 raise
-            if self.conn.broken or self.conn.closed:
+            if conn.broken or conn.closed:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "closed"
                 raise ConnectionLost(f"{shown(self.url)}: {reason}") from None
             raise
+
+    def _rollback(self) -> None:
+        """After a failed transaction: end it, if the connection still can."""
+        import psycopg
+        from psycopg.pq import TransactionStatus
+
+        conn = self.conn
+        if conn.broken or conn.closed:
+            return
+        if conn.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+            with contextlib.suppress(psycopg.Error):
+                conn.execute("ROLLBACK")
 
     def reconnect(self, patience: float) -> bool:
         import psycopg

@@ -1,20 +1,23 @@
 """Records a rollout's event stream into the history, in batches, durable where it matters.
 
 The recorder is a synchronous bus listener. Most events are buffered and written in one
-transaction per batch (on a short timer, or when the buffer fills) — off the hot path. An apply's
-start and finish are committed at once, in the listener call — its ``applies`` row (and, when it
-succeeded, its ledger entry) in a transaction of their own, the event row following with the
-batch — so an apply is durably *started* before its executor launches anything and *finished*
-before anything else happens: that is what makes resume after ``kill -9`` safe. Wave starts and
-ends, gate verdicts, operator actions and the end of the rollout write everything buffered with
-them. A kill loses at most the last moment's batched events (output lines, samples), never an
-apply's state.
+transaction per batch (on a short timer, or when the buffer fills) — off the hot path. The events
+the engine relies on are committed at once, in the listener call — an apply's start (before its
+executor launches anything) and its finish (its ``applies`` row and, when it succeeded, its ledger
+entry), wave starts and ends, gate verdicts, operator actions, the end of the rollout: that is
+what makes resume after ``kill -9`` safe. On PostgreSQL each such commit is a *group commit*:
+everything buffered before the event goes in the same transaction (a commit is a round trip: one,
+not two), so the event's own row is durable — and seen by watchers — with it. On a file an apply's
+start and finish are small commits of their own (a commit writes every page it touches), their
+event rows following with the batch. A kill loses at most the last moment's batched events
+(output lines, samples), never an apply's state.
 
 A check sample — most of a rollout's events — is one ``samples`` row, its fields in columns (no
 JSON). Every other event is an ``event_log`` row that keeps ``seq``, ``ts`` and ``kind`` in columns
 and the other fields as compact JSON in ``data`` (readers merge the two:
 :meth:`sluice.engine.store.history.History.event_rows`). Serialising is most of the recorder's cost, so the
-field names of each event class are looked up once, not per event.
+field names of each event class are looked up once, not per event. No write reads a result back
+(an apply's finish finds its row by target), so on PostgreSQL a commit is one round trip.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import asyncio
 import dataclasses
 import json
 import math
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +45,7 @@ from sluice.engine.rollout.events import (
     WaveStarted,
 )
 from sluice.engine.store.backend import ConnectionLost
+from sluice.engine.store.changes import changes
 from sluice.engine.store.history import History
 from sluice.engine.store.lease import LEASE_TIMEOUT, LeaseLost
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
@@ -56,11 +61,12 @@ DURABLE = (
     WaveFinished,
     RolloutFinished,
 )
-#: Written at once, alone: what resume relies on (the event rows follow with the next batch).
+_DURABLE = frozenset(DURABLE)
+#: What resume relies on: not recorded at all by a process that lost the lease.
 _APPLY_TYPES = frozenset((ApplyStarted, ApplyAdopted, ApplyFinished))
-#: Rare milestones: everything buffered is written with them.
-_FLUSH_TYPES = frozenset(DURABLE) - _APPLY_TYPES
 BATCH_SIZE = 2000
+#: An apply start whose commit took this long (seconds) checks the lease again before launch.
+RECHECK_AFTER = 1.0
 TAIL_LINES = 20
 
 
@@ -168,7 +174,6 @@ class Recorder:
         self._events: list[tuple[Any, ...]] = []
         self._samples: list[tuple[Any, ...]] = []
         self._tails: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=TAIL_LINES))
-        self._apply_ids: dict[str, int] = {}
         self._timer: asyncio.TimerHandle | None = None
         #: Why this process may no longer write (it lost the lease), or None.
         self.lost: str | None = None
@@ -212,24 +217,56 @@ class Recorder:
         )
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
-        elif cls in _APPLY_TYPES:
-            if self._samples and cls is ApplyStarted:
-                # The wave's baselines, taken just before its first apply, are what a resumed
-                # wave compares with: durable before the apply starts (once per wave).
-                self.flush()
+        elif cls in _DURABLE:
+            self._durable(event)
+            return
+        self._later()
+
+    def _durable(self, event: Event) -> None:
+        """Commit ``event`` at once, with everything buffered before it (one group commit)."""
+        if self.lost is not None and type(event) in _APPLY_TYPES:
             # An apply this process may no longer drive (it lost the lease) is not recorded —
             # and so, raising LeaseLost out of the emit, never launched.
-            if self.lost is not None:
-                if isinstance(event, ApplyStarted):
-                    raise LeaseLost(self.lost)
-                return
-            self._write_apply(event)
-            if self.failure is not None:
-                return
-        if cls in _FLUSH_TYPES:
-            self.flush(event)
-        else:
-            self._later()
+            if isinstance(event, ApplyStarted):
+                raise LeaseLost(self.lost)
+            return
+        sent = time.time(), time.monotonic()
+        if self.history.db.group_commit or type(event) not in _APPLY_TYPES:
+            committed = self.flush(event)
+        else:  # a file: the apply's own rows alone (a small commit), its event row with the batch
+            if self._samples and isinstance(event, ApplyStarted):
+                self.flush()  # the wave's baselines: durable before its first apply starts
+            committed = self.flush(event, rows=False)
+        if committed and isinstance(event, ApplyStarted):
+            committed = self._still_held(sent)
+        if not committed:
+            if isinstance(event, ApplyStarted) and self.lost is not None:
+                raise LeaseLost(self.lost)
+            return
+        if isinstance(event, ApplyStarted):
+            self.unfinished[event.target] = None
+        elif isinstance(event, ApplyFinished):
+            self.unfinished.pop(event.target, None)
+        if isinstance(event, ApplyStarted | ApplyAdopted | ApplyFinished):
+            self._tails.pop(event.target, None)  # only once committed: a retry writes it again
+
+    def _still_held(self, sent: tuple[float, float]) -> bool:
+        """After an apply's start committed, before its launch: if the commit took long — this
+        process stopped (SIGSTOP, a suspended laptop) while its transaction committed — another
+        driver may have taken the lease over meanwhile and re-run the apply: check the lease once
+        more (a fenced empty transaction) so that the apply is not launched twice."""
+        waited = max(time.time() - sent[0], time.monotonic() - sent[1])
+        if waited < RECHECK_AFTER or self.history.fence is None:
+            return True
+        try:
+            self._write(lambda: None)
+        except LeaseLost as exc:
+            self._lose(exc)
+            return False
+        except WRITE_ERRORS as exc:
+            self._fail(describe(exc, self.history.path))
+            return False
+        return True
 
     def _later(self) -> None:
         """A buffered row was added: write the batch when it is full, or on the timer."""
@@ -243,29 +280,6 @@ class Recorder:
             else:
                 self._timer = loop.call_later(self.history.db.flush_seconds, self.flush)
 
-    def _write_apply(self, event: Event) -> None:
-        """An apply's start or end, durable at once (or the failure noted)."""
-        gone = self._identity.gone()
-        if gone is not None:
-            self._fail(gone)
-            return
-        try:
-            # Only the apply's own rows must be durable now (with a success, its ledger entry
-            # too, in the same fenced transaction); its event row joins the batch.
-            self._write(lambda: self._apply(event))
-        except LeaseLost as exc:
-            self._lose(exc)
-            if isinstance(event, ApplyStarted):
-                raise
-            return
-        except WRITE_ERRORS as exc:
-            self._fail(describe(exc, self.history.path))
-            return
-        if isinstance(event, ApplyStarted):
-            self.unfinished[event.target] = None
-        elif isinstance(event, ApplyFinished):
-            self.unfinished.pop(event.target, None)
-
     def _fail(self, why: str) -> None:
         if self.failure is not None:
             return
@@ -278,23 +292,24 @@ class Recorder:
         if self.on_failure is not None:
             self.on_failure(why)
 
-    def flush(self, event: Event | None = None) -> None:
-        """Write the buffered rows, and what ``event`` changes, in one transaction."""
-        if self._timer is not None:
+    def flush(self, event: Event | None = None, *, rows: bool = True) -> bool:
+        """Write the buffered rows (not with ``rows=False``), and what ``event`` changes, in one
+        transaction; whether it was committed."""
+        if self._timer is not None and rows:
             self._timer.cancel()
             self._timer = None
         if self.failure is not None:
-            return
+            return False
         if self.lost is not None:  # nothing more is written by a process that lost the lease
             self._events.clear()
             self._samples.clear()
-            return
+            return False
         gone = self._identity.gone()
         if gone is not None:
             self._fail(gone)
-            return
+            return False
         db = self.history.db
-        events, samples = self._events, self._samples
+        events, samples = (self._events, self._samples) if rows else ([], [])
 
         def batch() -> None:
             if events:
@@ -308,11 +323,13 @@ class Recorder:
             self._write(batch)
         except LeaseLost as exc:
             self._lose(exc)
-            return
+            return False
         except WRITE_ERRORS as exc:
             self._fail(describe(exc, self.history.path))
-            return
-        self._events, self._samples = [], []  # only once committed: a retried batch keeps them
+            return False
+        if rows:  # only once committed: a retried batch keeps them
+            self._events, self._samples = [], []
+        return True
 
     def _write(self, body: Callable[[], None]) -> None:
         """Run ``body`` in one fenced write transaction. A connection that broke (a database
@@ -343,70 +360,8 @@ class Recorder:
         if self.on_lost is not None:
             self.on_lost(exc)
 
-    def _apply(self, e: Event) -> None:
-        conn = self.history.db
-        rid = self.rollout_id
-        if isinstance(e, ApplyStarted):
-            self._tails.pop(e.target, None)
-            self._apply_ids[e.target] = conn.insert(
-                "INSERT INTO applies (rollout_id, wave, target, action, version, from_version, command, started) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [rid, e.wave, e.target, e.action, e.version, e.from_version, e.command, e.ts],
-            )
-        elif isinstance(e, ApplyAdopted):
-            # No new row: the adopted apply's own row (still "started") gets its real outcome.
-            self._tails.pop(e.target, None)
-            row = conn.execute(
-                "SELECT max(id) FROM applies WHERE rollout_id = ? AND target = ? AND outcome = 'started'",
-                [rid, e.target],
-            ).fetchone()
-            if row and row[0] is not None:
-                self._apply_ids[e.target] = int(row[0])
-        elif isinstance(e, ApplyFinished):
-            tail = "\n".join(self._tails.pop(e.target, ()))
-            apply_id = self._apply_ids.pop(e.target, None)
-            conn.execute(
-                "UPDATE applies SET finished = ?, outcome = ?, reason = ?, duration = ?, output_tail = ? "
-                "WHERE id = ? AND outcome = 'started'",
-                [e.ts, e.outcome, e.reason, e.duration, tail, apply_id],
-            )
-            if e.outcome == "ok":
-                conn.execute(
-                    "INSERT INTO ledger (target, module, version, since, rollout_id, action) VALUES (?, ?, ?, ?, ?, ?)",
-                    [e.target, self.module, e.version, e.ts, rid, e.action],
-                )
-        elif isinstance(e, WaveStarted):
-            # A resumed rollout starts its unfinished wave again: the row is reopened (the first
-            # start is kept), so a wave left "stopped" does not read as stopped while it runs.
-            conn.execute(
-                "INSERT INTO waves (rollout_id, number, name, channel, started) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (rollout_id, number) DO UPDATE SET finished = NULL, outcome = NULL, "
-                "verdict = NULL, reasons = NULL",
-                [rid, e.wave, e.name, e.channel, e.ts],
-            )
-        elif isinstance(e, GateEvaluated):
-            conn.execute(
-                "UPDATE waves SET verdict = ?, reasons = ? WHERE rollout_id = ? AND number = ?",
-                [e.verdict, json.dumps(list(e.reasons)), rid, e.wave],
-            )
-        elif isinstance(e, WaveFinished):
-            conn.execute(
-                "UPDATE waves SET outcome = ?, finished = ? WHERE rollout_id = ? AND number = ?",
-                [e.outcome, e.ts, rid, e.wave],
-            )
-        elif isinstance(e, OperatorAction):
-            conn.execute(
-                "INSERT INTO operator_actions (rollout_id, ts, actor, action, reason, wave, target) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [rid, e.ts, e.actor, e.action, e.reason, e.wave, e.target],
-            )
-        elif isinstance(e, RolloutFinished):
-            conn.execute(
-                "UPDATE rollouts SET finished = ?, outcome = ?, exit_code = ?, summary = ? WHERE id = ?",
-                [e.ts, e.outcome, e.exit_code, e.summary, rid],
-            )
-            # A rollout that halts or stops at a gate ends without finishing that wave: close it
-            # with the rollout's outcome, or `show` would call it "in progress" forever.
-            conn.execute(
-                "UPDATE waves SET outcome = ?, finished = ? WHERE rollout_id = ? AND outcome IS NULL",
-                [e.outcome, e.ts, rid],
-            )
+    def _apply(self, event: Event) -> None:
+        """Inside the write transaction: what ``event`` changes besides its own event row."""
+        tail = self._tails.get(getattr(event, "target", ""), ())
+        for sql, params in changes(event, self.rollout_id, self.module, tail):
+            self.history.db.execute(sql, params)

@@ -247,3 +247,89 @@ async def test_output_is_batched_and_reaches_the_file_without_a_durable_event(tm
         recorder.flush()
         reader.close()
         history.close()
+
+
+@pytest.mark.timeout(30)
+async def test_an_apply_start_and_finish_commit_what_was_buffered_with_them(tmp_path):
+    """Group commit: an apply's start (and its finish) is one transaction with every row buffered
+    before it — its own event row included — so a reader sees them together, at once."""
+    history = History.open(tmp_path / "h.db")
+    rollout_id = history.create_rollout(
+        estate="e", module="m", version="2", from_versions="1", actor="a", host="h",
+        plan={"waves": []}, started=time.time(),
+    )  # fmt: skip
+    history.db.group_commit = True  # PostgreSQL's way (a file writes an apply's rows alone)
+    recorder = Recorder(history, rollout_id, "m")
+    bus = EventBus()
+    bus.listen(recorder)
+    reader = sqlite3.connect(tmp_path / "h.db")
+
+    def kinds() -> list[str]:
+        return [r[0] for r in reader.execute("SELECT kind FROM events ORDER BY seq")]
+
+    def applies() -> list[tuple]:
+        return reader.execute("SELECT target, outcome, output_tail FROM applies").fetchall()
+
+    common = {"wave": 1, "target": "t", "version": "2", "from_version": "1", "action": "apply"}
+    try:
+        bus.emit(ApplyOutput, target="u", stream="stdout", line="another target's line")
+        bus.emit(ApplyStarted, **common, command="deploy")
+        assert kinds() == ["apply_output", "apply_started"]  # not left for the batch timer
+        assert applies() == [("t", "started", None)]
+        bus.emit(ApplyOutput, target="t", stream="stdout", line="done")
+        bus.emit(ApplyFinished, **common, outcome="ok", reason="", duration=0.5)
+        assert kinds() == ["apply_output", "apply_started", "apply_output", "apply_finished"]
+        # The finish found its row by target (no id read back), with the output's tail.
+        assert applies() == [("t", "ok", "stdout: done")]
+        assert reader.execute("SELECT target, version FROM ledger").fetchall() == [("t", "2")]
+        assert recorder.unfinished == {}
+    finally:
+        recorder.flush()
+        reader.close()
+        history.close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("slow", [False, True])
+def test_an_apply_start_that_committed_slowly_checks_the_lease_again_before_launch(
+    tmp_path, monkeypatch, slow
+):
+    """A driver stopped while its apply's start committed may have been taken over meanwhile (and
+    the apply re-run by the new holder): a start whose commit took long checks the lease once
+    more, and the apply is not launched (LeaseLost out of the emit). A quick commit does not."""
+    import sluice.engine.store.recorder as recorder_module
+    from sluice.engine.store.lease import LeaseLost
+
+    estate = sample_estate(tmp_path)
+    session = Session.open(estate)
+    try:
+        rollout = session.new_rollout(
+            session.plan("postgres-operator", "2.0.1"), clock=Clock(0), interactive=False
+        )
+        recorder = Recorder(session.history, rollout.rollout_id, "postgres-operator")
+        committed = recorder.flush
+
+        def committed_then_taken_over(event: Event | None = None, **how: bool) -> bool:
+            done = committed(event, **how)
+            other = sqlite3.connect(estate.history_path)
+            other.execute("UPDATE lease SET epoch = epoch + 1, host = 'elsewhere', pid = 1")
+            other.commit()
+            other.close()
+            return done
+
+        monkeypatch.setattr(recorder, "flush", committed_then_taken_over)
+        if slow:
+            monkeypatch.setattr(recorder_module, "RECHECK_AFTER", 0.0)
+        start = ApplyStarted(
+            seq=1, ts=time.time(), wave=1, target="eph-101", version="2.0.1",
+            from_version="2.0.0", action="apply",
+        )  # fmt: skip
+        if slow:
+            with pytest.raises(LeaseLost):
+                recorder(start)
+            assert recorder.lost is not None and "eph-101" not in recorder.unfinished
+        else:
+            recorder(start)  # committed quickly: launched, as before
+            assert recorder.lost is None and "eph-101" in recorder.unfinished
+    finally:
+        session.close()

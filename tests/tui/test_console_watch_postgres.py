@@ -6,13 +6,16 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 from tui_support import SAMPLE, FrozenClock, until
 
 from sluice.engine.model.estate import load_estate
-from sluice.engine.rollout.events import ApplyFinished
+from sluice.engine.rollout.events import ApplyFinished, EventBus, WaveStarted
+from sluice.engine.store.history import History
+from sluice.engine.store.recorder import Recorder
 from sluice.tui.app import SluiceApp
 from sluice.tui.driver import RolloutDriver, open_session
 
@@ -67,3 +70,66 @@ async def test_a_console_watching_a_postgresql_history_follows_each_commit(tmp_p
         f"{max(lags) * 1000:.0f} ms) after the driver's apply finished, {len(lags)} targets"
     )
     assert set(finished) == set(wave)  # every apply the driver finished, the console showed
+
+
+async def test_a_watching_console_reads_a_commit_without_waiting_for_its_own_loop_or_a_tick(
+    tmp_path, history_url, monkeypatch
+):
+    """The mechanism behind "within 200 ms": the follower is woken by the writer's NOTIFY and
+    reads in its own thread — while the console's event loop is held (painting, under load) —
+    and the console folds the event in at its next turn, with no poll tick in between (the poll
+    interval is an hour here)."""
+    import sluice.tui.screens.console as console
+
+    monkeypatch.setattr(console, "WATCH_SECONDS", 3600.0)
+    path = tmp_path / "estate.toml"
+    path.write_text(
+        SAMPLE.read_text().replace('history = ".sluice/history.db"', f'history = "{history_url}"')
+    )
+    estate = load_estate(path)
+    writer = History.open(history_url)
+    rollout_id = writer.create_rollout(
+        estate="acme-platform", module="postgres-operator", version="2.0.1",
+        from_versions="2.0.0", actor="other", host="elsewhere", plan={"waves": []},
+        started=time.time(),
+    )  # fmt: skip
+    recorder = Recorder(writer, rollout_id, "postgres-operator")
+    bus = EventBus()
+    bus.listen(recorder)
+    watching = open_session(estate, drive=False)
+    app = SluiceApp(
+        RolloutDriver(watching, FrozenClock(), read_only="watching"), offer_resume=False
+    )
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            follower = app.console_screen.follower
+            await until(pilot, lambda: follower is not None and follower.batches == 0)
+            assert follower is not None
+            await until(pilot, lambda: follower.woken_by_commit == 0 and _listening(history_url))
+            # A wave starts elsewhere: committed at once (a durable event), NOTIFY sent.
+            bus.emit(WaveStarted, wave=1, channel="ephemeral", name="ephemeral 1/1", targets=())
+            # Hold the console's loop (no frame, no timer, no worker runs) until the follower
+            # has read it in its own thread.
+            deadline = time.monotonic() + 30
+            while follower.batches == 0:
+                assert time.monotonic() < deadline, "the follower did not read the commit"
+                threading.Event().wait(0.005)  # the loop stays blocked: this is the point
+            assert follower.woken_by_commit == 1  # woken by the commit, not a poll timeout
+            assert app.model.current_wave is None  # not folded in yet: the loop was held
+            await until(pilot, lambda: app.model.current_wave == 1, timeout=10)
+    finally:
+        recorder.flush()
+        writer.close()
+        watching.close()
+
+
+def _listening(url: str) -> bool:
+    """Whether a watcher's LISTEN connection is up (another session listens on the channel)."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN%'"
+        ).fetchone()
+    return bool(rows and rows[0])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from textual import work
@@ -17,7 +19,7 @@ from sluice.engine.model.template import TemplateError, render
 from sluice.engine.rollout.events import Event, EventBus
 from sluice.engine.rollout.orchestrator import Rollout, describe_failure
 from sluice.engine.rollout.state import CommandResult
-from sluice.engine.store.history import History
+from sluice.engine.store.follow import Follower
 from sluice.tui.driver import RolloutDriver
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
@@ -32,15 +34,6 @@ WATCH_SECONDS = 1.0
 FREEZE_SECONDS = 1.0
 #: How often the stop line counts down (applies being stopped: signal sent, SIGKILL to come).
 STOP_LINE_SECONDS = 1.0
-
-
-def _poll(history: History, watched: int | None, seen: int) -> tuple[int | None, int, list[Event]]:
-    """The running rollout (the newest unfinished one), and its events after ``seen`` (all of
-    them when it is a new one)."""
-    running = [r for r in history.unfinished() if r.kind == "rollout"]
-    if running and running[0].id != watched:
-        watched, seen = running[0].id, 0
-    return watched, seen, history.events(watched, after=seen) if watched is not None else []
 
 
 class ConsoleScreen(Screen[None]):
@@ -64,6 +57,8 @@ class ConsoleScreen(Screen[None]):
         self.driver = driver
         self.model = model
         self.mode = mode
+        #: A watching console's reader of the driver's progress (None: this console drives).
+        self.follower: Follower | None = None
 
     def compose(self) -> ComposeResult:
         yield RolloutView(self.model, mode=self.mode, id="view")
@@ -98,22 +93,46 @@ class ConsoleScreen(Screen[None]):
     async def _watch(self) -> None:
         """Another console drives the estate: follow its rollout through the shared history.
 
-        The reads run in a thread on a connection of their own, never on the UI loop."""
+        A :class:`Follower` waits and reads in a thread of its own, on a connection of its own
+        (PostgreSQL: woken by the driver's commit; a file: polled each ``WATCH_SECONDS``), and
+        hands each batch over to this loop without waiting for it."""
         bus = EventBus()
         self.view.follow(bus)
+        loop = asyncio.get_running_loop()
+        ended: asyncio.Future[None] = loop.create_future()
+
+        def publish(events: list[Event]) -> None:
+            for event in events:
+                bus.publish(event)
+
+        def done(error: BaseException | None) -> None:
+            def end() -> None:
+                if ended.done():
+                    return
+                if error is not None:
+                    ended.set_exception(error)
+                else:
+                    ended.set_result(None)
+
+            hand_over(end)
+
+        def hand_over(callback: Callable[..., object], *args: Any) -> None:
+            """From the follower's thread to this loop (gone once the console has closed)."""
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(callback, *args)
+
         # Where the estate says (a file, or the PostgreSQL URL with its password), read-only.
-        where = self.driver.estate.history
-        reader = await asyncio.to_thread(History.open, where, create=False, readonly=True)
-        watched, seen = None, 0  # seen: the last seq read, so each poll reads only what is new
+        self.follower = Follower(
+            self.driver.estate.history,
+            lambda events: hand_over(publish, events),
+            poll=WATCH_SECONDS,
+            done=done,
+        )
+        self.follower.start()
         try:
-            while True:
-                watched, seen, events = await asyncio.to_thread(_poll, reader, watched, seen)
-                for event in events:
-                    bus.publish(event)
-                    seen = event.seq
-                await reader.changed(WATCH_SECONDS)  # PostgreSQL: woken by the driver's commit
+            await ended
         finally:
-            reader.close()
+            self.follower.stop()
 
     # ------------------------------------------------------------------ starting
 
