@@ -26,6 +26,7 @@ class HistoryGuard:
         self.message: str | None = None
         self._unfinished: list[str] = []
         recorder.on_failure = self._failed
+        rollout.jobs.launch_guard = recorder.may_launch
         rollout.bus.listen(self._follow)
 
     def _failed(self, why: str) -> None:

@@ -46,6 +46,16 @@ class Job:
     #: SIGKILL)``, ``("SIGKILL", 0)`` for the kill itself; the console counts it down.
     on_stop: Callable[[str, float], None] | None = field(default=None, compare=False)
 
+    #: Called right before the executor starts anything on the target, with no wait in between;
+    #: raises (:class:`~sluice.engine.rollout.state.StopDriving`) when this process may no
+    #: longer act — it lost the lease while it waited (see ``Recorder.may_launch``).
+    may_launch: Callable[[], None] | None = field(default=None, compare=False)
+
+    def launching(self) -> None:
+        """Call :attr:`may_launch` (if any): the last word before an apply starts."""
+        if self.may_launch is not None:
+            self.may_launch()
+
     def stopping(self, signal_name: str, grace: float) -> None:
         """Tell :attr:`on_stop` (if any) that ``signal_name`` was sent, SIGKILL in ``grace``."""
         if self.on_stop is not None:

@@ -112,6 +112,7 @@ class HttpExecutor:
         limit = self.timeout  # real seconds: a real command takes real time
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
+        job.launching()
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._run(job, call, ssl_option, output, deadline)

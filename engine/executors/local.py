@@ -97,6 +97,7 @@ class LocalExecutor:
         scratch = None if job.spool else Path(tempfile.mkdtemp(prefix="sluice-spool-"))
         spool = Spool(job.spool or (scratch or Path()) / "apply.1")
         try:
+            job.launching()
             try:
                 process = await start_detached(command.text, spool, cwd=self.workdir, env=env)
             except OSError as exc:

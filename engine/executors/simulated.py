@@ -39,6 +39,7 @@ class SimulatedExecutor:
         return f"simulated {job.action} of {job.module} {job.previous_version} → {job.version} on {job.target}"
 
     async def apply(self, job: Job, output: OutputSink) -> ApplyResult:
+        job.launching()
         self.attempts[(job.target, job.action)] += 1
         attempt = self.attempts[(job.target, job.action)]
         rng = random.Random(

@@ -335,5 +335,6 @@ class SshExecutor:
         async def stop(process: Process) -> None:
             await self._stop(process, endpoint, base, output, job)
 
-        command = Command(text, variables, base, self.timeout, stop)
+        launch = job.launching if job is not None else None
+        command = Command(text, variables, base, self.timeout, stop, launch)
         return await run_command(connection, endpoint.address, command, output, self.max_sessions)

@@ -45,6 +45,8 @@ class Command:
     spool: str | None
     timeout: float
     stop: Callable[[Process], Awaitable[None]]
+    #: Called once a session is free, right before the command is sent (``Job.launching``).
+    launching: Callable[[], None] | None = None
 
 
 async def run_command(
@@ -55,6 +57,8 @@ async def run_command(
     async with connection.sessions:
         if connection.conn.is_closed():  # died while we queued: nothing ran yet
             raise Stale
+        if command.launching is not None:
+            command.launching()
         process = await _open(connection, where, command.text, max_sessions)
         if isinstance(process, ApplyResult):
             return process

@@ -110,6 +110,7 @@ class TofuExecutor:
         apply_args = ["apply", "-input=false", "-json", *self._lock_args(), str(plan.path)]
         spool = Spool(job.spool) if job.spool else self._spool(work, "apply")
         try:
+            job.launching()
             code = await self._run(work, apply_args, output, deadline, progress, spool=spool)
         except asyncio.CancelledError:
             await self._say_stopped(work, output)

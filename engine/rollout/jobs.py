@@ -37,6 +37,7 @@ from sluice.engine.rollout.state import (
     ROLLED_BACK,
     ROLLING_BACK,
     UNKNOWN,
+    StopDriving,
     TargetState,
 )
 from sluice.engine.rollout.stopping import Stops
@@ -106,6 +107,9 @@ class JobRunner:
         self.secrets = collect_secrets(estate)
         #: Set when no apply may start any more (the history can no longer record one): why.
         self.refusal: str | None = None
+        #: Asked by the executor right before an apply starts (``Job.may_launch``): raises
+        #: StopDriving when this process may no longer act (the session sets it).
+        self.launch_guard: Callable[[], None] | None = None
         #: The applies being stopped now (abort, timeout), for the console's countdown.
         self.stops = Stops()
 
@@ -140,6 +144,7 @@ class JobRunner:
             vars=self.estate.targets[target.name].vars,
             after_unknown=target.status == UNKNOWN,
             on_stop=self.stops.noter(target.name),
+            may_launch=self.launch_guard,
         )
         executor = self.executor(target.executor)
         status_before = target.status
@@ -214,6 +219,8 @@ class JobRunner:
             self.bus.emit(
                 ApplyFinished, **common, outcome="aborted", reason="aborted", duration=duration
             )
+            raise
+        except StopDriving:  # lost the lease before it launched: not this target's failure
             raise
         except Exception as exc:  # an executor bug must fail the target, not the rollout
             result = ApplyResult(False, f"executor error: {type(exc).__name__}: {exc}")

@@ -26,7 +26,6 @@ import asyncio
 import dataclasses
 import json
 import math
-import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
@@ -65,8 +64,6 @@ _DURABLE = frozenset(DURABLE)
 #: What resume relies on: not recorded at all by a process that lost the lease.
 _APPLY_TYPES = frozenset((ApplyStarted, ApplyAdopted, ApplyFinished))
 BATCH_SIZE = 2000
-#: An apply start whose commit took this long (seconds) checks the lease again before launch.
-RECHECK_AFTER = 1.0
 TAIL_LINES = 20
 
 
@@ -230,15 +227,12 @@ class Recorder:
             if isinstance(event, ApplyStarted):
                 raise LeaseLost(self.lost)
             return
-        sent = time.time(), time.monotonic()
         if self.history.db.group_commit or type(event) not in _APPLY_TYPES:
             committed = self.flush(event)
         else:  # a file: the apply's own rows alone (a small commit), its event row with the batch
             if self._samples and isinstance(event, ApplyStarted):
                 self.flush()  # the wave's baselines: durable before its first apply starts
             committed = self.flush(event, rows=False)
-        if committed and isinstance(event, ApplyStarted):
-            committed = self._still_held(sent)
         if not committed:
             if isinstance(event, ApplyStarted) and self.lost is not None:
                 raise LeaseLost(self.lost)
@@ -249,24 +243,6 @@ class Recorder:
             self.unfinished.pop(event.target, None)
         if isinstance(event, ApplyStarted | ApplyAdopted | ApplyFinished):
             self._tails.pop(event.target, None)  # only once committed: a retry writes it again
-
-    def _still_held(self, sent: tuple[float, float]) -> bool:
-        """After an apply's start committed, before its launch: if the commit took long — this
-        process stopped (SIGSTOP, a suspended laptop) while its transaction committed — another
-        driver may have taken the lease over meanwhile and re-run the apply: check the lease once
-        more (a fenced empty transaction) so that the apply is not launched twice."""
-        waited = max(time.time() - sent[0], time.monotonic() - sent[1])
-        if waited < RECHECK_AFTER or self.history.fence is None:
-            return True
-        try:
-            self._write(lambda: None)
-        except LeaseLost as exc:
-            self._lose(exc)
-            return False
-        except WRITE_ERRORS as exc:
-            self._fail(describe(exc, self.history.path))
-            return False
-        return True
 
     def _later(self) -> None:
         """A buffered row was added: write the batch when it is full, or on the timer."""
@@ -351,6 +327,22 @@ class Recorder:
                     ) from None
                 if self.on_connection is not None:
                     self.on_connection(f"reconnected to {self.history.path}")
+
+    def may_launch(self) -> None:
+        """Right before an executor starts an apply (after its start committed, and after every
+        wait since): raise :class:`LeaseLost` unless this process still holds the lease. The
+        start's own commit was fenced, but a process stopped after it (SIGSTOP, a suspended
+        laptop) — during an orphan scan, a plan, a connection — may have been taken over
+        meanwhile, and the new driver re-runs that apply: it must not be launched twice."""
+        if self.lost is None and self.failure is None and self.history.fence is not None:
+            try:
+                self._write(lambda: None)  # a fenced, empty transaction
+            except LeaseLost as exc:
+                self._lose(exc)
+            except WRITE_ERRORS as exc:  # the start is recorded: in flight, waited for
+                self._fail(describe(exc, self.history.path))
+        if self.lost is not None:
+            raise LeaseLost(self.lost)
 
     def _lose(self, exc: LeaseLost) -> None:
         """The lease is gone: drop what is buffered, write nothing more, tell the session."""

@@ -260,3 +260,26 @@ def test_applies_left_running_are_found_by_their_marker() -> None:
         other.wait()
     assert still_running([mine.pid], est, "t1") == []
     assert find_running(est) == {}
+
+
+@pytest.mark.timeout(30)
+async def test_an_apply_whose_driver_lost_the_lease_is_never_started(tmp_path):
+    """The executor asks ``Job.may_launch`` right before it starts the command: a driver that
+    lost the lease meanwhile raises out of the apply, and the command never runs."""
+    from sluice.engine.rollout.state import StopDriving
+
+    marker = tmp_path / "ran"
+    estate = local_estate(tmp_path, apply=f"touch {marker}")
+    executor = executor_of(estate)
+
+    def lost() -> None:
+        raise StopDriving("this process lost the lease")
+
+    try:
+        with pytest.raises(StopDriving):
+            await executor.apply(job(may_launch=lost), lambda stream, line: None)
+        assert not marker.exists()
+        result = await executor.apply(job(may_launch=lambda: None), lambda stream, line: None)
+        assert result.ok and marker.exists()  # the same apply, still allowed: it runs
+    finally:
+        await executor.close()
