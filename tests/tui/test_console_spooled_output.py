@@ -53,7 +53,7 @@ async def test_live_and_replayed_panes_show_the_spooled_output_the_events_elided
         await start_rollout(pilot, console)
         await until(pilot, state_is(console, "halted"), timeout=120)
         await until(pilot, lambda: caught_up(console))
-        target = console.driver.rollout.waves[1].targets[0]
+        target = console.rollout.waves[1].targets[0]
         model = console.app.screen.query_one("#view").model  # type: ignore[attr-defined]
         assert any(ELIDED in line for _, line in model.targets[target].output)  # events: elided
         select_target(console.app.screen, target)
@@ -62,7 +62,7 @@ async def test_live_and_replayed_panes_show_the_spooled_output_the_events_elided
         assert shows_the_spool(live), live[:3] + live[-3:]
 
         await pilot.press("x", "y")
-        rollout = console.driver.rollout
+        rollout = console.rollout
         await until(pilot, lambda: rollout.outcome is not None)
         history = console.driver.session.history
         screen = ReplayScreen(

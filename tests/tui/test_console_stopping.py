@@ -81,6 +81,7 @@ async def test_the_stop_line_counts_down_and_a_second_x_asks_before_sigkill(make
         await until(pilot, lambda: isinstance(console.app.screen, ConfirmScreen))
         await pilot.press("y")
         await until(pilot, lambda: console.driver.rollout.outcome is not None)
-        assert console.driver.rollout.outcome.outcome == "aborted"
+        outcome = console.rollout.outcome
+        assert outcome is not None and outcome.outcome == "aborted"
         await until(pilot, lambda: stop_text(console) == "")
         assert state_is(console, "aborted")()
