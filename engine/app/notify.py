@@ -63,6 +63,11 @@ QUEUE_SIZE = 1000
 RETRY_STATUSES = frozenset({408, 429})
 #: How many gate reasons a message quotes.
 REASONS_SHOWN = 3
+#: The longest :meth:`Notifications.aclose` delivers for when sluice stops, whatever the bound.
+MAX_DRAIN = 30.0
+#: How long a stopped worker, the stopped consumer or the closing HTTP session is waited for
+#: once delivery time is up (a cancelled task ends at its next step: one turn of the loop).
+STOP_WAIT = 0.5
 
 _WAVE_DONE_WORDS = {
     "passed": "passed its gate",
@@ -217,6 +222,8 @@ class Notifications:
         #: Set by :meth:`aclose` when delivery time is up: workers stop even if a cancellation
         #: was lost (aiohttp turns a cancel that meets its own timeout into a TimeoutError).
         self._stopping = False
+        self._interrupt = asyncio.Event()
+        self._interrupted = ""
 
     def start(self, bus: EventBus) -> None:
         """Subscribe to ``bus`` and start delivering (call from the event loop)."""
@@ -225,6 +232,11 @@ class Notifications:
         self._bus = bus
         if not self._notifiers:
             return
+        # Imported now, before the rollout's first event: a first import of aiohttp takes
+        # seconds on a loaded machine and holds the event loop all that time — paid in the
+        # drain after ``done`` it made sluice outlive its delivery limit by as much.
+        import aiohttp  # noqa: F401
+
         for notifier in self._notifiers:
             outbox = _Outbox(notifier, asyncio.Queue(QUEUE_SIZE))
             outbox.worker = asyncio.create_task(self._deliver_all(outbox), name="notify")
@@ -243,49 +255,78 @@ class Notifications:
             bound = max(bound, notifier.timeout * (notifier.retries + 1) + waits)
         return bound
 
-    async def aclose(self, grace: float | None = None) -> None:
-        """Deliver what is queued (for at most ``grace`` seconds), then stop.
+    def drain_limit(self) -> float:
+        """Seconds :meth:`aclose` may spend delivering: :meth:`delivery_bound`, at most 30 s."""
+        return min(self.delivery_bound(), MAX_DRAIN)
 
-        ``grace`` defaults to :meth:`delivery_bound` capped at 30 s. Notifications still
-        undelivered then are dropped and reported as a Notice.
+    def interrupt(self, reason: str) -> None:
+        """Stop delivering now (SIGTERM, Ctrl-C while the queue drains): :meth:`aclose` gives up
+        what is still queued at once, and says so with ``reason``."""
+        self._interrupted = reason
+        self._interrupt.set()
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Deliver what is queued until a deadline ``grace`` seconds away (default
+        :meth:`drain_limit`) or until :meth:`interrupt`, then stop: workers cancelled, the HTTP
+        session closed, neither waited for more than :data:`STOP_WAIT`.
+
+        Every wait is measured against that one deadline on the loop's monotonic clock, so the
+        whole drain takes at most ``grace + 2 * STOP_WAIT`` whatever the receiver does.
+        Notifications still undelivered then are dropped and reported as a Notice.
         """
-        if self._consumer is not None:
-            if self._bus is not None and not self._bus.closed:
-                # Let the consumer take what the bus has already queued for it, then stop it.
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                if self._subscription is not None:
-                    self._subscription.close()
-                self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._consumer, 5.0)
-            self._consumer = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.drain_limit() if grace is None else grace)
+        await self._stop_consumer(deadline)
         workers = [o.worker for o in self._outboxes if o.worker is not None]
-        if not workers:
-            await self._release()
-            return
-        limit = min(self.delivery_bound(), 30.0) if grace is None else grace
-        drained = [asyncio.ensure_future(o.queue.join()) for o in self._outboxes]
-        _, pending = await asyncio.wait(drained, timeout=limit)
-        for waiter in pending:
-            waiter.cancel()
-        left = sum(o.queue.qsize() + int(o.busy) for o in self._outboxes)
-        self._stopping = True
-        for worker in workers:
-            worker.cancel()
-        # Each worker ends at its next step once stopping is set, whatever became of the
-        # cancellation; the wait is bounded all the same, so sluice always exits.
-        _, stuck = await asyncio.wait(workers, timeout=5.0)
-        if stuck:
-            self._notice("warning", f"{len(stuck)} notifier(s) did not stop: abandoned")
-        if pending and left:
-            self._notice("warning", f"{left} notification(s) not delivered: sluice is stopping")
-        self._outboxes = []
+        if workers:
+            drained = asyncio.ensure_future(self._drained())
+            interrupted = asyncio.ensure_future(self._interrupt.wait())
+            await asyncio.wait(
+                (drained, interrupted),
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            finished = drained.done()
+            for waiter in (drained, interrupted):
+                waiter.cancel()
+            left = sum(o.queue.qsize() + int(o.busy) for o in self._outboxes)
+            self._stopping = True
+            for worker in workers:
+                worker.cancel()
+            # Each worker ends at its next step once stopping is set, whatever became of the
+            # cancellation; it is not waited for beyond STOP_WAIT all the same.
+            _, stuck = await asyncio.wait(workers, timeout=STOP_WAIT)
+            if stuck:
+                self._notice("warning", f"{len(stuck)} notifier(s) did not stop: abandoned")
+            if not finished and left:
+                why = self._interrupted or "sluice is stopping"
+                self._notice("warning", f"{left} notification(s) not delivered: {why}")
+            self._outboxes = []
         await self._release()
 
+    async def _stop_consumer(self, deadline: float) -> None:
+        """Let the consumer take what the bus has already queued for it, then stop it."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        if self._bus is not None and not self._bus.closed:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            if self._subscription is not None:
+                self._subscription.close()
+            consumer.cancel()
+        remaining = deadline - asyncio.get_running_loop().time()
+        await asyncio.wait((consumer,), timeout=max(STOP_WAIT, remaining))
+        consumer.cancel()  # a no-op once it has ended
+
+    async def _drained(self) -> None:
+        await asyncio.gather(*(o.queue.join() for o in self._outboxes))
+
     async def _release(self) -> None:
+        """Close our own HTTP session; a close that does not end within STOP_WAIT is left."""
         if self._own_resources:
-            await self.resources.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.resources.close(), STOP_WAIT)
 
     # -- internals -----------------------------------------------------------------------------
 
