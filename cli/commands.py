@@ -522,7 +522,9 @@ def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     long_running()
 
     async def go() -> int:
-        outcome = await run_headless(rollout, printer, runner=session.drive)
+        outcome = await run_headless(
+            rollout, printer, runner=session.drive, interrupt=session.interrupt
+        )
         return outcome.exit_code
 
     code = asyncio.run(go())

@@ -13,7 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sluice.engine.app.governance import RequestPump, freeze_of
 from sluice.engine.app.governance import actor as governance_actor
@@ -37,6 +37,9 @@ from sluice.engine.store.lease import LEASE_TIMEOUT, Lease, LeaseHeld, LeaseLost
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 from sluice.engine.support.clock import Clock
+
+if TYPE_CHECKING:
+    from sluice.engine.app.notify import Notifications
 
 __all__ = ["LEASE_TIMEOUT", "LeaseHeld", "LeaseLost", "ResumeError", "Session", "plan_from_record"]
 
@@ -78,6 +81,7 @@ class Session:
         #: Why this process stopped driving: it lost the lease (None while it holds it).
         self.lost: str | None = None
         self._rollout: Rollout | None = None
+        self._notifications: Notifications | None = None
 
     @classmethod
     def open(
@@ -379,6 +383,11 @@ class Session:
             return None
         return str(path)
 
+    def interrupt(self, reason: str) -> None:
+        """A signal once the rollout has ended: stop waiting for its notifications' delivery."""
+        if self._notifications is not None:
+            self._notifications.interrupt(reason)
+
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
         from sluice.engine.app.history_guard import HistoryGuard
@@ -393,7 +402,7 @@ class Session:
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         rollout.set_freeze(freeze_of(self.history, self.estate.name))
         pump = asyncio.ensure_future(RequestPump(self.history, rollout, self._me()).run())
-        notifications = Notifications(self.estate.notify)
+        notifications = self._notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
         try:
             if self.takeover:
