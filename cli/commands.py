@@ -77,8 +77,13 @@ def dispatch(args: argparse.Namespace) -> int:
         "copy-history": cmd_copy_history,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
+    from sluice.engine.app.fd_check import NotEnoughDescriptors
+
     try:
         return handler(args)
+    except NotEnoughDescriptors as exc:  # a rollout the session refused to record (restore)
+        print(f"sluice: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except Locked as exc:
         print(exc, file=sys.stderr)
         return ExitCode.LOCKED
@@ -101,15 +106,11 @@ def warn_descriptors(estate: Estate) -> None:
 
 def fit_descriptors(estate: Estate, plan: Plan | None = None) -> None:
     """Fail closed before anything runs or is recorded when applies cannot get descriptors."""
-    from sluice.engine.support import descriptors
+    from sluice.engine.app.fd_check import shortfall
 
-    channels = {w.channel.name: w.channel for w in plan.waves} if plan else None
-    limit = descriptors.raise_soft_limit()
-    problems = descriptors.shortfalls(
-        estate, channels.values() if channels is not None else estate.channels, limit
-    )
-    if problems:
-        raise BadInput(f"sluice: {problems[0]}")
+    problem = shortfall(estate, plan)
+    if problem is not None:
+        raise BadInput(f"sluice: {problem}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sluice.engine.app.fd_check import require_descriptors
 from sluice.engine.app.governance import RequestPump, freeze_of
 from sluice.engine.app.governance import actor as governance_actor
 from sluice.engine.model.estate import Estate
@@ -209,8 +210,11 @@ class Session:
     ) -> Rollout:
         """Record a new rollout of ``plan`` and return it, ready to ``run()``.
 
-        ``extra`` is recorded with the plan (a restore's ``{"restore": …}`` marker).
+        ``extra`` is recorded with the plan (a restore's ``{"restore": …}`` marker). Raises
+        :class:`~sluice.engine.app.fd_check.NotEnoughDescriptors` before recording anything
+        when the plan's applies cannot get file descriptors.
         """
+        require_descriptors(self.estate, plan)
         froms = sorted({t.from_version for t in plan.targets if not t.noop}) or [plan.version]
         rollout_id = self.history.create_rollout(
             estate=self.estate.name,
