@@ -148,7 +148,8 @@ class Notifications:
         session closed, neither waited for more than :data:`STOP_WAIT`.
 
         Every wait is measured against that one deadline on the loop's monotonic clock, so the
-        whole drain takes at most ``grace + 2 * STOP_WAIT`` whatever the receiver does.
+        whole drain takes at most ``max(grace, STOP_WAIT) + 2 * STOP_WAIT`` whatever the receiver
+        does (the consumer of the bus is given STOP_WAIT even when ``grace`` is shorter).
         Notifications still undelivered then are dropped and reported as a Notice.
         """
         loop = asyncio.get_running_loop()
