@@ -45,8 +45,13 @@ def dispatch(args: argparse.Namespace) -> int:
         "copy-history": cmd_copy_history,
     }
     handler = handlers[args.command]  # the parser accepts only these commands
+    from sluice.engine.app.fd_check import NotEnoughDescriptors
+
     try:
         return handler(args)
+    except NotEnoughDescriptors as exc:  # a rollout the session refused to record (restore)
+        print(f"sluice: {exc}", file=sys.stderr)
+        return ExitCode.BAD_INPUT
     except Locked as exc:
         print(exc, file=sys.stderr)
         return ExitCode.LOCKED

@@ -124,15 +124,11 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 def fit_descriptors(estate: Estate, plan: Plan | None = None) -> None:
     """Fail closed before anything runs or is recorded when applies cannot get descriptors."""
-    from sluice.engine.support import descriptors
+    from sluice.engine.app.fd_check import shortfall
 
-    channels = {w.channel.name: w.channel for w in plan.waves} if plan else None
-    limit = descriptors.raise_soft_limit()
-    problems = descriptors.shortfalls(
-        estate, channels.values() if channels is not None else estate.channels, limit
-    )
-    if problems:
-        raise BadInput(f"sluice: {problems[0]}")
+    problem = shortfall(estate, plan)
+    if problem is not None:
+        raise BadInput(f"sluice: {problem}")
 
 
 def _governance_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,7 +153,9 @@ def drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     long_running()
 
     async def go() -> int:
-        outcome = await run_headless(rollout, printer, runner=session.drive)
+        outcome = await run_headless(
+            rollout, printer, runner=session.drive, interrupt=session.interrupt
+        )
         return outcome.exit_code
 
     code = asyncio.run(go())

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from sluice.engine.app.fd_check import NotEnoughDescriptors
 from sluice.engine.app.session import LeaseHeld, ResumeError, Session
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan
@@ -104,9 +105,12 @@ class RolloutDriver:
         frozen = self.frozen()
         if frozen:
             raise PermissionError(f"not started: {frozen}")
-        self.rollout = self.session.new_rollout(
-            plan, clock=self.clock, interactive=True, extra=extra, **self.rollout_options
-        )
+        try:
+            self.rollout = self.session.new_rollout(
+                plan, clock=self.clock, interactive=True, extra=extra, **self.rollout_options
+            )
+        except NotEnoughDescriptors as exc:  # refused like a freeze: one line, nothing recorded
+            raise PermissionError(str(exc)) from None
         self.outcome = None
         return self.rollout
 

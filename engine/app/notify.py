@@ -8,48 +8,32 @@ is bounded by the notifier's ``timeout``, failed attempts (connection errors, ti
 fails is published on the bus as a :class:`~sluice.engine.rollout.events.Notice` (so the console shows it and
 history records it). Each notifier delivers in event order.
 
-Notification names (``events = [...]``) and the events they come from:
-
-=================== ==========================================================================
-wave_done           ``WaveFinished`` (passed, approved, bypassed, rolled_back, skipped)
-gate_failed         ``GateEvaluated`` with verdict ``failed``
-gate_inconclusive   ``GateEvaluated`` with verdict ``inconclusive``
-awaiting_approval   ``StateChanged`` to ``awaiting_approval`` or ``awaiting_entry``
-rollout_finished    ``RolloutFinished``
-bypass              ``OperatorAction`` ``bypass`` or ``bypass_window``
-=================== ==========================================================================
+What each notification says: :mod:`sluice.engine.app.notify_text`.
 
 Wiring (the rollout or CLI)::
 
     notifications = Notifications(estate.notify)   # its own HTTP session
     notifications.start(bus)            # before the rollout emits its first event
     ...                                 # the rollout runs; bus.close() at its end
-    await notifications.aclose()        # delivers what is queued (bounded); before history closes
+    await notifications.aclose()        # delivers what is queued until one deadline (drain_limit,
+                                        # at most 30 s) or interrupt() (a signal); before history closes
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sluice.engine.app.notify_text import Story, notification_name, payload
 from sluice.engine.model.template import Context, TemplateError, render
 from sluice.engine.rollout.events import (
-    Event,
     EventBus,
-    GateEvaluated,
     Lagged,
     Notice,
-    OperatorAction,
-    RolloutFinished,
-    RolloutStarted,
-    StateChanged,
     Subscription,
-    WaveFinished,
-    WaveStarted,
 )
 from sluice.engine.support.http_client import client_error, header_secrets, one_line
 from sluice.engine.support.resources import Resources
@@ -61,113 +45,11 @@ if TYPE_CHECKING:
 QUEUE_SIZE = 1000
 #: HTTP statuses worth another attempt besides 5xx.
 RETRY_STATUSES = frozenset({408, 429})
-#: How many gate reasons a message quotes.
-REASONS_SHOWN = 3
-
-_WAVE_DONE_WORDS = {
-    "passed": "passed its gate",
-    "approved": "was approved",
-    "bypassed": "was bypassed",
-    "rolled_back": "was rolled back",
-    "skipped": "was skipped",
-}
-
-
-def notification_name(event: Event) -> str | None:
-    """The ``[[notify]] events`` name ``event`` triggers, or None."""
-    if isinstance(event, WaveFinished):
-        # A failed or inconclusive wave is told by its gate_failed / gate_inconclusive.
-        return "wave_done" if event.outcome in _WAVE_DONE_WORDS else None
-    if isinstance(event, GateEvaluated):
-        return {"failed": "gate_failed", "inconclusive": "gate_inconclusive"}.get(event.verdict)
-    if isinstance(event, StateChanged):
-        waiting = event.state in ("awaiting_approval", "awaiting_entry")  # a gate or an entry
-        return "awaiting_approval" if waiting else None
-    if isinstance(event, RolloutFinished):
-        return "rollout_finished"
-    if isinstance(event, OperatorAction):
-        return "bypass" if event.action in ("bypass", "bypass_window") else None
-    return None
-
-
-@dataclass
-class _Story:
-    """What the messages need to know from earlier events: which rollout, which waves."""
-
-    estate: str = ""
-    rollout_id: int | None = None
-    module: str = ""
-    version: str = ""
-    waves: dict[int, str] = field(default_factory=dict)
-
-    def follow(self, event: Event) -> None:
-        if isinstance(event, RolloutStarted):
-            self.estate, self.rollout_id = event.estate, event.rollout_id
-            self.module, self.version = event.module, event.version
-        elif isinstance(event, WaveStarted):
-            self.waves[event.wave] = event.name or event.channel
-        elif isinstance(event, RolloutFinished) and self.rollout_id is None:
-            self.rollout_id = event.rollout_id
-
-    def prefix(self) -> str:
-        number = f"rollout #{self.rollout_id}" if self.rollout_id is not None else "rollout"
-        what = f"{self.module}@{self.version} ({number})" if self.module else number
-        return f"[{self.estate}] {what}" if self.estate else what
-
-    def wave(self, number: int | None) -> str:
-        if number is None:
-            return "the rollout"
-        name = self.waves.get(number)
-        return f"wave {number} ({name})" if name else f"wave {number}"
-
-
-def message(name: str, event: Event, story: _Story) -> str:
-    """The human sentence for one notification."""
-    head = story.prefix()
-    if isinstance(event, WaveFinished):
-        return f"{head}: {story.wave(event.wave)} {_WAVE_DONE_WORDS[event.outcome]}"
-    if isinstance(event, GateEvaluated):
-        shown = "; ".join(event.reasons[:REASONS_SHOWN])
-        more = len(event.reasons) - REASONS_SHOWN
-        shown += f" (and {more} more)" if more > 0 else ""
-        what = "FAILED" if name == "gate_failed" else "inconclusive: the operator decides"
-        return f"{head}: {story.wave(event.wave)} gate {what}" + (f": {shown}" if shown else "")
-    if isinstance(event, StateChanged):
-        return f"{head}: {story.wave(event.wave)} is healthy and awaits approval"
-    if isinstance(event, RolloutFinished):
-        return f"{head}: rollout {event.outcome}" + (f": {event.summary}" if event.summary else "")
-    if isinstance(event, OperatorAction):
-        where = event.target or story.wave(event.wave)
-        why = f": {event.reason}" if event.reason else ""
-        return f"{head}: {event.actor} bypassed {where}{why}"
-    return f"{head}: {name}"
-
-
-def payload(notifier: Notifier, name: str, event: Event, story: _Story) -> dict[str, Any]:
-    """The JSON body: Slack's ``{"text": …}``, or a generic event with the text and the event."""
-    text = message(name, event, story)
-    if notifier.format == "slack":
-        return {"text": text}
-    return {
-        "event": name,
-        "text": text,
-        "estate": story.estate,
-        "rollout_id": story.rollout_id,
-        "module": story.module,
-        "version": story.version,
-        "data": _jsonable(event.to_dict()),
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """Strict JSON: NaN and ±Inf (which ``json`` would write as bare words) become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+#: The longest :meth:`Notifications.aclose` delivers for when sluice stops, whatever the bound.
+MAX_DRAIN = 30.0
+#: How long a stopped worker, the stopped consumer or the closing HTTP session is waited for
+#: once delivery time is up (a cancelled task ends at its next step: one turn of the loop).
+STOP_WAIT = 0.5
 
 
 @dataclass
@@ -210,13 +92,15 @@ class Notifications:
         self.max_backoff = max_backoff
         self._notifiers = tuple(notifiers)
         self._outboxes: list[_Outbox] = []
-        self._story = _Story()
+        self._story = Story()
         self._bus: EventBus | None = None
         self._subscription: Subscription | None = None
         self._consumer: asyncio.Task[None] | None = None
         #: Set by :meth:`aclose` when delivery time is up: workers stop even if a cancellation
         #: was lost (aiohttp turns a cancel that meets its own timeout into a TimeoutError).
         self._stopping = False
+        self._interrupt = asyncio.Event()
+        self._interrupted = ""
 
     def start(self, bus: EventBus) -> None:
         """Subscribe to ``bus`` and start delivering (call from the event loop)."""
@@ -225,6 +109,11 @@ class Notifications:
         self._bus = bus
         if not self._notifiers:
             return
+        # Imported now, before the rollout's first event: a first import of aiohttp takes
+        # seconds on a loaded machine and holds the event loop all that time — paid in the
+        # drain after ``done`` it made sluice outlive its delivery limit by as much.
+        import aiohttp  # noqa: F401
+
         for notifier in self._notifiers:
             outbox = _Outbox(notifier, asyncio.Queue(QUEUE_SIZE))
             outbox.worker = asyncio.create_task(self._deliver_all(outbox), name="notify")
@@ -243,49 +132,79 @@ class Notifications:
             bound = max(bound, notifier.timeout * (notifier.retries + 1) + waits)
         return bound
 
-    async def aclose(self, grace: float | None = None) -> None:
-        """Deliver what is queued (for at most ``grace`` seconds), then stop.
+    def drain_limit(self) -> float:
+        """Seconds :meth:`aclose` may spend delivering: :meth:`delivery_bound`, at most 30 s."""
+        return min(self.delivery_bound(), MAX_DRAIN)
 
-        ``grace`` defaults to :meth:`delivery_bound` capped at 30 s. Notifications still
-        undelivered then are dropped and reported as a Notice.
+    def interrupt(self, reason: str) -> None:
+        """Stop delivering now (SIGTERM, Ctrl-C while the queue drains): :meth:`aclose` gives up
+        what is still queued at once, and says so with ``reason``."""
+        self._interrupted = reason
+        self._interrupt.set()
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Deliver what is queued until a deadline ``grace`` seconds away (default
+        :meth:`drain_limit`) or until :meth:`interrupt`, then stop: workers cancelled, the HTTP
+        session closed, neither waited for more than :data:`STOP_WAIT`.
+
+        Every wait is measured against that one deadline on the loop's monotonic clock, so the
+        whole drain takes at most ``max(grace, STOP_WAIT) + 2 * STOP_WAIT`` whatever the receiver
+        does (the consumer of the bus is given STOP_WAIT even when ``grace`` is shorter).
+        Notifications still undelivered then are dropped and reported as a Notice.
         """
-        if self._consumer is not None:
-            if self._bus is not None and not self._bus.closed:
-                # Let the consumer take what the bus has already queued for it, then stop it.
-                for _ in range(3):
-                    await asyncio.sleep(0)
-                if self._subscription is not None:
-                    self._subscription.close()
-                self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
-                await asyncio.wait_for(self._consumer, 5.0)
-            self._consumer = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (self.drain_limit() if grace is None else grace)
+        await self._stop_consumer(deadline)
         workers = [o.worker for o in self._outboxes if o.worker is not None]
-        if not workers:
-            await self._release()
-            return
-        limit = min(self.delivery_bound(), 30.0) if grace is None else grace
-        drained = [asyncio.ensure_future(o.queue.join()) for o in self._outboxes]
-        _, pending = await asyncio.wait(drained, timeout=limit)
-        for waiter in pending:
-            waiter.cancel()
-        left = sum(o.queue.qsize() + int(o.busy) for o in self._outboxes)
-        self._stopping = True
-        for worker in workers:
-            worker.cancel()
-        # Each worker ends at its next step once stopping is set, whatever became of the
-        # cancellation; the wait is bounded all the same, so sluice always exits.
-        _, stuck = await asyncio.wait(workers, timeout=5.0)
-        if stuck:
-            self._notice("warning", f"{len(stuck)} notifier(s) did not stop: abandoned")
-        if pending and left:
-            self._notice("warning", f"{left} notification(s) not delivered: sluice is stopping")
-        self._outboxes = []
+        if workers:
+            drained = asyncio.ensure_future(self._drained())
+            interrupted = asyncio.ensure_future(self._interrupt.wait())
+            await asyncio.wait(
+                (drained, interrupted),
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+            finished = drained.done()
+            for waiter in (drained, interrupted):
+                waiter.cancel()
+            left = sum(o.queue.qsize() + int(o.busy) for o in self._outboxes)
+            self._stopping = True
+            for worker in workers:
+                worker.cancel()
+            # Each worker ends at its next step once stopping is set, whatever became of the
+            # cancellation; it is not waited for beyond STOP_WAIT all the same.
+            _, stuck = await asyncio.wait(workers, timeout=STOP_WAIT)
+            if stuck:
+                self._notice("warning", f"{len(stuck)} notifier(s) did not stop: abandoned")
+            if not finished and left:
+                why = self._interrupted or "sluice is stopping"
+                self._notice("warning", f"{left} notification(s) not delivered: {why}")
+            self._outboxes = []
         await self._release()
 
+    async def _stop_consumer(self, deadline: float) -> None:
+        """Let the consumer take what the bus has already queued for it, then stop it."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        if self._bus is not None and not self._bus.closed:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            if self._subscription is not None:
+                self._subscription.close()
+            consumer.cancel()
+        remaining = deadline - asyncio.get_running_loop().time()
+        await asyncio.wait((consumer,), timeout=max(STOP_WAIT, remaining))
+        consumer.cancel()  # a no-op once it has ended
+
+    async def _drained(self) -> None:
+        await asyncio.gather(*(o.queue.join() for o in self._outboxes))
+
     async def _release(self) -> None:
+        """Close our own HTTP session; a close that does not end within STOP_WAIT is left."""
         if self._own_resources:
-            await self.resources.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.resources.close(), STOP_WAIT)
 
     # -- internals -----------------------------------------------------------------------------
 

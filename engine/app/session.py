@@ -13,8 +13,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sluice.engine.app.fd_check import require_descriptors
 from sluice.engine.app.governance import RequestPump, freeze_of
 from sluice.engine.app.governance import actor as governance_actor
 from sluice.engine.app.resumption import (
@@ -41,6 +42,9 @@ from sluice.engine.store.lease import LEASE_TIMEOUT, Lease, LeaseHeld, LeaseLost
 from sluice.engine.store.recorder import Recorder
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
 from sluice.engine.support.clock import Clock
+
+if TYPE_CHECKING:
+    from sluice.engine.app.notify import Notifications
 
 __all__ = ["LEASE_TIMEOUT", "LeaseHeld", "LeaseLost", "ResumeError", "Session", "plan_from_record"]
 
@@ -78,6 +82,7 @@ class Session:
         #: Why this process stopped driving: it lost the lease (None while it holds it).
         self.lost: str | None = None
         self._rollout: Rollout | None = None
+        self._notifications: Notifications | None = None
 
     @classmethod
     def open(
@@ -206,8 +211,11 @@ class Session:
         """Record a new rollout of ``plan`` and return it, ready to ``run()``.
 
         ``extra`` is recorded with the plan (a restore's ``{"restore": …}`` marker); ``options``
-        are the :class:`RolloutOptions` fields (``interactive=``, ``approve=``, …).
+        are the :class:`RolloutOptions` fields (``interactive=``, ``approve=``, …). Raises
+        :class:`~sluice.engine.app.fd_check.NotEnoughDescriptors` before recording anything
+        when the plan's applies cannot get file descriptors.
         """
+        require_descriptors(self.estate, plan)
         froms = sorted({t.from_version for t in plan.targets if not t.noop}) or [plan.version]
         rollout_id = self.history.create_rollout(
             estate=self.estate.name,
@@ -319,6 +327,11 @@ class Session:
             return None
         return str(path)
 
+    def interrupt(self, reason: str) -> None:
+        """A signal once the rollout has ended: stop waiting for its notifications' delivery."""
+        if self._notifications is not None:
+            self._notifications.interrupt(reason)
+
     async def drive(self, rollout: Rollout) -> Outcome:
         """Run ``rollout`` while keeping the lease alive."""
         from sluice.engine.app.history_guard import HistoryGuard
@@ -333,7 +346,7 @@ class Session:
         heart = asyncio.ensure_future(self.keep_alive(rollout))
         rollout.set_freeze(freeze_of(self.history, self.estate.name))
         pump = asyncio.ensure_future(RequestPump(self.history, rollout, self._me()).run())
-        notifications = Notifications(self.estate.notify)
+        notifications = self._notifications = Notifications(self.estate.notify)
         notifications.start(rollout.bus)
         try:
             if self.takeover:
