@@ -515,7 +515,8 @@ def _record(history: Any, rollout_id: int) -> Any:
 def _drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     import asyncio
 
-    from sluice.engine.app.headless import JsonPrinter, TextPrinter, run_headless
+    from sluice.engine.app.headless import run_headless
+    from sluice.engine.app.printers import JsonPrinter, TextPrinter
 
     printer = JsonPrinter() if args.json else TextPrinter()
     _import_executors(session.estate, rollout.plan, getattr(args, "until_wave", None))

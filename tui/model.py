@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sluice.engine.app.headless import TextPrinter
+from sluice.engine.app.printers import TextPrinter
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.events import (
     ApplyAdopted,
