@@ -17,11 +17,12 @@ from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
 from sluice.tui.keymap import UserKeys, default_path, read_keys
+from sluice.tui.matrix_data import Running
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.console import ConsoleScreen
 from sluice.tui.screens.help import HelpScreen
 from sluice.tui.screens.history import HistoryScreen
-from sluice.tui.screens.matrix import MatrixScreen, Running
+from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.modals import ConfirmScreen
 from sluice.tui.screens.replay import ReplayScreen
 from sluice.tui.screens.target_detail import TargetDetailScreen
@@ -194,14 +195,17 @@ class SluiceApp(App[int]):
     def action_matrix(self) -> None:
         if isinstance(self.screen, MatrixScreen):
             return
-        self.push_screen(
-            MatrixScreen(
+        # One matrix for the console, installed: opening it again repaints its rows (plain
+        # data) instead of composing and styling every widget of the screen anew.
+        if not self.is_screen_installed("matrix"):
+            matrix = MatrixScreen(
                 self.estate,
                 self.driver.session.history,
                 running=self._running_cells,
                 detail_options=self._live_detail,
             )
-        )
+            self.install_screen(matrix, name="matrix")
+        self.push_screen("matrix")
 
     def _running_cells(self) -> Running:
         """What the console's model shows of the running rollout, by (module, target)."""
