@@ -23,6 +23,12 @@ from sluice.tui.widgets.measure_chart import MeasureChart, chart_rows
 pytestmark = pytest.mark.timeout(90)
 
 
+def detail_loaded(console: Console) -> bool:
+    """The target detail is up and shows what history says (its reads run on a thread)."""
+    screen = console.app.screen
+    return isinstance(screen, TargetDetailScreen) and screen.loaded
+
+
 async def _select(pilot, console: Console, target: str) -> None:  # type: ignore[no-untyped-def]
     tree = console.app.screen.query_one(EstateTree)
     tree.move_cursor(tree._by_ref[("target", target)])
@@ -39,7 +45,7 @@ async def test_enter_on_a_target_opens_its_detail_with_chart_ledger_and_output(
         await until(pilot, lambda: caught_up(console))
         await _select(pilot, console, "dev-eu-1")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        await until(pilot, lambda: detail_loaded(console))
         screen = console.app.screen
         assert screen.target == "dev-eu-1"
         detail = screen.detail
@@ -73,7 +79,7 @@ async def test_detail_copies_and_opens_the_dashboard(
     async with running(console) as pilot:
         await _select(pilot, console, "eph-101")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        await until(pilot, lambda: detail_loaded(console))
         await pilot.press("d")
         assert console.app.clipboard == "https://grafana.example/d/pg?var-env=eph-101"
         await pilot.press("o")
@@ -98,7 +104,7 @@ async def test_m_opens_the_matrix_filter_and_enter_detail(make_console) -> None:
         assert "2 of 36 targets" in str(screen.query_one("#matrix-title").render())
         await pilot.press("enter")  # keeps the filter, back to the table
         await pilot.press("enter")  # the detail of the highlighted target
-        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        await until(pilot, lambda: detail_loaded(console))
         assert console.app.screen.target == "dev-us-1"
         await pilot.press("escape")
         await until(pilot, lambda: isinstance(console.app.screen, MatrixScreen))
@@ -149,7 +155,7 @@ async def test_enter_in_a_replay_opens_the_detail_of_that_rollout(make_console) 
         await pilot.pause(0.2)
         await _select(pilot, console, "eph-102")
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        await until(pilot, lambda: detail_loaded(console))
         assert console.app.screen.detail.rollout.id == rollout_id
 
 
@@ -167,7 +173,7 @@ async def test_t_in_history_opens_targets_with_that_rollouts_measurements(make_c
         await pilot.press("down", "down", "down", "down", "down", "down", "down", "down", "down")
         assert console.app.screen.selected_target() == "dev-eu-1"
         await pilot.press("enter")
-        await until(pilot, lambda: isinstance(console.app.screen, TargetDetailScreen))
+        await until(pilot, lambda: detail_loaded(console))
         assert console.app.screen.detail.rollout.id == rollout_id
         assert console.app.screen.detail.series  # dev-eu-1 was measured in that rollout
 

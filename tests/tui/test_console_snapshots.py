@@ -162,7 +162,7 @@ def _detail_of(console: Console, target: str):  # type: ignore[no-untyped-def]
         tree.move_cursor(tree._by_ref[("target", target)])
         await pilot.pause()
         await pilot.press("enter")
-        await until(pilot, lambda: type(console.app.screen).__name__ == "TargetDetailScreen")
+        await until(pilot, lambda: getattr(console.app.screen, "loaded", False))
         await _settle(pilot, console)
 
     return run_before

@@ -69,6 +69,9 @@ class MatrixScreen(Screen[None]):
         self.filter_text = ""
         self.rows: list[str] = []  # target per table row ("" for a channel's heading row)
         self._shown = False
+        #: times :meth:`paint` ran (the console reuses one matrix screen: a bench tells a fresh
+        #: paint from the last one by it)
+        self.painted = 0
         self._matrix = MatrixRows()
         self._palette = Palette({})
 
@@ -115,6 +118,7 @@ class MatrixScreen(Screen[None]):
         else:
             cursor = 1 if len(self.rows) > 1 else 0
         grid.set_rows(len(self.rows), self._row_text, sum(self.widths) + 1, cursor)
+        self.painted += 1
 
     def _drift(self) -> Drift:
         """The last ``sluice drift`` result of each module, through the reader the tree uses."""
