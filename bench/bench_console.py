@@ -109,7 +109,7 @@ def cpu_share(seconds: float) -> tuple[float, float]:
 
 
 async def measure_key(
-    app: SluiceApp, key: str, effect: Any, timeout: float = 5.0, painted: bool = False
+    app: SluiceApp, key: str, effect: Any, timeout: float = 30.0, painted: bool = False
 ) -> float:
     """Milliseconds from the key entering the driver's queue until ``effect()`` is true (and,
     with ``painted``, the screen has drawn a frame after that: what the operator sees)."""

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Log
-from tui_support import Console, caught_up, running, start_rollout, state_is, until
+from tui_support import (
+    Console,
+    caught_up,
+    running,
+    save_sample_drift,
+    start_rollout,
+    state_is,
+    until,
+)
 
 from sluice.tui.app import binding_scopes
 from sluice.tui.keymap import read_keys
@@ -110,6 +118,27 @@ async def test_m_opens_the_matrix_filter_and_enter_detail(make_console) -> None:
         await until(pilot, lambda: isinstance(console.app.screen, MatrixScreen))
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(console.app.screen, MatrixScreen))
+
+
+async def test_matrix_colours_the_last_drift_result(make_console, estate_path: Path) -> None:
+    save_sample_drift(estate_path)
+    console = make_console()
+    async with running(console) as pilot:
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(console.app.screen, MatrixScreen))
+        screen = console.app.screen
+        row = {name: i for i, name in enumerate(screen.rows)}
+        cells = screen._matrix.cells
+        assert [(c.state, c.note) for c in cells[row["dev-eu-2"]]] == [
+            ("drifted", "drifted"),
+            ("behind", ""),
+        ]
+        assert cells[row["dev-us-1"]][1].state == "drifted"
+        assert cells[row["dev-us-1"]][1].note == "version mismatch"
+        assert {c.state for c in cells[row["dev-us-2"]]} == {"behind"}  # in sync: not marked
+        assert "≠ 1.12.0  drifted" in str(screen._row_text(row["dev-eu-2"]))
+        legend = str(screen.query_one("#matrix-legend").render())
+        assert "≠ drifted (2 target·modules)" in legend
 
 
 async def test_matrix_marks_the_running_rollout_and_what_is_behind(make_console) -> None:

@@ -7,7 +7,7 @@ new SVGs (``tests/tui/__snapshots__/test_console_snapshots/``).
 from __future__ import annotations
 
 import pytest
-from tui_support import SIZE, Console, caught_up, start_rollout, state_is, until
+from tui_support import SIZE, Console, caught_up, save_sample_drift, start_rollout, state_is, until
 
 from sluice.tui.screens.replay import ReplayScreen
 
@@ -179,6 +179,20 @@ def test_matrix_with_two_modules(snap_compare, make_console) -> None:
 
     async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await _halted(console)(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_matrix_with_a_drifted_cell(snap_compare, make_console, estate_path) -> None:
+    """The last `sluice drift` found dev-eu-2's operator drifted, dev-us-1's pgbouncer not the
+    version the ledger says: both cells say so (≠, the theme's failure colour)."""
+    save_sample_drift(estate_path)
+    console = make_console()
+
+    async def run_before(pilot) -> None:  # type: ignore[no-untyped-def]
         await pilot.press("m")
         await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
         await _settle(pilot, console)

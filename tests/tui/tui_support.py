@@ -146,3 +146,21 @@ def caught_up(console: Console) -> bool:
     if view.mode == "live" and rollout is not None and view.model.state != rollout.state:
         return False
     return not view._pending and not view.model.dirty
+
+
+def save_sample_drift(estate_path: Path) -> None:
+    """What `sluice drift` would save for two targets of the sample (drift.json beside history)."""
+    from sluice.engine.app.iac import DriftRow, save_drift
+    from sluice.engine.model.estate import load_estate
+
+    save_drift(
+        load_estate(estate_path),
+        [
+            DriftRow("dev-eu-2", "postgres-operator", "1.12.0", "drifted", "1 to change", "1.12.0"),
+            DriftRow(
+                "dev-us-1", "pgbouncer", "1.21.0", "version_mismatch", "state 1.22.1", "1.22.1"
+            ),
+            DriftRow("dev-us-2", "postgres-operator", "1.12.0", "in_sync", "", "1.12.0"),
+        ],
+        0.0,
+    )
