@@ -47,7 +47,7 @@ class MatrixScreen(Screen[None]):
     LEGEND: ClassVar = (
         ("rollout", "in the running rollout"),
         ("drifted", "drifted"),
-        ("behind", "behind the newest version"),
+        ("behind", "behind the newest"),
     )
 
     def __init__(
@@ -163,9 +163,9 @@ class MatrixScreen(Screen[None]):
         legend = Text(" ")
         for state, words in self.LEGEND:
             legend.append(f"{MARKS[state]} {words}", palette.style(STYLES[state]))
-            legend.append(f" ({tally[state]} target·modules)   ")
+            legend.append(f" {tally[state]}  ")
         legend.append("runs the newest", palette.style(STYLES["newest"]))
-        legend.append("   · / filter · enter detail · esc back", style="dim")
+        legend.append("  (counts of target·module cells) · / filter · enter detail", style="dim")
         self.query_one("#matrix-legend", Label).update(legend)
 
     # ------------------------------------------------------------------ keys

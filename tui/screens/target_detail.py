@@ -111,8 +111,6 @@ class TargetDetailScreen(Screen[None]):
         self.query_one("#detail-vars").border_title = "vars · dashboard"
         self.query_one("#detail-charts").border_title = "measurements"
         table = self.query_one("#detail-ledger", DataTable)
-        for column in LEDGER_COLUMNS:
-            table.add_column(column, key=column)
         table.focus()
         self.set_interval(REFRESH_SECONDS, self.refresh_detail)
 
@@ -176,7 +174,13 @@ class TargetDetailScreen(Screen[None]):
             return  # unchanged: keep the cursor and scroll where the reader left them
         self._ledger_shown = list(self.detail.ledger)
         table = self.query_one("#detail-ledger", DataTable)
-        table.clear()
+        # The columns too: their widths fit what they held (another target's, in a reused screen).
+        table.clear(columns=True)
+        for column in LEDGER_COLUMNS:
+            table.add_column(column, key=column)
+        if not self.loaded:
+            self._ledger_shown = None  # nothing of this target's shown yet
+            return
         for row in self.detail.ledger:
             table.add_row(
                 _when(row.since),
