@@ -166,8 +166,9 @@ class TargetDetailScreen(Screen[None]):
         self.query_one("#detail-runs", Static).update(runs)
         self._paint_ledger()
         self._paint_vars()
-        await self._paint_charts()
         self._paint_output()
+        # Last: mounting charts awaits, and a frame may be drawn meanwhile — with the rest done.
+        await self._paint_charts()
 
     def _paint_ledger(self) -> None:
         if self.detail.ledger == self._ledger_shown and self._ledger_shown is not None:
