@@ -13,9 +13,10 @@ Measured, in one run:
 - load: events/s, repaints (coalesced frames), CPU share while the rollout streams;
 - key → effect, median and worst: ``space`` until the engine is paused (or resumed), and ``down``
   until the tree's selection moved and the metrics and log panes follow it; ``m`` until the
-  estate matrix shows all 1,000 targets × 2 modules, ``enter`` on a target until its detail
-  shows its charts (both read from the history the rollout is writing), ``escape`` back. Keys go
-  through the driver's message queue exactly as terminal input does.
+  estate matrix, painted for this press, lists all 1,000 targets and a frame was drawn;
+  ``enter`` on a target until its detail shows what history says of that target, its charts
+  mounted, and a frame was drawn (both read from the history the rollout is writing);
+  ``escape`` back. Keys go through the driver's message queue exactly as terminal input does.
 
 Goals (issue 5): key → effect < 100 ms; CPU < 50 % of a core under load; updates coalesced.
 """
@@ -107,8 +108,11 @@ def cpu_share(seconds: float) -> tuple[float, float]:
     return time.process_time(), time.monotonic()
 
 
-async def measure_key(app: SluiceApp, key: str, effect: Any, timeout: float = 5.0) -> float:
-    """Milliseconds from the key entering the driver's queue until ``effect()`` is true."""
+async def measure_key(
+    app: SluiceApp, key: str, effect: Any, timeout: float = 30.0, painted: bool = False
+) -> float:
+    """Milliseconds from the key entering the driver's queue until ``effect()`` is true (and,
+    with ``painted``, the screen has drawn a frame after that: what the operator sees)."""
     char = " " if key == "space" else None
     start = time.perf_counter()
     app._driver.send_message(events.Key(key, char))  # type: ignore[union-attr]
@@ -116,6 +120,8 @@ async def measure_key(app: SluiceApp, key: str, effect: Any, timeout: float = 5.
         if time.perf_counter() - start > timeout:
             return timeout * 1000
         await asyncio.sleep(0.0005)
+    if painted:
+        await asyncio.wait_for(app.screen.wait_for_refresh(), timeout)
     return (time.perf_counter() - start) * 1000
 
 
@@ -186,10 +192,20 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
                         )
                     )
                     await asyncio.sleep(gap)
-                    matrix_ms.append(await measure_key(app, "m", lambda: matrix_shown(app)))
+                    painted = matrix_paints(app)
+                    matrix_ms.append(
+                        await measure_key(
+                            app, "m", lambda p=painted: matrix_shown(app, p), painted=True
+                        )
+                    )
                     await measure_key(app, "escape", lambda: app.screen is app.console_screen)
                     if view.selected_target() is not None:
-                        detail_ms.append(await measure_key(app, "enter", lambda: detail_shown(app)))
+                        target = view.selected_target()
+                        detail_ms.append(
+                            await measure_key(
+                                app, "enter", lambda t=target: detail_shown(app, t), painted=True
+                            )
+                        )
                         await measure_key(app, "escape", lambda: app.screen is app.console_screen)
                 if rollout.paused:
                     rollout.resume()
@@ -215,15 +231,33 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
     }
 
 
-def matrix_shown(app: SluiceApp) -> bool:
-    screen = app.screen
-    return isinstance(screen, MatrixScreen) and len(screen.rows) == TARGETS + len(CHANNELS)
+def matrix_paints(app: SluiceApp) -> int:
+    """How often the console's (reused) matrix screen has been painted so far."""
+    if not app.is_screen_installed("matrix"):
+        return 0
+    screen = app.get_screen("matrix")
+    return getattr(screen, "painted", 0)
 
 
-def detail_shown(app: SluiceApp) -> bool:
+def matrix_shown(app: SluiceApp, painted_before: int) -> bool:
+    """The matrix is up, painted for this press (it is reused), with every target's row."""
     screen = app.screen
-    return isinstance(screen, TargetDetailScreen) and (
-        not screen.detail.series or bool(list(screen.query(MeasureChart)))
+    return (
+        isinstance(screen, MatrixScreen)
+        and getattr(screen, "painted", 1) > painted_before  # (a sluice that built it anew)
+        and len(screen.rows) == TARGETS + len(CHANNELS)
+    )
+
+
+def detail_shown(app: SluiceApp, target: str | None) -> bool:
+    """The detail of ``target`` shows what history says of it (read on a thread), its charts
+    drawn — not only the screen with the estate file's part."""
+    screen = app.screen
+    return (
+        isinstance(screen, TargetDetailScreen)
+        and getattr(screen, "loaded", True)  # (a sluice that read history on the UI loop)
+        and screen.detail.name == target
+        and (not screen.detail.series or bool(list(screen.query(MeasureChart))))
     )
 
 

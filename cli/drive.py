@@ -146,7 +146,8 @@ def drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
     """Run ``rollout`` headless (text or NDJSON on stdout) and return its exit code."""
     import asyncio
 
-    from sluice.engine.app.headless import JsonPrinter, TextPrinter, run_headless
+    from sluice.engine.app.headless import run_headless
+    from sluice.engine.app.printers import JsonPrinter, TextPrinter
 
     printer = JsonPrinter() if args.json else TextPrinter()
     _import_executors(session.estate, rollout.plan, getattr(args, "until_wave", None))

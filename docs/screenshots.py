@@ -1,7 +1,7 @@
 """Regenerate the README's screenshots: the sample rollout halting at the dev gate (console),
 dev-eu-1's detail (``-detail``) and the estate matrix (``-matrix``).
 
-Run: ``.venv/bin/python -m sluice.tui.screenshot [--out docs/screenshot.svg] [--time-scale 1]``
+Run: ``.venv/bin/python docs/screenshots.py [--out docs/screenshot.svg] [--time-scale 1]``
 
 It opens the console on a scratch copy of ``sample_estate.toml`` (so no history is touched),
 starts ``postgres-operator@2.0.0`` as a user would, waits for the dev gate to halt on the p99
@@ -61,17 +61,27 @@ async def _detail_and_matrix(app: SluiceApp, pilot: Any, out: Path) -> None:
     tree.move_cursor(tree._by_ref[("target", "dev-eu-1")])
     await pilot.pause(0.2)
     await pilot.press("enter")
-    await pilot.pause(1.0)
+    await _until(pilot, lambda: getattr(app.screen, "loaded", False))  # its history is read
+    await pilot.pause(0.5)
     app.clear_notifications()
     await pilot.pause(0.2)
     app.save_screenshot(f"{out.stem}-detail.svg", str(out.parent))
     await pilot.press("escape")
     await pilot.pause(0.3)
     await pilot.press("m")
-    await pilot.pause(1.0)
+    await _until(pilot, lambda: type(app.screen).__name__ == "MatrixScreen")
+    await pilot.pause(0.5)
     app.clear_notifications()
     await pilot.pause(0.2)
     app.save_screenshot(f"{out.stem}-matrix.svg", str(out.parent))
+
+
+async def _until(pilot: Any, predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the screen never showed")
+        await pilot.pause(0.05)
 
 
 def main() -> None:

@@ -17,11 +17,12 @@ from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
 from sluice.tui.keymap import UserKeys, default_path, read_keys
+from sluice.tui.matrix_data import Running
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.console import ConsoleScreen
 from sluice.tui.screens.help import HelpScreen
 from sluice.tui.screens.history import HistoryScreen
-from sluice.tui.screens.matrix import MatrixScreen, Running
+from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.modals import ConfirmScreen
 from sluice.tui.screens.replay import ReplayScreen
 from sluice.tui.screens.target_detail import TargetDetailScreen
@@ -194,14 +195,22 @@ class SluiceApp(App[int]):
     def action_matrix(self) -> None:
         if isinstance(self.screen, MatrixScreen):
             return
-        self.push_screen(
-            MatrixScreen(
-                self.estate,
-                self.driver.session.history,
-                running=self._running_cells,
-                detail_options=self._live_detail,
-            )
+        # One matrix for the console, installed: opening it again repaints its rows (plain
+        # data) instead of composing and styling every widget of the screen anew. (Opened
+        # again above itself — matrix → detail → m — it is a new one, as a screen is pushed once.)
+        installed = self.is_screen_installed("matrix")
+        if installed and self.get_screen("matrix") not in self.screen_stack:
+            self.push_screen("matrix")
+            return
+        matrix = MatrixScreen(
+            self.estate,
+            self.driver.session.history,
+            running=self._running_cells,
+            detail_options=self._live_detail,
         )
+        if not installed:
+            self.install_screen(matrix, name="matrix")
+        self.push_screen(matrix)
 
     def _running_cells(self) -> Running:
         """What the console's model shows of the running rollout, by (module, target)."""
@@ -220,15 +229,17 @@ class SluiceApp(App[int]):
     def _open_detail(self, message: RolloutView.DetailRequested) -> None:
         view = message.view
         options = self._live_detail(message.target) if view.mode != "replay" else {}
-        self.push_screen(
-            TargetDetailScreen(
-                self.estate,
-                self.driver.session.history,
-                message.target,
-                rollout_id=view.model.rollout_id,
-                **options,  # type: ignore[arg-type]
-            )
-        )
+        # One detail screen for the console's tree and the replay's, installed: showing another
+        # target in it builds no widgets (a screen's widgets cost more than its data).
+        if not self.is_screen_installed("detail"):
+            detail = TargetDetailScreen(self.estate, self.driver.session.history, message.target)
+            self.install_screen(detail, name="detail")
+        screen = self.get_screen("detail")
+        if screen in self.screen_stack:  # a screen is pushed once: a new one above it
+            screen = TargetDetailScreen(self.estate, self.driver.session.history, message.target)
+        assert isinstance(screen, TargetDetailScreen)
+        screen.show(message.target, rollout_id=view.model.rollout_id, **options)  # type: ignore[arg-type]
+        self.push_screen(screen)
 
     def action_quit_console(self) -> None:
         leaving = self.driver.left_running()

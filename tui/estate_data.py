@@ -11,6 +11,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from sluice.engine.app.apply_output import SpooledOutput, spooled_output
 from sluice.engine.app.outcomes import outcome_text
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.template import Context, TemplateError, render
@@ -42,7 +43,9 @@ class LastApply:
     started: float
     duration: float | None
     command: str
-    lines: tuple[str, ...]
+    lines: tuple[str, ...]  # the head and tail history recorded
+    #: all of it, from the apply's spool file (None: its executor does not spool, or pruned)
+    spooled: SpooledOutput | None = None
 
 
 @dataclass
@@ -137,8 +140,9 @@ def _outcome(record: RolloutRecord | None, records: list[RolloutRecord]) -> str:
     return outcome_text(record, records)
 
 
-def last_apply(history: History, target: str) -> LastApply | None:
-    """The newest recorded apply (or rollback) of ``target``, with its output as recorded."""
+def last_apply(history: History, target: str, estate: Estate | None = None) -> LastApply | None:
+    """The newest recorded apply (or rollback) of ``target``, with its output as recorded (and,
+    given the ``estate``, in full from its spool once it finished)."""
     a = history.target_last_apply(target)
     if a is None:
         return None
@@ -155,6 +159,11 @@ def last_apply(history: History, target: str) -> LastApply | None:
         duration=a["duration"],
         command=a["command"] or "",
         lines=tuple((a["output_tail"] or "").splitlines()),
+        spooled=(
+            spooled_output(estate, a["rollout_id"], target)
+            if estate is not None and a["duration"] is not None
+            else None
+        ),
     )
 
 
@@ -229,11 +238,28 @@ def target_detail(
         executor=spec.executor,
         modules=current,
         ledger=ledger_rows(history, target),
-        last_apply=last_apply(history, target),
+        last_apply=last_apply(history, target, estate),
         rollout=record,
         series=series,
         vars={k: str(v) for k, v in spec.vars.items()},
         dashboard=dashboard_link(estate, target, module, current.get(module, "")),
+    )
+
+
+def placeholder(estate: Estate, target: str) -> TargetDetail:
+    """What the detail shows of ``target`` before its history is read: the estate file's part."""
+    spec = estate.targets[target]
+    return TargetDetail(
+        name=target,
+        channel=spec.channel,
+        executor=spec.executor,
+        modules={},
+        ledger=[],
+        last_apply=None,
+        rollout=None,
+        series=[],
+        vars={k: str(v) for k, v in spec.vars.items()},
+        dashboard=None,
     )
 
 

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sluice.engine.app.headless import TextPrinter
+from sluice.engine.app.printers import TextPrinter
 from sluice.engine.executors.tofu_plan import progress_of
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.events import (
@@ -33,11 +33,11 @@ from sluice.engine.rollout.events import (
     WaveFinished,
     WaveStarted,
 )
+from sluice.tui.model_queries import ModelQueries
 from sluice.tui.views import (
     APPLY_OUTCOME_STATUS,
     EVENT_LOG_LINES,
     WAITING_STATES,
-    WAVE_DONE,
     WAVE_SETTLED,
     Dirty,
     Limits,
@@ -48,7 +48,7 @@ from sluice.tui.views import (
 )
 
 
-class ConsoleModel:
+class ConsoleModel(ModelQueries):
     """The console's state for one estate and (at most) one rollout at a time.
 
     Args:
@@ -129,9 +129,6 @@ class ConsoleModel:
 
     def waves_of(self, channel: str) -> list[WaveView]:
         return [w for w in self.waves.values() if w.channel == channel]
-
-    def targets_of_channel(self, channel: str) -> list[TargetView]:
-        return [t for t in self.targets.values() if t.channel == channel]
 
     # ------------------------------------------------------------------ events
 
@@ -400,68 +397,3 @@ class ConsoleModel:
     def take_dirty(self) -> Dirty:
         dirty, self.dirty = self.dirty, Dirty()
         return dirty
-
-    # ------------------------------------------------------------------ derived
-
-    def running(self) -> bool:
-        return self.rollout_id is not None and not self.outcome
-
-    def elapsed(self) -> float | None:
-        if self.started is None:
-            return None
-        end = self.finished if self.finished is not None else self.now()
-        return max(0.0, end - self.started)
-
-    def eta(self) -> float | None:
-        """Real seconds left if every gate passes on its own; None while waiting on the operator."""
-        if not self.running() or self.state in WAITING_STATES or self.state == "paused":
-            return None
-        if not self.estimates:
-            return None
-        left = 0.0
-        for wave in self.waves.values():
-            if wave.status in WAVE_DONE:
-                continue
-            if wave.status == "pending":
-                left += wave.expected * self.time_scale
-            elif wave.started is not None:
-                spent = self.now() - wave.started
-                left += max(0.0, wave.expected * self.time_scale - spent)
-        return left
-
-    def soak_left(self, wave: WaveView) -> float | None:
-        if wave.status != "soaking" or wave.soak_started is None:
-            return None
-        return max(0.0, wave.soak_seconds - (self.now() - wave.soak_started))
-
-    def watch_left(self, wave: WaveView) -> float | None:
-        """Rear guard: the real seconds this passed wave is still watched for (None: not watched)."""
-        if wave.watch_started is None or wave.watch_outcome or self.finished is not None:
-            return None
-        return max(0.0, wave.watch_seconds - (self.now() - wave.watch_started))
-
-    def counts(self, wave: WaveView) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for name in wave.targets:
-            status = self.targets[name].status if name in self.targets else "pending"
-            counts[status] = counts.get(status, 0) + 1
-        return counts
-
-    def channel_counts(self, channel: str) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for t in self.targets_of_channel(channel):
-            counts[t.status] = counts.get(t.status, 0) + 1
-        return counts
-
-    def wave_series(self, wave: int, check: str) -> list[tuple[str, Series]]:
-        return [
-            (target, s)
-            for (w, c, target), s in self.series.items()
-            if w == wave and c == check and s is not None
-        ]
-
-    def checks_of(self, wave: WaveView) -> tuple[str, ...]:
-        if wave.checks:
-            return wave.checks
-        channel = next((c for c in self.estate.channels if c.name == wave.channel), None)
-        return channel.checks if channel else ()

@@ -14,6 +14,7 @@ from tui_support import (
     MakeConsole,
     RunBefore,
     caught_up,
+    save_sample_drift,
     screen_as,
     start_rollout,
     state_is,
@@ -174,7 +175,7 @@ def _detail_of(console: Console, target: str) -> RunBefore:
         tree.move_cursor(tree._by_ref[("target", target)])
         await pilot.pause()
         await pilot.press("enter")
-        await until(pilot, lambda: type(console.app.screen).__name__ == "TargetDetailScreen")
+        await until(pilot, lambda: getattr(console.app.screen, "loaded", False))
         await _settle(pilot, console)
 
     return run_before
@@ -191,6 +192,20 @@ def test_matrix_with_two_modules(snap_compare, make_console: MakeConsole) -> Non
 
     async def run_before(pilot: Pilot) -> None:
         await _halted(console)(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
+        await _settle(pilot, console)
+
+    assert snap_compare(console.app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_matrix_with_a_drifted_cell(snap_compare, make_console: MakeConsole, estate_path) -> None:
+    """The last `sluice drift` found dev-eu-2's operator drifted, dev-us-1's pgbouncer not the
+    version the ledger says: both cells say so (≠, the theme's failure colour)."""
+    save_sample_drift(estate_path)
+    console = make_console()
+
+    async def run_before(pilot: Pilot) -> None:
         await pilot.press("m")
         await until(pilot, lambda: type(console.app.screen).__name__ == "MatrixScreen")
         await _settle(pilot, console)

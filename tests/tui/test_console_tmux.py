@@ -116,6 +116,12 @@ def test_console_in_a_real_terminal(tmux: Tmux, tmp_path: Path) -> None:
     tmux.wait_for(lambda s: "estate matrix" in s, "back to the matrix")
     tmux.keys("Escape")
     tmux.wait_for(lambda s: "HALTED" in s and "estate matrix" not in s, "back to the console")
+    # Opened again, the (reused) matrix is painted afresh: the rollout's cells are there.
+    tmux.keys("m")
+    again = tmux.wait_for(lambda s: "estate matrix · acme-platform" in s, "the matrix again")
+    assert "● 2.0.0" in again and "● in the running rollout 36" in again
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "HALTED" in s and "estate matrix" not in s, "back to the console")
 
     tmux.keys("q")
     tmux.wait_for(lambda s: "Quit while a rollout runs?" in s, "the quit confirmation")

@@ -194,3 +194,21 @@ def screen_as(app: App[Any], cls: type[S]) -> S:
     screen = app.screen
     assert isinstance(screen, cls), f"the screen is {type(screen).__name__}, not {cls.__name__}"
     return screen
+
+
+def save_sample_drift(estate_path: Path) -> None:
+    """What `sluice drift` would save for two targets of the sample (drift.json beside history)."""
+    from sluice.engine.app.iac import DriftRow, save_drift
+    from sluice.engine.model.estate import load_estate
+
+    save_drift(
+        load_estate(estate_path),
+        [
+            DriftRow("dev-eu-2", "postgres-operator", "1.12.0", "drifted", "1 to change", "1.12.0"),
+            DriftRow(
+                "dev-us-1", "pgbouncer", "1.21.0", "version_mismatch", "state 1.22.1", "1.22.1"
+            ),
+            DriftRow("dev-us-2", "postgres-operator", "1.12.0", "in_sync", "", "1.12.0"),
+        ],
+        0.0,
+    )

@@ -1,13 +1,16 @@
 """``m``: the estate matrix — targets × modules, the version each runs, grouped by channel.
 
 A cell's colour (and its mark, never colour alone) says its state: ``●`` in the running rollout,
-``▼`` behind the module's newest published version, plain when it runs the newest. ``/`` filters
-by target or channel name; ``enter`` opens the target's detail.
+``≠`` drifted per the last ``sluice drift``, ``▼`` behind the module's newest published version,
+plain when it runs the newest. ``/`` filters by target or channel name; ``enter`` opens the
+target's detail. The rows are plain data (:mod:`sluice.tui.matrix_data`) made into text only
+when they scroll into view, so 1,000 targets open as fast as 10.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import events, on
@@ -19,20 +22,10 @@ from textual.widgets import Footer, Input, Label
 from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History
 from sluice.tui.estate_data import current_versions
+from sluice.tui.matrix_data import MARKS, STYLES, Cell, Drift, MatrixRows, Running, matrix_rows
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import Palette
 from sluice.tui.widgets.matrix_grid import MatrixGrid
-
-#: (module, target) → the target's status in the running rollout of that module.
-Running = dict[tuple[str, str], str]
-MARKS = {"rollout": "●", "behind": "▼", "newest": " "}
-STYLES = {"rollout": "gate-soaking", "behind": "gate-waiting", "newest": "wave-ok"}
-
-
-def cell_state(version: str, newest: str, in_rollout: bool) -> str:
-    if in_rollout:
-        return "rollout"
-    return "newest" if version == newest else "behind"
 
 
 class MatrixScreen(Screen[None]):
@@ -49,6 +42,13 @@ class MatrixScreen(Screen[None]):
         Binding("slash", "filter", "Filter", id="matrix.filter"),
         Binding("enter", "detail", "Detail", id="matrix.detail"),
     ]
+
+    #: The legend's states, in the order of their precedence in a cell.
+    LEGEND: ClassVar = (
+        ("rollout", "in the running rollout"),
+        ("drifted", "drifted"),
+        ("behind", "behind the newest"),
+    )
 
     def __init__(
         self,
@@ -69,6 +69,11 @@ class MatrixScreen(Screen[None]):
         self.filter_text = ""
         self.rows: list[str] = []  # target per table row ("" for a channel's heading row)
         self._shown = False
+        #: times :meth:`paint` ran (the console reuses one matrix screen: a bench tells a fresh
+        #: paint from the last one by it)
+        self.painted = 0
+        self._matrix = MatrixRows()
+        self._palette = Palette({})
 
     def compose(self) -> ComposeResult:
         yield Label("", id="matrix-title", markup=False)
@@ -101,58 +106,50 @@ class MatrixScreen(Screen[None]):
     def paint(self) -> None:
         grid = self.query_one(MatrixGrid)
         keep = self.rows[grid.cursor] if self.rows and grid.cursor < len(self.rows) else ""
-        self.rows = []
-        lines: list[Text] = []
         versions = current_versions(self.estate, self.history)
-        running = self.running()
-        palette = self.palette
-        needle = self.filter_text.lower()
-        tally = {"behind": 0, "rollout": 0, "shown": 0}
-        for channel in self.estate.channels:
-            names = [
-                n
-                for n in channel.targets
-                if not needle or needle in n.lower() or needle in channel.name.lower()
-            ]
-            if not names:
-                continue
-            lines.append(Text(f" {channel.name} · {len(names)} targets", style="bold"))
-            self.rows.append("")
-            for name in names:
-                line = Text(f"   {name:<{self.widths[0] - 2}}")
-                for module, width in zip(self.modules, self.widths[1:], strict=True):
-                    cell = self._cell(module, name, versions, running, palette, tally)
-                    cell.truncate(width, pad=True)
-                    line.append_text(cell)
-                lines.append(line)
-                self.rows.append(name)
-                tally["shown"] += 1
-        self._paint_texts(tally, len(versions))
+        self._palette = self.palette
+        self._matrix = matrix_rows(
+            self.estate, versions, self.running(), self._drift(), self.filter_text
+        )
+        self.rows = self._matrix.targets
+        self._paint_texts(self._matrix.tally, len(versions))
         if keep and keep in self.rows:
             cursor = self.rows.index(keep)
         else:
             cursor = 1 if len(self.rows) > 1 else 0
-        grid.set_lines(lines, cursor)
+        grid.set_rows(len(self.rows), self._row_text, sum(self.widths) + 1, cursor)
+        self.painted += 1
 
-    def _cell(
-        self,
-        module: str,
-        target: str,
-        versions: dict[str, dict[str, str]],
-        running: Running,
-        palette: Palette,
-        tally: dict[str, int],
-    ) -> Text:
-        version = versions[module].get(target)
-        if version is None:
+    def _drift(self) -> Drift:
+        """The last ``sluice drift`` result of each module, through the reader the tree uses."""
+        from sluice.engine.app.iac import last_drift  # a small file read; the tofu code on demand
+
+        return {
+            (module, target): words
+            for module in self.modules
+            for target, words in last_drift(self.estate, module).items()
+        }
+
+    def _row_text(self, row: int) -> Text:
+        """Row ``row`` as text (called only for the rows on screen)."""
+        matrix = self._matrix
+        if row in matrix.headings:
+            return Text(f" {matrix.headings[row]}", style="bold")
+        line = Text(f"   {matrix.targets[row]:<{self.widths[0] - 2}}")
+        for cell, width in zip(matrix.cells[row], self.widths[1:], strict=True):
+            text = self._cell_text(cell)
+            text.truncate(width, pad=True)
+            line.append_text(text)
+        return line
+
+    def _cell_text(self, cell: Cell) -> Text:
+        palette = self._palette
+        if cell.version is None:
             return Text("—  (not run here)", style=palette.style("log-muted"))
-        status = running.get((module, target))
-        state = cell_state(version, self.estate.modules[module].versions[-1], status is not None)
-        if state != "newest":
-            tally[state] += 1
-        text = Text(f"{MARKS[state]} {version}", style=palette.style(STYLES[state]))
-        if status is not None:
-            text.append(f"  {status.replace('_', ' ')}", style=palette.style("log-muted"))
+        text = Text(f"{MARKS[cell.state]} {cell.version}", style=palette.style(STYLES[cell.state]))
+        if cell.note:
+            style = STYLES["drifted"] if cell.state == "drifted" else "log-muted"
+            text.append(f"  {cell.note}", style=palette.style(style))
         return text
 
     def _paint_texts(self, tally: dict[str, int], modules: int) -> None:
@@ -162,18 +159,13 @@ class MatrixScreen(Screen[None]):
             f" estate matrix · {self.estate.name} · {shown} × {modules} modules"
             + (f" · filter “{self.filter_text}”" if self.filter_text else "")
         )
-        palette = self.palette
+        palette = self._palette
         legend = Text(" ")
-        legend.append(
-            f"{MARKS['rollout']} in the running rollout", palette.style(STYLES["rollout"])
-        )
-        legend.append(f" ({tally['rollout']} target·modules)   ")
-        legend.append(
-            f"{MARKS['behind']} behind the newest version", palette.style(STYLES["behind"])
-        )
-        legend.append(f" ({tally['behind']} target·modules)   ")
+        for state, words in self.LEGEND:
+            legend.append(f"{MARKS[state]} {words}", palette.style(STYLES[state]))
+            legend.append(f" {tally[state]}  ")
         legend.append("runs the newest", palette.style(STYLES["newest"]))
-        legend.append("   · / filter · enter detail · esc back", style="dim")
+        legend.append("  (counts of target·module cells) · / filter · enter detail", style="dim")
         self.query_one("#matrix-legend", Label).update(legend)
 
     # ------------------------------------------------------------------ keys
@@ -231,8 +223,3 @@ class MatrixScreen(Screen[None]):
         if self._shown:  # back from a target's detail (the first paint is on_mount's)
             self.paint()
         self._shown = True
-
-
-def running_cells(module: str, statuses: Sequence[tuple[str, str]]) -> Running:
-    """(target, status) pairs of a running rollout of ``module`` as matrix cells."""
-    return {(module, target): status for target, status in statuses}

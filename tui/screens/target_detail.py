@@ -3,7 +3,10 @@ measurements drawn large, its vars and dashboard link (``d`` copies, ``o`` opens
 
 Opened with ``enter`` on a target in the console, the replay and the estate matrix. Everything is
 read from history (:mod:`sluice.tui.estate_data`), so it says the same in all three; while a
-rollout runs it re-reads once a second.
+rollout runs it re-reads once a second. The reads run on a thread of their own
+(:class:`~sluice.tui.history_reader.HistoryReader`): the screen shows at once with what the
+estate file says and fills in when they return. The console keeps one detail screen and shows
+each target in it (:meth:`TargetDetailScreen.show`), so opening one builds no widgets.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -23,7 +27,8 @@ from textual.widgets import DataTable, Footer, Label, Log, Static
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History
-from sluice.tui.estate_data import LedgerRow, TargetDetail, target_detail
+from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder, target_detail
+from sluice.tui.history_reader import HistoryReader
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
 
 #: Openers tried for ``o``, first found wins (none: the link is copied and shown instead).
@@ -64,13 +69,29 @@ class TargetDetailScreen(Screen[None]):
         super().__init__(id="target-detail")
         self.estate = estate
         self.history = history
+        self.reader = HistoryReader(estate.history)
         self.target = target
         self.rollout_id = rollout_id
         self.live_lines = live_lines
         self.live = live
-        self.detail: TargetDetail = target_detail(estate, history, target, rollout_id)
+        #: what is shown; the estate file's part until history's is read (``loaded``)
+        self.detail: TargetDetail = placeholder(estate, target)
+        self.loaded = False
         self._output_shown: tuple[str, ...] = ()
         self._ledger_shown: list[LedgerRow] | None = None
+
+    def show(
+        self,
+        target: str,
+        *,
+        rollout_id: int | None = None,
+        live_lines: Callable[[], Sequence[str]] | None = None,
+        live: bool = False,
+    ) -> None:
+        """Show ``target`` next time this screen is pushed (the console reuses one screen)."""
+        self.target, self.rollout_id = target, rollout_id
+        self.live_lines, self.live = live_lines, live
+        self.detail, self.loaded = placeholder(self.estate, target), False
 
     def compose(self) -> ComposeResult:
         yield Label("", id="detail-title", markup=False)
@@ -80,11 +101,7 @@ class TargetDetailScreen(Screen[None]):
                 yield DataTable(id="detail-ledger", cursor_type="row", zebra_stripes=True)
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
-                # Composed with the screen (not mounted after it): one styling pass, not two.
-                with VerticalScroll(id="detail-charts"):
-                    for series in self.detail.series:
-                        yield Static(legend(series), classes="chart-legend")
-                        yield MeasureChart(series)
+                yield VerticalScroll(id="detail-charts")
                 yield Log(id="detail-output", highlight=False)
         yield Footer(compact=True)
 
@@ -94,25 +111,50 @@ class TargetDetailScreen(Screen[None]):
         self.query_one("#detail-vars").border_title = "vars · dashboard"
         self.query_one("#detail-charts").border_title = "measurements"
         table = self.query_one("#detail-ledger", DataTable)
-        for column in LEDGER_COLUMNS:
-            table.add_column(column, key=column)
-        await self.paint()
         table.focus()
-        if self.live:
-            self.set_interval(REFRESH_SECONDS, self.refresh_detail)
+        self.set_interval(REFRESH_SECONDS, self.refresh_detail)
+
+    async def on_screen_resume(self) -> None:
+        if not self.loaded:  # a new target (or the first): what the estate says, then history's
+            self._ledger_shown, self._output_shown = None, ()
+            await self.paint()
+            self.query_one("#detail-ledger", DataTable).focus()
+            self.load()
+
+    def on_unmount(self) -> None:
+        self.reader.close()
+
+    @work(group="detail-read", exclusive=True, exit_on_error=False)
+    async def load(self) -> None:
+        """Read the detail on the reader's thread, then paint it."""
+        target, rollout_id = self.target, self.rollout_id
+        try:
+            detail = await self.reader.read(
+                lambda h: target_detail(self.estate, h, target, rollout_id)
+            )
+        except Exception as exc:  # a busy or vanished history: say so, the next refresh retries
+            self.query_one("#detail-title", Label).update(
+                f" target {target} · cannot read its history: {exc}"
+            )
+            return
+        if target != self.target or rollout_id != self.rollout_id:
+            return  # another target was shown meanwhile
+        self.detail, self.loaded = detail, True
+        await self.paint()
 
     async def refresh_detail(self) -> None:
-        self.detail = target_detail(self.estate, self.history, self.target, self.rollout_id)
-        await self.paint()
+        if self.live and self.loaded and self.is_current:
+            self.load()
 
     async def paint(self) -> None:
         d = self.detail
         record = d.rollout
-        measured = (
-            f"measurements of rollout #{record.id} ({record.module} → {record.version})"
-            if record
-            else "no measurements recorded"
-        )
+        if not self.loaded:
+            measured = "reading its history…"
+        elif record:
+            measured = f"measurements of rollout #{record.id} ({record.module} → {record.version})"
+        else:
+            measured = "no measurements recorded"
         self.query_one("#detail-title", Label).update(
             f" target {d.name} · channel {d.channel} · executor {d.executor} · {measured}"
         )
@@ -124,15 +166,22 @@ class TargetDetailScreen(Screen[None]):
         self.query_one("#detail-runs", Static).update(runs)
         self._paint_ledger()
         self._paint_vars()
-        await self._paint_charts()
         self._paint_output()
+        # Last: mounting charts awaits, and a frame may be drawn meanwhile — with the rest done.
+        await self._paint_charts()
 
     def _paint_ledger(self) -> None:
         if self.detail.ledger == self._ledger_shown and self._ledger_shown is not None:
             return  # unchanged: keep the cursor and scroll where the reader left them
         self._ledger_shown = list(self.detail.ledger)
         table = self.query_one("#detail-ledger", DataTable)
-        table.clear()
+        # The columns too: their widths fit what they held (another target's, in a reused screen).
+        table.clear(columns=True)
+        for column in LEDGER_COLUMNS:
+            table.add_column(column, key=column)
+        if not self.loaded:
+            self._ledger_shown = None  # nothing of this target's shown yet
+            return
         for row in self.detail.ledger:
             table.add_row(
                 _when(row.since),
@@ -160,9 +209,14 @@ class TargetDetailScreen(Screen[None]):
 
     async def _paint_charts(self) -> None:
         box = self.query_one("#detail-charts", VerticalScroll)
+        # Until history is read the charts (another target's, in a reused screen) are hidden,
+        # not removed: the next target's usually has the same checks and reuses them.
+        box.styles.visibility = "visible" if self.loaded else "hidden"
+        if not self.loaded:
+            return
         charts = list(box.query(MeasureChart))
         series = self.detail.series
-        if len(charts) == len(series):
+        if charts and len(charts) == len(series):
             for chart, s, label in zip(charts, series, box.query(".chart-legend"), strict=False):
                 chart.series = s
                 label.update(legend(s))  # type: ignore[attr-defined]
@@ -178,27 +232,43 @@ class TargetDetailScreen(Screen[None]):
 
     def _paint_output(self) -> None:
         log = self.query_one("#detail-output", Log)
-        last = self.detail.last_apply
-        live = tuple(self.live_lines()) if self.live_lines is not None else ()
-        if last is None and not live:
-            log.border_title = "last apply: none recorded"
-            lines: tuple[str, ...] = ("no apply of this target is recorded",)
-        else:
-            if last is not None:
-                took = "" if last.duration is None else f" in {format_duration(last.duration)}"
-                log.border_title = (
-                    f"last apply: #{last.rollout_id} {last.action} {last.from_version} → "
-                    f"{last.version} · {last.outcome}{took}"
-                )
-            lines = live or (
-                *((f"$ {last.command}",) if last and last.command else ()),
-                *(last.lines if last else ()),
-                *((f"{last.outcome}: {last.reason}",) if last and last.reason else ()),
-            )
+        title, lines = self._output()
+        log.border_title = title
         if lines != self._output_shown:
             self._output_shown = lines
             log.clear()
             log.write_lines(lines)
+
+    def _output(self) -> tuple[str, tuple[str, ...]]:
+        """The output pane's title and lines: a finished apply's whole output from its spool;
+        while one runs, the console's live lines; else the head and tail history recorded."""
+        if not self.loaded:
+            return "last apply", ("reading history…",)
+        last = self.detail.last_apply
+        live = tuple(self.live_lines()) if self.live_lines is not None else ()
+        if last is None:
+            if live:
+                return "last apply: running", live
+            return "last apply: none recorded", ("no apply of this target is recorded",)
+        took = "" if last.duration is None else f" in {format_duration(last.duration)}"
+        title = (
+            f"last apply: #{last.rollout_id} {last.action} {last.from_version} → "
+            f"{last.version} · {last.outcome}{took}"
+        )
+        spooled = last.spooled
+        if spooled is not None:
+            older = (
+                (f"… {spooled.dropped} older lines in {spooled.path}",) if spooled.dropped else ()
+            )
+            return f"{title} · {len(spooled.lines)} lines, all of it", (*older, *spooled.lines)
+        if live:
+            return title, live
+        recorded = (
+            *((f"$ {last.command}",) if last.command else ()),
+            *last.lines,
+            *((f"{last.outcome}: {last.reason}",) if last.reason else ()),
+        )
+        return f"{title} · as recorded (head and tail)", recorded
 
     # ------------------------------------------------------------------ keys
 

@@ -1,15 +1,18 @@
-"""The estate matrix's rows, drawn with Textual's line API: only the rows on screen are rendered.
+"""The estate matrix's rows, drawn with Textual's line API: only the rows on screen are built.
 
 A :class:`~textual.widgets.DataTable` builds and measures every cell of every row up front,
-which takes seconds for 1,000 targets on a busy machine; here a row is turned into a strip only
-when it scrolls into view (and cached until the rows, the width or the cursor change).
+which takes seconds for 1,000 targets on a busy machine. Here the screen gives a row count and a
+function that makes one row's text: a row's text and strip are made only when it scrolls into
+view (and cached until the rows, the width or the cursor change).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
 from textual.events import Click
@@ -49,15 +52,27 @@ class MatrixGrid(ScrollView, can_focus=True):
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
-        self.lines: list[Text] = []
+        self.count = 0
+        self._row: Callable[[int], Text] = lambda row: Text()
         self._strips: dict[int, Strip] = {}
+        #: (the widget's style, the cursor's), looked up once per restyle: ``rich_style``
+        #: walks every ancestor's styles, which cost more than the row itself, per row.
+        self._styles: tuple[Style, Style] | None = None
+        self._width = 0  # the width the cached strips were made for
 
-    def set_lines(self, lines: list[Text], cursor: int = 0) -> None:
-        self.lines = lines
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = None
         self._strips.clear()
-        width = max((line.cell_len for line in lines[:200]), default=0)
-        self.virtual_size = Size(max(width, self.size.width), len(lines))
-        self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, len(lines) - 1)))
+
+    def set_rows(self, count: int, row: Callable[[int], Text], width: int, cursor: int = 0) -> None:
+        """``count`` rows, ``row(i)`` the text of row ``i`` (called only for rows on screen),
+        ``width`` the widest row's cells."""
+        self.count = count
+        self._row = row
+        self._strips.clear()
+        self.virtual_size = Size(max(width, self.size.width), count)
+        self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, count - 1)))
         self.call_after_refresh(self._show_cursor)  # once laid out: it knows its height then
         self.refresh()
 
@@ -68,38 +83,37 @@ class MatrixGrid(ScrollView, can_focus=True):
         self.refresh()
 
     def _show_cursor(self) -> None:
-        if self.lines:
+        if self.count:
             self.scroll_to_region(Region(0, self.cursor, 1, 1), animate=False, force=True)
 
     def action_move(self, step: int) -> None:
-        if self.lines:
-            self.cursor = max(0, min(len(self.lines) - 1, self.cursor + step))
+        if self.count:
+            self.cursor = max(0, min(self.count - 1, self.cursor + step))
 
     def on_click(self, event: Click) -> None:
         row = event.y + self.scroll_offset.y
-        if 0 <= row < len(self.lines):
+        if 0 <= row < self.count:
             self.cursor = row
             self.post_message(self.Chosen())
-
-    def on_resize(self) -> None:
-        self._strips.clear()
 
     def render_line(self, y: int) -> Strip:
         row = y + self.scroll_offset.y
         width = self.size.width
-        if row >= len(self.lines):
-            return Strip.blank(width, self.rich_style)
+        if self._styles is None:
+            self._styles = (self.rich_style, self.get_component_rich_style("matrix-grid--cursor"))
+        base, cursor_style = self._styles
+        if row >= self.count:
+            return Strip.blank(width, base)
+        full = max(self.virtual_size.width, width)
+        if full != self._width:  # resized: the strips were padded to another width
+            self._strips.clear()
+            self._width = full
         strip = self._strips.get(row)
         if strip is None:
             # The widget's style under every cell; the cursor's over them (its colours win, or
             # blue text on the blue cursor would vanish).
-            cursor = (
-                self.get_component_rich_style("matrix-grid--cursor") if row == self.cursor else None
-            )
-            segments = Segment.apply_style(
-                self.lines[row].render(self.app.console), self.rich_style, cursor
-            )
-            width = max(self.virtual_size.width, self.size.width)
-            strip = Strip(list(segments)).extend_cell_length(width, cursor or self.rich_style)
+            cursor = cursor_style if row == self.cursor else None
+            segments = Segment.apply_style(self._row(row).render(self.app.console), base, cursor)
+            strip = Strip(list(segments)).extend_cell_length(full, cursor or base)
             self._strips[row] = strip
         return strip.crop(self.scroll_offset.x, self.scroll_offset.x + width)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
-from textual.app import RenderResult
 from textual.reactive import reactive
+from textual.strip import Strip
 from textual.widget import Widget
 
 from sluice.tui.estate_data import CheckSeries
@@ -118,19 +120,44 @@ class MeasureChart(Widget):
     def __init__(self, series: CheckSeries | None = None, *, id: str | None = None):
         super().__init__(id=id)
         self.set_reactive(MeasureChart.series, series)
+        self._strips: list[Strip] | None = None
+        self._strips_size = (0, 0)
+        self._styles: dict[str, Style] | None = None
 
-    def render(self) -> RenderResult:
+    def watch_series(self) -> None:
+        self._strips = None
+        self.refresh()
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._styles = None
+        self._strips = None
+
+    def render_line(self, y: int) -> Strip:
+        # The line API: the chart's runs become segments directly (a Text per chart, through
+        # Textual's Content, cost more than everything else on the target detail).
+        width, height = self.size.width, max(1, self.size.height)
+        if self._strips is None or self._strips_size != (width, height):
+            self._strips, self._strips_size = self._make_strips(width, height), (width, height)
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(width, self.rich_style)
+
+    def _make_strips(self, width: int, height: int) -> list[Strip]:
+        base = self.rich_style
         series = self.series
         if series is None or not series.values:
-            return Text("no measurements recorded", style="dim")
-        styles = {
-            role: self.get_component_rich_style(f"measure-chart--{role}")
-            for role in ("axis", "pass", "fail", "inconclusive", "limit", "control")
-        }
-        text = Text(no_wrap=True, overflow="crop")
-        for i, runs in enumerate(chart_rows(series, self.size.width, max(1, self.size.height))):
-            if i:
-                text.append("\n")
-            for part, role in runs:
-                text.append(part, styles[role])
-        return text
+            text = Segment("no measurements recorded", base + Style(dim=True))
+            return [Strip([text]).adjust_cell_length(width, base)]
+        if self._styles is None:
+            self._styles = {
+                role: base + self.get_component_rich_style(f"measure-chart--{role}")
+                for role in ("axis", "pass", "fail", "inconclusive", "limit", "control")
+            }
+        styles = self._styles
+        return [
+            Strip([Segment(part, styles[role]) for part, role in runs]).adjust_cell_length(
+                width, base
+            )
+            for runs in chart_rows(series, width, height)
+        ]
