@@ -28,6 +28,7 @@ def plan_from_record(estate: Estate, data: dict[str, Any]) -> Plan:
 def resume_point(history: History, record_id: int, plan: Plan) -> ResumeState:
     """What rollout ``record_id`` (of ``plan``) recorded before it stopped."""
     prior: dict[str, tuple[str, str]] = {}
+    stopped: set[str] = set()
     for row in history.applies(record_id):
         if row["outcome"] == "started":
             prior[row["target"]] = (UNKNOWN, row["from_version"])
@@ -40,8 +41,13 @@ def resume_point(history: History, record_id: int, plan: Plan) -> ResumeState:
             prior[row["target"]] = (FAILED, row["from_version"])
         else:
             # Cut off mid-apply (the console quit, the task was cancelled): what it did is
-            # unknown, exactly like an apply a crash interrupted.
+            # unknown, exactly like an apply a crash interrupted — but sluice stopped it, so the
+            # status its wrapper wrote (a signal) is not an outcome to adopt: it is re-applied.
             prior[row["target"]] = (UNKNOWN, row["from_version"])
+        if row["outcome"] == "aborted":
+            stopped.add(row["target"])
+        else:
+            stopped.discard(row["target"])
     recorded_waves = history.waves(record_id)
     done = {w["number"] for w in recorded_waves if w["outcome"] in DONE_OUTCOMES}
     # A wave that started before the restart had its entry approval then.
@@ -53,7 +59,11 @@ def resume_point(history: History, record_id: int, plan: Plan) -> ResumeState:
         if row["phase"] == "baseline" and row["wave"] >= start_wave
     }
     return ResumeState(
-        start_wave=start_wave, prior=prior, baselines=baselines, entered=frozenset(entered)
+        start_wave=start_wave,
+        prior=prior,
+        baselines=baselines,
+        entered=frozenset(entered),
+        stopped=frozenset(stopped),
     )
 
 

@@ -84,6 +84,8 @@ class RolloutControls:
         self.recorded_baselines = restored.baselines
         #: waves whose entry approval was given (before a restart, or in this run)
         self.entered = restored.entered
+        #: Targets whose last apply sluice stopped itself: re-applied on resume, never adopted.
+        self.stopped_before = restored.stopped
         #: the plan review a ``review = "plans"`` wave waits for (rollout/review.py), if any
         self.review: Any = None
         self.resources = Resources()

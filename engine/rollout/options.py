@@ -57,9 +57,13 @@ class ResumeState:
         baselines: the baselines recorded before the restart; a resumed wave compares with
             these, never with targets it already upgraded.
         entered: waves that started before the restart (their entry approval was given then).
+        stopped: targets whose last apply sluice itself stopped and recorded ``aborted`` (the
+            console quit, an abort): re-applied, never adopted — its status is that of a
+            process sluice signalled, not an outcome.
     """
 
     start_wave: int = 1
     prior: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     baselines: Baselines = field(default_factory=dict)
     entered: frozenset[int] = frozenset()
+    stopped: frozenset[str] = frozenset()

@@ -164,7 +164,7 @@ class Rollout(Governed):
         """Adopt the wave's applies of unknown outcome a stopped sluice left running or finished
         (never run again: their real outcome is recorded); the rest stay unknown."""
         unknown = [self.targets[t.name] for t in wave.targets]
-        unknown = [t for t in unknown if t.status == UNKNOWN]
+        unknown = [t for t in unknown if t.status == UNKNOWN and t.name not in self.stopped_before]
         adopted: set[str] = set()
 
         async def adopt(target: TargetState) -> None:

@@ -393,7 +393,10 @@ async def test_applies_cut_off_by_a_cancel_are_redone_on_resume(tmp_path):
         )
         task = asyncio.ensure_future(session.drive(rollout))
         deadline = time.monotonic() + 30
-        while len(started) < 3:
+        log = tmp_path / "log"
+        # Launched, not only recorded: sluice then stops them itself (SIGTERM), and their
+        # wrappers write that signal as their status — which a resume must not adopt.
+        while len(started) < 3 or len(log.read_text().split() if log.exists() else []) < 3:
             assert time.monotonic() < deadline, "the applies never started"
             await asyncio.sleep(0.01)
         task.cancel()  # what quitting the console does
