@@ -27,6 +27,7 @@ class HistoryGuard:
         self._unfinished: list[str] = []
         recorder.on_failure = self._failed
         rollout.jobs.launch_guard = recorder.may_launch
+        rollout.jobs.recorded = recorder.recorded
         rollout.bus.listen(self._follow)
 
     def _failed(self, why: str) -> None:

@@ -2,7 +2,8 @@
 
 The :class:`JobRunner` is the rollout's hands. It builds each executor once, runs one target's
 apply or rollback through it with the events history depends on (``ApplyStarted`` is emitted —
-and recorded durably by the history listener — before the executor launches anything), masks
+and recorded durably by the history listener, awaited through :attr:`JobRunner.recorded` where the
+history commits a wave's starts together — before the executor launches anything), masks
 secrets in output and reasons, and closes everything it opened when the rollout ends.
 """
 
@@ -110,6 +111,10 @@ class JobRunner:
         #: Asked by the executor right before an apply starts (``Job.may_launch``): raises
         #: StopDriving when this process may no longer act (the session sets it).
         self.launch_guard: Callable[[], None] | None = None
+        #: Called after an apply's start (True) or finish (False) is emitted: what to await until
+        #: the history holds it durably (None: it already does). Raises StopDriving after a
+        #: start this process may no longer launch (the session sets it: ``Recorder.recorded``).
+        self.recorded: Callable[[bool], Awaitable[None] | None] | None = None
         #: The applies being stopped now (abort, timeout), for the console's countdown.
         self.stops = Stops()
 
@@ -167,6 +172,16 @@ class JobRunner:
                 unspooled = f"cannot create its spool in {self.spools.path}: {exc.strerror}"
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
+        waiting = self.recorded(True) if self.recorded is not None else None
+        if waiting is not None:
+            try:
+                await waiting  # the wave's starts commit together, at the loop's next turn
+            except asyncio.CancelledError:  # an abort before it launched: nothing ran
+                target.status, target.reason = ABORTED, "aborted"
+                self.bus.emit(
+                    ApplyFinished, **common, outcome="aborted", reason="aborted", duration=0.0
+                )
+                raise
         if self.refusal is not None:
             # Its start could not be recorded: an apply history does not know is never launched.
             target.status = status_before
@@ -233,6 +248,7 @@ class JobRunner:
                 ApplyFinished, **common, outcome="unknown", reason=target.reason,
                 duration=target.duration,
             )  # fmt: skip
+            await self._finish_recorded()
             return False
         target.reason = self.mask(result.reason)
         if adopted:
@@ -251,7 +267,14 @@ class JobRunner:
             reason=target.reason,
             duration=target.duration,
         )
+        await self._finish_recorded()
         return result.ok
+
+    async def _finish_recorded(self) -> None:
+        """An apply is over once its finish is durable (the wave's finishes commit together)."""
+        waiting = self.recorded(False) if self.recorded is not None else None
+        if waiting is not None:
+            await waiting
 
     async def adopt(self, wave: int, target: TargetState) -> bool:
         """Look for the apply of ``target`` whose outcome is unknown (a stopped sluice's) and, if

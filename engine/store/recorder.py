@@ -2,32 +2,38 @@
 
 The recorder is a synchronous bus listener. Most events are buffered and written in one
 transaction per batch (on a short timer, or when the buffer fills) — off the hot path. The events
-the engine relies on are committed at once, in the listener call — an apply's start (before its
+the engine relies on are durable before the engine acts on them — an apply's start (before its
 executor launches anything) and its finish (its ``applies`` row and, when it succeeded, its ledger
 entry), wave starts and ends, gate verdicts, operator actions, the end of the rollout: that is
-what makes resume after ``kill -9`` safe. On PostgreSQL each such commit is a *group commit*:
-everything buffered before the event goes in the same transaction (a commit is a round trip: one,
-not two), so the event's own row is durable — and seen by watchers — with it. On a file an apply's
-start and finish are small commits of their own (a commit writes every page it touches), their
-event rows following with the batch. A kill loses at most the last moment's batched events
-(output lines, samples), never an apply's state.
+what makes resume after ``kill -9`` safe.
+
+On a file (SQLite) each of them is committed at once, in the listener call; an apply's start and
+finish are small commits of their own (a commit writes every page it touches), their event rows
+following with the batch. On PostgreSQL a commit is a round trip, so commits are shared
+(:attr:`~sluice.engine.store.backend.Database.group_commit`): a durable event commits everything
+buffered before it, in one transaction, and an apply's start or finish — inside a running event
+loop — is not committed in the listener call but queued, and every start and finish queued in one
+turn of the loop (a wave's applies start together) is committed in **one** fenced transaction at
+the loop's next turn. The :class:`~sluice.engine.rollout.jobs.JobRunner` awaits
+:meth:`Recorder.recorded` after emitting them: an apply is launched only once its start is durable,
+and it is over only once its finish is. A kill loses at most the last moment's batched events
+(output lines, samples) and finishes not yet awaited — an apply left "started", which resume looks
+for — never a launched apply's start.
 
 A check sample — most of a rollout's events — is one ``samples`` row, its fields in columns (no
 JSON). Every other event is an ``event_log`` row that keeps ``seq``, ``ts`` and ``kind`` in columns
-and the other fields as compact JSON in ``data`` (readers merge the two:
-:meth:`sluice.engine.store.history.History.event_rows`). Serialising is most of the recorder's cost, so the
-field names of each event class are looked up once, not per event. No write reads a result back
-(an apply's finish finds its row by target), so on PostgreSQL a commit is one round trip.
+and the other fields as compact JSON in ``data`` (:mod:`.encoding`; readers merge the two:
+:meth:`sluice.engine.store.history.History.event_rows`). No write reads a result back (an apply's
+finish finds its row by target), so on PostgreSQL a commit is one round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
-import math
+import contextlib
+import time
 from collections import defaultdict, deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sluice.engine.rollout.events import (
@@ -44,7 +50,8 @@ from sluice.engine.rollout.events import (
     WaveStarted,
 )
 from sluice.engine.store.backend import ConnectionLost
-from sluice.engine.store.changes import changes
+from sluice.engine.store.changes import Change, changes
+from sluice.engine.store.encoding import PAYLOADS, encode, exact, payload_of
 from sluice.engine.store.history import History
 from sluice.engine.store.lease import LEASE_TIMEOUT, LeaseLost
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
@@ -63,37 +70,27 @@ DURABLE = (
 _DURABLE = frozenset(DURABLE)
 #: What resume relies on: not recorded at all by a process that lost the lease.
 _APPLY_TYPES = frozenset((ApplyStarted, ApplyAdopted, ApplyFinished))
+#: Committed together, one transaction per turn of the event loop (on a group-commit backend).
+_GROUPED = frozenset((ApplyStarted, ApplyFinished))
 BATCH_SIZE = 2000
 TAIL_LINES = 20
+#: A launch right after a fenced commit that began at most this long ago (by a clock that counts
+#: a stopped process and a suspended machine) is covered by that commit's lease check: a takeover
+#: needs the holder silent for the lease timeout (30 s), and the launch itself follows its check
+#: by as long anyway (a process spawned, an SSH channel opened).
+FENCE_FRESH = 0.1
 
 
-def _make_encoder() -> Callable[[Any], str]:
-    """A compact JSON encoder built once (``json.dumps`` builds one per call: half its cost).
-
-    CPython's C encoder is reused directly when present: the same output as
-    ``json.dumps(value, default=str, separators=(",", ":"))``.
-    """
-    try:
-        from json.encoder import (  # type: ignore[attr-defined]
-            c_make_encoder,
-            encode_basestring_ascii,
-        )
-    except ImportError:  # pragma: no cover - not CPython
-        c_make_encoder = None
-    if c_make_encoder is None:  # pragma: no cover
-        return json.JSONEncoder(default=str, separators=(",", ":")).encode
-    # (markers, default, encode_str, indent, key_sep, item_sep, sort_keys, skipkeys, allow_nan);
-    # no markers: events hold no cycles, and checking for them costs a dict per container.
-    encoder = c_make_encoder(None, str, encode_basestring_ascii, None, ":", ",", False, False, True)
-    join = "".join
-
-    def encode(value: Any) -> str:
-        return join(encoder(value, 0))
-
-    return encode
+def _stopped_clock() -> Callable[[], float] | None:
+    """Seconds by a clock that runs while this process is stopped and the machine sleeps (Linux:
+    ``CLOCK_BOOTTIME``); None where there is none (then every launch checks the lease itself)."""
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:  # pragma: no cover - not Linux
+        return None
+    return lambda: time.clock_gettime(boottime)
 
 
-_encode = _make_encoder()
+_since_boot = _stopped_clock()
 _EVENT_SQL = (
     "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT DO NOTHING"
@@ -102,45 +99,6 @@ _SAMPLE_SQL = (
     "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
     "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
-
-
-def _exact(value: object) -> bool:
-    """Whether a sample's ``value``/``baseline`` reads back from a REAL column unchanged.
-
-    NaN would read back as NULL, an int as a float, and -0.0 as 0.0: such a sample (no check
-    makes one today) is stored as JSON like any other event instead, with a samples row beside it.
-    """
-    if value is None:
-        return True
-    return (
-        type(value) is float
-        and math.isfinite(value)
-        and (value != 0.0 or math.copysign(1.0, value) > 0)
-    )
-
-
-#: Event class → a function giving the fields stored in ``data`` (all but seq, ts and kind).
-_PAYLOADS: dict[type[Event], Callable[[Event], dict[str, Any]]] = {}
-_COLUMNS = ("seq", "ts", "kind")
-
-
-def _payload_of(cls: type[Event]) -> Callable[[Event], dict[str, Any]]:
-    getter = _PAYLOADS.get(cls)
-    if getter is None:
-        if cls.to_dict is not Event.to_dict:  # a class with its own to_dict: use it
-
-            def getter(event: Event) -> dict[str, Any]:
-                data = event.to_dict()
-                return {k: v for k, v in data.items() if k not in _COLUMNS}
-
-        else:
-            names = tuple(f.name for f in dataclasses.fields(cls) if f.name not in _COLUMNS)
-
-            def getter(event: Event) -> dict[str, Any]:
-                return {name: getattr(event, name) for name in names}
-
-        _PAYLOADS[cls] = getter
-    return getter
 
 
 class Recorder:
@@ -172,6 +130,13 @@ class Recorder:
         self._samples: list[tuple[Any, ...]] = []
         self._tails: dict[str, deque[str]] = defaultdict(lambda: deque(maxlen=TAIL_LINES))
         self._timer: asyncio.TimerHandle | None = None
+        #: The queued applies' starts and finishes (group commit): their statements, in order,
+        #: the events, and the future their commit resolves (True: committed).
+        self._changes: list[Change] = []
+        self._grouped: list[Event] = []
+        self._group: asyncio.Future[bool] | None = None
+        #: When the last fenced commit began (:data:`FENCE_FRESH`), by ``_since_boot``.
+        self._confirmed: float | None = None
         #: Why this process may no longer write (it lost the lease), or None.
         self.lost: str | None = None
         #: Called once when a write finds the lease lost (the session stops the rollout).
@@ -186,8 +151,8 @@ class Recorder:
         if isinstance(event, SampleTaken):
             stored = (
                 cls is SampleTaken  # decoded back as exactly this class
-                and _exact(event.value)
-                and _exact(event.baseline)
+                and exact(event.value)
+                and exact(event.baseline)
                 and type(event.wave) is int
             )
             self._samples.append(
@@ -208,9 +173,9 @@ class Recorder:
             if stored:
                 self._later()
                 return
-        payload = _PAYLOADS.get(cls) or _payload_of(cls)
+        payload = PAYLOADS.get(cls) or payload_of(cls)
         self._events.append(
-            (self.rollout_id, event.seq, event.ts, event.kind, _encode(payload(event)))
+            (self.rollout_id, event.seq, event.ts, event.kind, encode(payload(event)))
         )
         if isinstance(event, ApplyOutput):
             self._tails[event.target].append(f"{event.stream}: {event.line}")
@@ -220,29 +185,92 @@ class Recorder:
         self._later()
 
     def _durable(self, event: Event) -> None:
-        """Commit ``event`` at once, with everything buffered before it (one group commit)."""
+        """Make ``event`` durable: queued for this turn's group commit, or committed at once
+        with everything buffered before it."""
         if self.lost is not None and type(event) in _APPLY_TYPES:
             # An apply this process may no longer drive (it lost the lease) is not recorded —
             # and so, raising LeaseLost out of the emit, never launched.
             if isinstance(event, ApplyStarted):
                 raise LeaseLost(self.lost)
             return
-        if self.history.db.group_commit or type(event) not in _APPLY_TYPES:
+        if self.history.db.group_commit:
+            if type(event) in _GROUPED and self._queue(event):
+                return
             committed = self.flush(event)
         else:  # a file: the apply's own rows alone (a small commit), its event row with the batch
-            if self._samples and isinstance(event, ApplyStarted):
-                self.flush()  # the wave's baselines: durable before its first apply starts
-            committed = self.flush(event, rows=False)
+            if type(event) not in _APPLY_TYPES:
+                committed = self.flush(event)
+            else:
+                if self._samples and isinstance(event, ApplyStarted):
+                    self.flush()  # the wave's baselines: durable before its first apply starts
+                committed = self.flush(event, rows=False)
         if not committed:
             if isinstance(event, ApplyStarted) and self.lost is not None:
                 raise LeaseLost(self.lost)
             return
+        self._committed(event)
+
+    def _committed(self, event: Event, *, tail: bool = True) -> None:
         if isinstance(event, ApplyStarted):
             self.unfinished[event.target] = None
         elif isinstance(event, ApplyFinished):
             self.unfinished.pop(event.target, None)
-        if isinstance(event, ApplyStarted | ApplyAdopted | ApplyFinished):
+        if tail and isinstance(event, ApplyStarted | ApplyAdopted | ApplyFinished):
             self._tails.pop(event.target, None)  # only once committed: a retry writes it again
+
+    def _queue(self, event: Event) -> bool:
+        """Queue an apply's start or finish for the group commit at the loop's next turn
+        (False: no loop runs; it is committed at once)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        target = getattr(event, "target", "")
+        # Its statements are built now, with the output tail as it is now: a retried commit
+        # writes the same, and output of the target's next apply is not mixed in.
+        self._changes.extend(
+            changes(event, self.rollout_id, self.module, self._tails.get(target, ()))
+        )
+        self._tails.pop(target, None)
+        self._grouped.append(event)
+        if self._group is None:
+            self._group = loop.create_future()
+            loop.call_soon(self._commit_group, self._group)
+        return True
+
+    def _commit_group(self, group: asyncio.Future[bool]) -> None:
+        if group is self._group:  # not committed meanwhile (a full batch, a durable event)
+            self.flush()
+
+    def recorded(self, start: bool) -> Awaitable[None] | None:
+        """What to await after emitting an apply's start (``start``) or finish: the group commit
+        that makes it durable (None: it already is, or could not be — see
+        :attr:`failure`). After a start, raises :class:`LeaseLost` if the process may no longer
+        launch it."""
+        if self._group is None:
+            if start and self.lost is not None:
+                return self._lost()
+            return None
+        return self._settled(self._group, start)
+
+    async def _lost(self) -> None:
+        raise LeaseLost(self.lost or "")
+
+    async def _settled(self, group: asyncio.Future[bool], start: bool) -> None:
+        await asyncio.shield(group)  # one waiter cancelled (an abort) cancels no other's wait
+        if start and self.lost is not None:
+            raise LeaseLost(self.lost)
+
+    def _settle(self, committed: bool) -> None:
+        """The queued starts and finishes were committed (or never will be)."""
+        group, grouped = self._group, self._grouped
+        self._group, self._grouped, self._changes = None, [], []
+        if committed:
+            for event in grouped:
+                self._committed(event, tail=False)  # its tail was taken when it was queued
+        if group is not None and not group.done():
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                group.set_result(committed)
 
     def _later(self) -> None:
         """A buffered row was added: write the batch when it is full, or on the timer."""
@@ -267,10 +295,11 @@ class Recorder:
             self._timer = None
         if self.on_failure is not None:
             self.on_failure(why)
+        self._settle(False)
 
     def flush(self, event: Event | None = None, *, rows: bool = True) -> bool:
-        """Write the buffered rows (not with ``rows=False``), and what ``event`` changes, in one
-        transaction; whether it was committed."""
+        """Write the buffered rows (not with ``rows=False``), the queued starts and finishes, and
+        what ``event`` changes, in one transaction; whether it was committed."""
         if self._timer is not None and rows:
             self._timer.cancel()
             self._timer = None
@@ -279,6 +308,7 @@ class Recorder:
         if self.lost is not None:  # nothing more is written by a process that lost the lease
             self._events.clear()
             self._samples.clear()
+            self._settle(False)
             return False
         gone = self._identity.gone()
         if gone is not None:
@@ -286,12 +316,15 @@ class Recorder:
             return False
         db = self.history.db
         events, samples = (self._events, self._samples) if rows else ([], [])
+        queued = self._changes
 
         def batch() -> None:
             if events:
                 db.executemany(_EVENT_SQL, events)
             if samples:
                 db.executemany(_SAMPLE_SQL, samples)
+            for sql, params in queued:
+                db.execute(sql, params)
             if event is not None:
                 self._apply(event)
 
@@ -305,6 +338,7 @@ class Recorder:
             return False
         if rows:  # only once committed: a retried batch keeps them
             self._events, self._samples = [], []
+        self._settle(True)
         return True
 
     def _write(self, body: Callable[[], None]) -> None:
@@ -313,9 +347,12 @@ class Recorder:
         nothing else happens, so no apply starts unrecorded. A history unreachable for the lease
         timeout cannot vouch for the lease any more: :class:`LeaseLost`."""
         while True:
+            began = _since_boot() if _since_boot is not None else None
             try:
                 with self.history.writing():
                     body()
+                if self.history.fence is not None:
+                    self._confirmed = began
                 return
             except ConnectionLost as exc:
                 if self.on_connection is not None:
@@ -333,8 +370,15 @@ class Recorder:
         wait since): raise :class:`LeaseLost` unless this process still holds the lease. The
         start's own commit was fenced, but a process stopped after it (SIGSTOP, a suspended
         laptop) — during an orphan scan, a plan, a connection — may have been taken over
-        meanwhile, and the new driver re-runs that apply: it must not be launched twice."""
+        meanwhile, and the new driver re-runs that apply: it must not be launched twice.
+
+        With group commit (PostgreSQL), a fenced commit that began at most :data:`FENCE_FRESH`
+        ago — by a clock that runs while the process is stopped or the machine sleeps — is that
+        check: the wave's applies launched right after their shared start commit are covered by
+        its fence, not one round trip each."""
         if self.lost is None and self.failure is None and self.history.fence is not None:
+            if self._fresh():
+                return
             try:
                 self._write(lambda: None)  # a fenced, empty transaction
             except LeaseLost as exc:
@@ -344,11 +388,19 @@ class Recorder:
         if self.lost is not None:
             raise LeaseLost(self.lost)
 
+    def _fresh(self) -> bool:
+        """Whether the lease was confirmed by a fenced commit that began under
+        :data:`FENCE_FRESH` ago (only with group commit; a file checks at every launch)."""
+        if not self.history.db.group_commit or _since_boot is None or self._confirmed is None:
+            return False
+        return _since_boot() - self._confirmed < FENCE_FRESH
+
     def _lose(self, exc: LeaseLost) -> None:
         """The lease is gone: drop what is buffered, write nothing more, tell the session."""
         self.lost = str(exc)
         self._events.clear()
         self._samples.clear()
+        self._settle(False)
         if self.on_lost is not None:
             self.on_lost(exc)
 

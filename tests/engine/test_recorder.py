@@ -251,8 +251,9 @@ async def test_output_is_batched_and_reaches_the_file_without_a_durable_event(tm
 
 @pytest.mark.timeout(30)
 async def test_an_apply_start_and_finish_commit_what_was_buffered_with_them(tmp_path):
-    """Group commit: an apply's start (and its finish) is one transaction with every row buffered
-    before it — its own event row included — so a reader sees them together, at once."""
+    """Group commit: the starts (and the finishes) of one turn of the event loop are one
+    transaction with every row buffered before them — their own event rows included — at the
+    loop's next turn; :meth:`Recorder.recorded` is what an apply awaits before it launches."""
     history = History.open(tmp_path / "h.db")
     rollout_id = history.create_rollout(
         estate="e", module="m", version="2", from_versions="1", actor="a", host="h",
@@ -263,24 +264,51 @@ async def test_an_apply_start_and_finish_commit_what_was_buffered_with_them(tmp_
     bus = EventBus()
     bus.listen(recorder)
     reader = sqlite3.connect(tmp_path / "h.db")
+    commits = 0
+    transaction = history.db.transaction
+
+    def counted():  # type: ignore[no-untyped-def]
+        nonlocal commits
+        commits += 1
+        return transaction()
+
+    history.db.transaction = counted  # type: ignore[method-assign]
 
     def kinds() -> list[str]:
         return [r[0] for r in reader.execute("SELECT kind FROM events ORDER BY seq")]
 
     def applies() -> list[tuple]:
-        return reader.execute("SELECT target, outcome, output_tail FROM applies").fetchall()
+        return reader.execute(
+            "SELECT target, outcome, output_tail FROM applies ORDER BY id"
+        ).fetchall()
 
-    common = {"wave": 1, "target": "t", "version": "2", "from_version": "1", "action": "apply"}
+    def common(target: str) -> dict:
+        return {"wave": 1, "target": target, "version": "2", "from_version": "1", "action": "apply"}
+
     try:
         bus.emit(ApplyOutput, target="u", stream="stdout", line="another target's line")
-        bus.emit(ApplyStarted, **common, command="deploy")
-        assert kinds() == ["apply_output", "apply_started"]  # not left for the batch timer
-        assert applies() == [("t", "started", None)]
+        bus.emit(ApplyStarted, **common("t"), command="deploy")
+        bus.emit(ApplyStarted, **common("u"), command="deploy")
+        waiting = recorder.recorded(True)
+        assert waiting is not None and commits == 0  # queued, not yet durable
+        assert kinds() == [] and recorder.unfinished == {}
+        await waiting
+        assert commits == 1  # both starts, and the line before them, in one transaction
+        assert kinds() == ["apply_output", "apply_started", "apply_started"]
+        assert applies() == [("t", "started", None), ("u", "started", None)]
+        assert recorder.unfinished == {"t": None, "u": None}
+        assert recorder.recorded(True) is None  # nothing queued: durable already
         bus.emit(ApplyOutput, target="t", stream="stdout", line="done")
-        bus.emit(ApplyFinished, **common, outcome="ok", reason="", duration=0.5)
-        assert kinds() == ["apply_output", "apply_started", "apply_output", "apply_finished"]
-        # The finish found its row by target (no id read back), with the output's tail.
-        assert applies() == [("t", "ok", "stdout: done")]
+        bus.emit(ApplyFinished, **common("t"), outcome="ok", reason="", duration=0.5)
+        bus.emit(ApplyOutput, target="u", stream="stdout", line="broke")
+        bus.emit(ApplyFinished, **common("u"), outcome="failed", reason="x", duration=0.5)
+        waiting = recorder.recorded(False)
+        assert waiting is not None
+        await waiting
+        assert commits == 2
+        assert kinds()[3:] == ["apply_output", "apply_finished"] * 2
+        # Each finish found its row by target (no id read back), with its own output's tail.
+        assert applies() == [("t", "ok", "stdout: done"), ("u", "failed", "stdout: broke")]
         assert reader.execute("SELECT target, version FROM ledger").fetchall() == [("t", "2")]
         assert recorder.unfinished == {}
     finally:
