@@ -3,17 +3,24 @@
 Run: ``.venv/bin/python bench/bench_history.py --backend postgresql [--url URL] [--events N]
 [--repeat R]`` (without ``--url`` a throwaway server is started on 127.0.0.1, as the tests do).
 
-The stream is bench_history's realistic one (the first events of a simulated rollout: samples,
-output lines, and each apply's start and finish, which the recorder commits at once — the
-durability contract). The recorder runs in a driving :class:`Session` (the lease held, so every
-transaction is fenced and NOTIFYs watchers), each repetition into a fresh database. Floors, with
-the rows prebuilt (insert only), the same rows:
+**The realistic stream** is bench_history's simulated rollout, driven for real once (untimed)
+through a :class:`Session` on a PostgreSQL history — its recorder, group commits and launch
+checks as in any run — and captured as a *schedule*: its first N events in the order they were
+emitted, each launch check (``Recorder.may_launch``) where an executor made it, and each point
+where the event loop went round between them (where the recorder's group commit of the applies'
+starts and finishes runs). Each repetition replays that schedule into a fresh database through a
+fresh :class:`Recorder` of a driving session (the lease held: every transaction fenced, NOTIFYing
+watchers), inside a running loop: the events fed as the bus feeds them, the launch checks made,
+the loop let go round at each of those points (``asyncio.sleep(0)``). Every transaction the
+recorder makes is counted as it begins (with how many events were fed by then).
 
-- **same commits**: raw psycopg, pipelined (one round trip per transaction), the commit points the
-  recorder has — each apply's start and finish, and each milestone (wave start/end, gate, operator
-  action, rollout end), committed at once with every row buffered before it (a group commit); the
-  other rows in batches of the recorder's size in between — the same statements, without the lease
-  check and the NOTIFY. The rows both wrote are checked equal afterwards;
+Floors, with the rows prebuilt (insert only), the same rows:
+
+- **same commits**: raw psycopg, pipelined (one round trip per transaction), committing exactly
+  where the recorder committed *in that repetition* (measured, not assumed — an empty
+  transaction where the recorder's was a launch check): each transaction the rows of the events
+  fed since the previous one — the same statements, without the lease check and the NOTIFY. The
+  rows both wrote are checked equal afterwards;
 - **one COPY**: every row in one transaction with ``COPY`` (no durability between events: what a
   bulk load costs).
 
@@ -24,7 +31,9 @@ when a goal is missed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -32,34 +41,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_history import (  # noqa: E402
-    Timer,
-    estate_file,
-    median,
-    rows_of,
-    show,
-    stream_of,
-)
+from bench_history import Timer, estate_file, median, rows_of, show  # noqa: E402
 
 from sluice.engine.app.session import Session  # noqa: E402
 from sluice.engine.model.estate import load_estate  # noqa: E402
 from sluice.engine.model.plan import make_plan  # noqa: E402
-from sluice.engine.rollout.events import (  # noqa: E402
-    ApplyFinished,
-    ApplyStarted,
-    Event,
-    GateEvaluated,
-    OperatorAction,
-    RolloutFinished,
-    WaveFinished,
-    WaveStarted,
-)
-from sluice.engine.store.recorder import BATCH_SIZE, Recorder  # noqa: E402
+from sluice.engine.rollout.events import ApplyFinished, ApplyStarted, Event  # noqa: E402
+from sluice.engine.store.recorder import Recorder  # noqa: E402
 from sluice.engine.store.schema import SCHEMA_VERSION  # noqa: E402
+from sluice.engine.support.clock import Clock  # noqa: E402
 
 GOAL_EVENTS_PER_SECOND = 20_000
 GOAL_RATIO = 2.0
-_FLUSHES = (OperatorAction, GateEvaluated, WaveStarted, WaveFinished, RolloutFinished)
 
 
 def _database(server_url: str, name: str) -> str:
@@ -71,49 +64,114 @@ def _database(server_url: str, name: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
-def record(events: list[Event], estate_path: Path, url: str) -> tuple[float, float]:
-    text = estate_path.read_text()
-    estate_path.with_name("pg.toml").write_text(
-        text.replace('history = "history.db"', f'history = "{url}"')
-    )
-    estate = load_estate(estate_path.with_name("pg.toml"))
+#: A schedule: ("event", e) fed to the recorder, ("launch", None) a launch check, ("turn", None)
+#: the event loop going round.
+Schedule = list[tuple[str, Any]]
+
+
+def _pg_estate(estate_path: Path, url: str, name: str) -> Path:
+    path = estate_path.with_name(name)
+    path.write_text(estate_path.read_text().replace('history = "history.db"', f'history = "{url}"'))
+    return path
+
+
+async def schedule_of(estate_path: Path, url: str, count: int) -> Schedule:
+    """Drive the simulated rollout for real (Session, PostgreSQL history, group commits); its
+    first ``count`` events, launch checks and loop turns, in order."""
+    estate = load_estate(_pg_estate(estate_path, url, "schedule.toml"))
     session = Session.open(estate)
+    schedule: Schedule = []
+    loop = asyncio.get_running_loop()
+    pending = False
+
+    def turned() -> None:
+        nonlocal pending
+        pending = False
+        schedule.append(("turn", None))
+
+    def seen(event: Event) -> None:
+        nonlocal pending
+        schedule.append(("event", event))
+        if not pending:
+            pending = True
+            loop.call_soon(turned)
+
+    try:
+        rollout = session.new_rollout(
+            make_plan(estate, "op", "2.0"), clock=Clock(0), interactive=False
+        )
+        recorder = session.recorders[-1]
+        check = recorder.may_launch
+
+        def may_launch() -> None:
+            schedule.append(("launch", None))
+            check()
+
+        recorder.may_launch = may_launch  # type: ignore[method-assign]
+        rollout.bus.listen(seen)
+        outcome = await session.drive(rollout)
+    finally:
+        session.close()
+    events = [i for i, (op, _) in enumerate(schedule) if op == "event"]
+    if outcome.outcome != "done" or len(events) < count:
+        raise SystemExit(f"the schedule's rollout gave {len(events)} events, {outcome}")
+    return schedule[: events[count - 1] + 1]
+
+
+async def record(schedule: Schedule, estate_path: Path, url: str) -> tuple[float, float, list[int]]:
+    """Replay ``schedule`` into a fresh recorder of a driving session; the times and, for each
+    transaction the recorder made, how many events had been fed when it began."""
+    estate = load_estate(_pg_estate(estate_path, url, "pg.toml"))
+    session = Session.open(estate)
+    fed = 0
+    commits: list[int] = []
     try:
         rollout = session.new_rollout(make_plan(estate, "op", "2.0"), interactive=False)
         recorder = Recorder(session.history, rollout.rollout_id, "op")
+        db = session.history.db
+        transaction = db.transaction
+
+        def counted() -> Any:
+            commits.append(fed)
+            return transaction()
+
+        db.transaction = counted  # type: ignore[method-assign]
         with Timer() as timer:
-            for event in events:
-                recorder(event)
+            for op, event in schedule:
+                if op == "event":
+                    recorder(event)
+                    fed += 1
+                elif op == "launch":
+                    recorder.may_launch()
+                else:
+                    await asyncio.sleep(0)
             recorder.flush()
+        db.transaction = transaction  # type: ignore[method-assign]
     finally:
         session.close()
-    return timer.both
+    return (*timer.both, commits)
 
 
-def _ops(events: list[Event], rollout_id: int) -> list[tuple[str, Any]]:
-    """The floor's writes in the order the recorder makes them, rows prebuilt."""
+def _ops(events: list[Event], rollout_id: int) -> list[list[tuple[str, Any]]]:
+    """Each event's writes (rows prebuilt), in the order the recorder makes them."""
     rows = rows_of(events, rollout_id)
     events_rows, samples = iter(rows["event_log"]), iter(rows["samples"])
     applies = {row[2]: row for row in rows["applies"]}
     ledger = iter(rows["ledger"])
-    ops: list[tuple[str, Any]] = []
+    ops: list[list[tuple[str, Any]]] = []
     for e in events:
         if e.kind == "sample":
-            ops.append(("sample", next(samples)))
+            ops.append([("sample", next(samples))])
             continue
-        ops.append(("event", next(events_rows)))
+        writes: list[tuple[str, Any]] = [("event", next(events_rows))]
         if isinstance(e, ApplyStarted):
-            ops.append(("start", applies[e.target][:8]))
+            writes.append(("start", applies[e.target][:8]))
         elif isinstance(e, ApplyFinished):
             done = (e.ts, e.outcome, e.reason, e.duration, _tail(applies[e.target]))
-            ops.append(
-                (
-                    "finish",
-                    (done + (rollout_id, e.target), next(ledger) if e.outcome == "ok" else None),
-                )
-            )
-        elif isinstance(e, _FLUSHES):
-            ops.append(("flush", None))
+            writes.append(("finish", done + (rollout_id, e.target)))
+            if e.outcome == "ok":
+                writes.append(("ledger", next(ledger)))
+        ops.append(writes)
     return ops
 
 
@@ -121,67 +179,59 @@ def _tail(row: Any) -> str:
     return row[12] or ""
 
 
+_SQL = {
+    "start": "INSERT INTO applies (rollout_id, wave, target, action, version, from_version, "
+    "command, started) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+    "finish": "UPDATE applies SET finished = %s, outcome = %s, reason = %s, duration = %s, "
+    "output_tail = %s WHERE id = (SELECT max(id) FROM applies WHERE rollout_id = %s "
+    "AND target = %s AND outcome = 'started')",
+    "ledger": "INSERT INTO ledger (target, module, version, since, rollout_id, action) "
+    "VALUES (%s, %s, %s, %s, %s, %s)",
+}
 _EV_SQL = "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (%s, %s, %s, %s, %s)"
 _SA_SQL = (
     "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
     "baseline, outcome, reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
-_AP_SQL = (
-    "INSERT INTO applies (rollout_id, wave, target, action, version, from_version, command, "
-    "started) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-)
-_UP_SQL = (
-    "UPDATE applies SET finished = %s, outcome = %s, reason = %s, duration = %s, "
-    "output_tail = %s WHERE id = (SELECT max(id) FROM applies WHERE rollout_id = %s "
-    "AND target = %s AND outcome = 'started')"
-)
-_LE_SQL = (
-    "INSERT INTO ledger (target, module, version, since, rollout_id, action) "
-    "VALUES (%s, %s, %s, %s, %s, %s)"
-)
 
 
-def same_commits(events: list[Event], url: str) -> tuple[float, float]:
+def same_commits(events: list[Event], url: str, commits: list[int]) -> tuple[float, float]:
+    """The rows written raw, one pipelined transaction where the recorder began each of its
+    ``commits`` (events fed by then) and one at the end: each with the rows fed since the last."""
     import psycopg
 
-    conn = psycopg.connect(url, autocommit=True)
     from sluice.engine.store.postgres import PostgresDatabase
 
+    conn = psycopg.connect(url, autocommit=True)
     PostgresDatabase(conn, url).migrate(SCHEMA_VERSION)
     ops = _ops(events, 1)
     with Timer() as timer:
-        buffered: list[Any] = []
-        sampled: list[Any] = []
-
-        def commit(op: str = "", row: Any = None) -> None:
-            """One transaction, one round trip: the buffered rows, then the op's own."""
+        done = 0
+        for point in commits:
+            rows: list[Any] = []
+            samples: list[Any] = []
+            others: list[tuple[str, Any]] = []
+            for writes in ops[done:point]:
+                for op, row in writes:
+                    if op == "event":
+                        rows.append(row)
+                    elif op == "sample":
+                        samples.append(row)
+                    else:
+                        others.append((op, row))
+            done = point
             with conn.pipeline(), conn.cursor() as cur:
                 cur.execute("BEGIN")
-                if buffered:
-                    cur.executemany(_EV_SQL, buffered)
-                if sampled:
-                    cur.executemany(_SA_SQL, sampled)
-                if op == "start":
-                    cur.execute(_AP_SQL, row)
-                elif op == "finish":
-                    cur.execute(_UP_SQL, row[0])
-                    if row[1] is not None:
-                        cur.execute(_LE_SQL, row[1])
+                if rows:
+                    cur.executemany(_EV_SQL, rows)
+                if samples:
+                    cur.executemany(_SA_SQL, samples)
+                for op, row in others:
+                    cur.execute(_SQL[op], row)
                 cur.execute("COMMIT")
-            buffered.clear()
-            sampled.clear()
-
-        for op, row in ops:
-            if op == "event":
-                buffered.append(row)
-            elif op == "sample":
-                sampled.append(row)
-            else:
-                commit(op, row)
-            if len(buffered) + len(sampled) >= BATCH_SIZE:
-                commit()
-        commit()
     conn.close()
+    if done != len(events):
+        raise SystemExit("the recorder's last commit was not after the last event")
     return timer.both
 
 
@@ -242,23 +292,34 @@ async def main_async(args: argparse.Namespace) -> int:
         load_average, cores = os.getloadavg()[0], os.cpu_count() or 1
         print(f"machine: {cores} cores, load average {load_average:.1f}; server {url}")
         estate_path = estate_file(work, max(4, args.events // 18))
-        events = await stream_of(load_estate(estate_path), args.events)
+        schedule = await schedule_of(
+            estate_path, _database(url, f"b_sched_{os.getpid()}"), args.events
+        )
+        events = [e for op, e in schedule if op == "event"]
         n = len(events)
         applies = sum(isinstance(e, (ApplyStarted, ApplyFinished)) for e in events)
-        commits = sum(isinstance(e, (ApplyStarted, ApplyFinished, *_FLUSHES)) for e in events)
+        launches = sum(op == "launch" for op, _ in schedule)
+        turns = sum(op == "turn" for op, _ in schedule)
         print(
-            f"{n:,} events ({applies:,} apply starts/finishes; {commits:,} events committed at "
-            "once, each with what was buffered before it)"
+            f"{n:,} events ({applies:,} apply starts/finishes), {launches:,} launch checks, "
+            f"{turns:,} turns of the event loop between them"
         )
         timings: dict[str, list[tuple[float, float]]] = {"rec": [], "same": [], "copy": []}
+        made: list[int] = []
         for i in range(args.repeat):
             stamp = f"{os.getpid()}_{i}_{time.time_ns() % 10**6}"
             rec_url, same_url = _database(url, f"b_rec_{stamp}"), _database(url, f"b_same_{stamp}")
-            timings["rec"].append(record(events, estate_path, rec_url))
-            timings["same"].append(same_commits(events, same_url))
+            wall, cpu, commits = await record(schedule, estate_path, rec_url)
+            timings["rec"].append((wall, cpu))
+            made.append(len(commits))
+            timings["same"].append(same_commits(events, same_url, commits))
             timings["copy"].append(one_copy(events, _database(url, f"b_copy_{stamp}")))
             if i == 0 and stored(rec_url) != stored(same_url):
                 raise SystemExit("the same-commits floor did not write the recorder's rows")
+        print(
+            f"the recorder's transactions (measured, each repetition; the floor makes the same): "
+            f"{', '.join(f'{c:,}' for c in made)} — {n / statistics.median(made):,.0f} events each"
+        )
         rec, same, copy = (median(timings[k]) for k in ("rec", "same", "copy"))
         print(
             f"   recorder (fenced, NOTIFY)   {show(timings['rec'])}  {n / rec[0]:>9,.0f} events/s"
