@@ -16,11 +16,12 @@ recorder makes is counted as it begins (with how many events were fed by then).
 
 Floors, with the rows prebuilt (insert only), the same rows:
 
-- **same commits**: raw psycopg, pipelined (one round trip per transaction), committing exactly
-  where the recorder committed *in that repetition* (measured, not assumed — an empty
-  transaction where the recorder's was a launch check): each transaction the rows of the events
-  fed since the previous one — the same statements, without the lease check and the NOTIFY. The
-  rows both wrote are checked equal afterwards;
+- **same commits**: raw psycopg, committing exactly where the recorder committed *in that
+  repetition* (measured, not assumed — an empty transaction where the recorder's was a launch
+  check): each transaction the rows of the events fed since the previous one, written as the
+  recorder writes them — pipelined, the event and sample rows by ``COPY`` from
+  :data:`~sluice.engine.store.postgres.COPY_ROWS` rows on, each apply's statement after them —
+  without the lease check and the NOTIFY. The rows both wrote are checked equal afterwards;
 - **one COPY**: every row in one transaction with ``COPY`` (no durability between events: what a
   bulk load costs).
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
@@ -47,6 +49,7 @@ from sluice.engine.app.session import Session  # noqa: E402
 from sluice.engine.model.estate import load_estate  # noqa: E402
 from sluice.engine.model.plan import make_plan  # noqa: E402
 from sluice.engine.rollout.events import ApplyFinished, ApplyStarted, Event  # noqa: E402
+from sluice.engine.store.postgres import COPY_ROWS  # noqa: E402
 from sluice.engine.store.recorder import Recorder  # noqa: E402
 from sluice.engine.store.schema import SCHEMA_VERSION  # noqa: E402
 from sluice.engine.support.clock import Clock  # noqa: E402
@@ -195,6 +198,41 @@ _SA_SQL = (
 )
 
 
+_COLUMNS = {
+    "event_log": "rollout_id, seq, ts, kind, data",
+    "samples": "rollout_id, seq, wave, check_name, target, phase, ts, value, baseline, "
+    "outcome, reason",
+    "applies": "rollout_id, wave, target, action, version, from_version, command, started, "
+    "finished, outcome, reason, duration, output_tail",
+    "ledger": "target, module, version, since, rollout_id, action",
+}
+
+
+def _transaction(conn: Any, rows: list[Any], samples: list[Any], others: list[Any]) -> None:
+    """One transaction written as the recorder's is: pipelined, the event and sample rows by
+    ``COPY`` from COPY_ROWS rows on (the pipeline synced before it, and pipelined again after),
+    else ``executemany``; each apply's statement after them."""
+    cur = conn.cursor()
+    pipeline = contextlib.ExitStack()
+    pipeline.enter_context(conn.pipeline())
+    cur.execute("BEGIN")
+    for table, sql, batch in (("event_log", _EV_SQL, rows), ("samples", _SA_SQL, samples)):
+        if len(batch) >= COPY_ROWS:
+            pipeline.close()
+            with cur.copy(f"COPY {table} ({_COLUMNS[table]}) FROM STDIN") as copy:
+                for row in batch:
+                    copy.write_row(row)
+            pipeline = contextlib.ExitStack()
+            pipeline.enter_context(conn.pipeline())
+        elif batch:
+            cur.executemany(sql, batch)
+    for op, row in others:
+        cur.execute(_SQL[op], row)
+    cur.execute("COMMIT")
+    pipeline.close()
+    cur.close()
+
+
 def same_commits(events: list[Event], url: str, commits: list[int]) -> tuple[float, float]:
     """The rows written raw, one pipelined transaction where the recorder began each of its
     ``commits`` (events fed by then) and one at the end: each with the rows fed since the last."""
@@ -220,15 +258,7 @@ def same_commits(events: list[Event], url: str, commits: list[int]) -> tuple[flo
                     else:
                         others.append((op, row))
             done = point
-            with conn.pipeline(), conn.cursor() as cur:
-                cur.execute("BEGIN")
-                if rows:
-                    cur.executemany(_EV_SQL, rows)
-                if samples:
-                    cur.executemany(_SA_SQL, samples)
-                for op, row in others:
-                    cur.execute(_SQL[op], row)
-                cur.execute("COMMIT")
+            _transaction(conn, rows, samples, others)
     conn.close()
     if done != len(events):
         raise SystemExit("the recorder's last commit was not after the last event")
@@ -260,14 +290,7 @@ def one_copy(events: list[Event], url: str) -> tuple[float, float]:
     conn = psycopg.connect(url, autocommit=True)
     PostgresDatabase(conn, url).migrate(SCHEMA_VERSION)
     rows = rows_of(events, 1)
-    columns = {
-        "event_log": "rollout_id, seq, ts, kind, data",
-        "samples": "rollout_id, seq, wave, check_name, target, phase, ts, value, baseline, "
-        "outcome, reason",
-        "applies": "rollout_id, wave, target, action, version, from_version, command, started, "
-        "finished, outcome, reason, duration, output_tail",
-        "ledger": "target, module, version, since, rollout_id, action",
-    }
+    columns = _COLUMNS
     with Timer() as timer, conn.transaction(), conn.cursor() as cur:
         for table, names in columns.items():
             with cur.copy(f"COPY {table} ({names}) FROM STDIN") as copy:

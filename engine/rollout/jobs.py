@@ -172,16 +172,7 @@ class JobRunner:
                 unspooled = f"cannot create its spool in {self.spools.path}: {exc.strerror}"
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
-        waiting = self.recorded(True) if self.recorded is not None else None
-        if waiting is not None:
-            try:
-                await waiting  # the wave's starts commit together, at the loop's next turn
-            except asyncio.CancelledError:  # an abort before it launched: nothing ran
-                target.status, target.reason = ABORTED, "aborted"
-                self.bus.emit(
-                    ApplyFinished, **common, outcome="aborted", reason="aborted", duration=0.0
-                )
-                raise
+        await self._start_recorded(target, common)
         if self.refusal is not None:
             # Its start could not be recorded: an apply history does not know is never launched.
             target.status = status_before
@@ -269,6 +260,21 @@ class JobRunner:
         )
         await self._finish_recorded()
         return result.ok
+
+    async def _start_recorded(self, target: TargetState, common: dict[str, Any]) -> None:
+        """Wait until the apply's start is durable (the wave's starts commit together, at the
+        loop's next turn); cancelled meanwhile (an abort), it never launched: aborted."""
+        waiting = self.recorded(True) if self.recorded is not None else None
+        if waiting is None:
+            return
+        try:
+            await waiting
+        except asyncio.CancelledError:
+            target.status, target.reason = ABORTED, "aborted"
+            self.bus.emit(
+                ApplyFinished, **common, outcome="aborted", reason="aborted", duration=0.0
+            )
+            raise
 
     async def _finish_recorded(self) -> None:
         """An apply is over once its finish is durable (the wave's finishes commit together)."""

@@ -58,6 +58,12 @@ class Database(Protocol):
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Cursor: ...
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def append(self, sql: str, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Inside a write transaction: insert ``rows`` of new keys into ``table`` (``columns``
+        as in ``sql``, the ``INSERT`` that would do it): as fast as the backend can (PostgreSQL:
+        ``COPY``, which fails on a key already there — a retried transaction uses ``sql``)."""
+        ...
+
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]: ...
     def insert(self, sql: str, params: Sequence[Any]) -> int:
         """Run one ``INSERT`` into a table with an ``id`` key; the new row's id."""
@@ -104,6 +110,9 @@ class SqliteDatabase:
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
+
+    def append(self, sql: str, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.conn.executemany(sql, rows)  # as fast as sqlite3 inserts
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> Iterator[dict[str, Any]]:
         cursor = self.conn.execute(sql, params)

@@ -1,5 +1,6 @@
-"""How the recorder stores an event: the compact JSON of its fields (an encoder built once) and
-whether a check sample's numbers read back from a ``REAL`` column unchanged."""
+"""How the recorder stores an event: the compact JSON of its fields (an encoder built once),
+whether a check sample's numbers read back from a ``REAL`` column unchanged, and the statements
+that insert the two tables of the stream."""
 
 from __future__ import annotations
 
@@ -78,3 +79,32 @@ def payload_of(cls: type[Event]) -> Callable[[Event], dict[str, Any]]:
 
         PAYLOADS[cls] = getter
     return getter
+
+
+#: The stream's two tables. ON CONFLICT: a retried transaction (its commit may have gone
+#: through) skips the rows already there.
+EVENT_SQL = (
+    "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT DO NOTHING"
+)
+SAMPLE_SQL = (
+    "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
+    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+_TABLES = {
+    EVENT_SQL: ("event_log", "rollout_id, seq, ts, kind, data"),
+    SAMPLE_SQL: (
+        "samples",
+        "rollout_id, seq, wave, check_name, target, phase, ts, value, baseline, outcome, reason",
+    ),
+}
+
+
+def appender(db: Any) -> Callable[[str, list[tuple[Any, ...]]], None]:
+    """``db.executemany``, as :meth:`~sluice.engine.store.backend.Database.append` does it."""
+
+    def append(sql: str, rows: list[tuple[Any, ...]]) -> None:
+        table, columns = _TABLES[sql]
+        db.append(sql, table, columns, rows)
+
+    return append

@@ -17,20 +17,20 @@ turn of the loop (a wave's applies start together) is committed in **one** fence
 the loop's next turn. The :class:`~sluice.engine.rollout.jobs.JobRunner` awaits
 :meth:`Recorder.recorded` after emitting them: an apply is launched only once its start is durable,
 and it is over only once its finish is. A kill loses at most the last moment's batched events
-(output lines, samples) and finishes not yet awaited — an apply left "started", which resume looks
-for — never a launched apply's start.
+(output lines, samples) and the finishes not yet durable (applies left "started", as a kill just
+before a finish's own commit left them: resume looks for them) — never a launched apply's start.
 
 A check sample — most of a rollout's events — is one ``samples`` row, its fields in columns (no
 JSON). Every other event is an ``event_log`` row that keeps ``seq``, ``ts`` and ``kind`` in columns
 and the other fields as compact JSON in ``data`` (:mod:`.encoding`; readers merge the two:
 :meth:`sluice.engine.store.history.History.event_rows`). No write reads a result back (an apply's
-finish finds its row by target), so on PostgreSQL a commit is one round trip.
+finish finds its row by target), so on PostgreSQL a commit is one round trip (three when it has
+rows enough to ``COPY``: :meth:`~sluice.engine.store.backend.Database.append`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -50,8 +50,17 @@ from sluice.engine.rollout.events import (
     WaveStarted,
 )
 from sluice.engine.store.backend import ConnectionLost
-from sluice.engine.store.changes import Change, changes
-from sluice.engine.store.encoding import PAYLOADS, encode, exact, payload_of
+from sluice.engine.store.changes import changes
+from sluice.engine.store.encoding import (
+    EVENT_SQL,
+    PAYLOADS,
+    SAMPLE_SQL,
+    appender,
+    encode,
+    exact,
+    payload_of,
+)
+from sluice.engine.store.group_commit import Group
 from sluice.engine.store.history import History
 from sluice.engine.store.lease import LEASE_TIMEOUT, LeaseLost
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
@@ -81,24 +90,17 @@ TAIL_LINES = 20
 FENCE_FRESH = 0.1
 
 
-def _stopped_clock() -> Callable[[], float] | None:
-    """Seconds by a clock that runs while this process is stopped and the machine sleeps (Linux:
-    ``CLOCK_BOOTTIME``); None where there is none (then every launch checks the lease itself)."""
-    boottime = getattr(time, "CLOCK_BOOTTIME", None)
-    if boottime is None:  # pragma: no cover - not Linux
-        return None
-    return lambda: time.clock_gettime(boottime)
+#: Seconds by a clock that runs while this process is stopped and while the machine sleeps
+#: (Linux: ``CLOCK_BOOTTIME``); None where there is none: then every launch checks the lease.
+_BOOTTIME: int | None = getattr(time, "CLOCK_BOOTTIME", None)
 
 
-_since_boot = _stopped_clock()
-_EVENT_SQL = (
-    "INSERT INTO event_log (rollout_id, seq, ts, kind, data) VALUES (?, ?, ?, ?, ?) "
-    "ON CONFLICT DO NOTHING"
-)
-_SAMPLE_SQL = (
-    "INSERT INTO samples (rollout_id, seq, wave, check_name, target, phase, ts, value, "
-    "baseline, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
-)
+def _boottime() -> float:
+    assert _BOOTTIME is not None
+    return time.clock_gettime(_BOOTTIME)
+
+
+_since_boot: Callable[[], float] | None = None if _BOOTTIME is None else _boottime
 
 
 class Recorder:
@@ -132,9 +134,7 @@ class Recorder:
         self._timer: asyncio.TimerHandle | None = None
         #: The queued applies' starts and finishes (group commit): their statements, in order,
         #: the events, and the future their commit resolves (True: committed).
-        self._changes: list[Change] = []
-        self._grouped: list[Event] = []
-        self._group: asyncio.Future[bool] | None = None
+        self._group = Group(self.flush)
         #: When the last fenced commit began (:data:`FENCE_FRESH`), by ``_since_boot``.
         self._confirmed: float | None = None
         #: Why this process may no longer write (it lost the lease), or None.
@@ -220,38 +220,25 @@ class Recorder:
 
     def _queue(self, event: Event) -> bool:
         """Queue an apply's start or finish for the group commit at the loop's next turn
-        (False: no loop runs; it is committed at once)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return False
+        (False: no loop runs; it is committed at once). Its statements are built now, with the
+        output tail as it is now: a retried commit writes the same, and output of the target's
+        next apply is not mixed in."""
         target = getattr(event, "target", "")
-        # Its statements are built now, with the output tail as it is now: a retried commit
-        # writes the same, and output of the target's next apply is not mixed in.
-        self._changes.extend(
-            changes(event, self.rollout_id, self.module, self._tails.get(target, ()))
-        )
+        statements = changes(event, self.rollout_id, self.module, self._tails.get(target, ()))
+        if not self._group.queue(event, statements):
+            return False
         self._tails.pop(target, None)
-        self._grouped.append(event)
-        if self._group is None:
-            self._group = loop.create_future()
-            loop.call_soon(self._commit_group, self._group)
         return True
-
-    def _commit_group(self, group: asyncio.Future[bool]) -> None:
-        if group is self._group:  # not committed meanwhile (a full batch, a durable event)
-            self.flush()
 
     def recorded(self, start: bool) -> Awaitable[None] | None:
         """What to await after emitting an apply's start (``start``) or finish: the group commit
         that makes it durable (None: it already is, or could not be — see
         :attr:`failure`). After a start, raises :class:`LeaseLost` if the process may no longer
         launch it."""
-        if self._group is None:
-            if start and self.lost is not None:
-                return self._lost()
-            return None
-        return self._settled(self._group, start)
+        future = self._group.future
+        if future is None:
+            return self._lost() if start and self.lost is not None else None
+        return self._settled(future, start)
 
     async def _lost(self) -> None:
         raise LeaseLost(self.lost or "")
@@ -263,14 +250,9 @@ class Recorder:
 
     def _settle(self, committed: bool) -> None:
         """The queued starts and finishes were committed (or never will be)."""
-        group, grouped = self._group, self._grouped
-        self._group, self._grouped, self._changes = None, [], []
-        if committed:
-            for event in grouped:
+        for event in self._group.settle(committed):
+            if committed:
                 self._committed(event, tail=False)  # its tail was taken when it was queued
-        if group is not None and not group.done():
-            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                group.set_result(committed)
 
     def _later(self) -> None:
         """A buffered row was added: write the batch when it is full, or on the timer."""
@@ -316,13 +298,20 @@ class Recorder:
             return False
         db = self.history.db
         events, samples = (self._events, self._samples) if rows else ([], [])
-        queued = self._changes
+        queued = self._group.changes
+
+        attempts = 0
 
         def batch() -> None:
+            nonlocal attempts
+            attempts += 1
+            # Retried (a connection lost at its commit may have committed it): rows already
+            # there are skipped, which the fast first way (PostgreSQL's COPY) cannot do.
+            write = db.executemany if attempts > 1 else appender(db)
             if events:
-                db.executemany(_EVENT_SQL, events)
+                write(EVENT_SQL, events)
             if samples:
-                db.executemany(_SAMPLE_SQL, samples)
+                write(SAMPLE_SQL, samples)
             for sql, params in queued:
                 db.execute(sql, params)
             if event is not None:
