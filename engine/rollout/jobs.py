@@ -112,9 +112,10 @@ class JobRunner:
         #: StopDriving when this process may no longer act (the session sets it).
         self.launch_guard: Callable[[], None] | None = None
         #: Called after an apply's start (True) or finish (False) is emitted: what to await until
-        #: the history holds it durably (None: it already does). Raises StopDriving after a
-        #: start this process may no longer launch (the session sets it: ``Recorder.recorded``).
-        self.recorded: Callable[[bool], Awaitable[None] | None] | None = None
+        #: the history holds it durably — whether it does (None: it already does). Raises
+        #: StopDriving after a start this process may no longer launch (the session sets it:
+        #: ``Recorder.recorded``).
+        self.recorded: Callable[[bool], Awaitable[bool] | None] | None = None
         #: The applies being stopped now (abort, timeout), for the console's countdown.
         self.stops = Stops()
 
@@ -172,11 +173,7 @@ class JobRunner:
                 unspooled = f"cannot create its spool in {self.spools.path}: {exc.strerror}"
         # Recorded (durably, by the history listener) before the executor launches anything.
         self.bus.emit(ApplyStarted, **common, command=executor.describe(job))
-        await self._start_recorded(target, common)
-        if self.refusal is not None:
-            # Its start could not be recorded: an apply history does not know is never launched.
-            target.status = status_before
-            target.attempts -= 1
+        if not await self._launchable(target, common, status_before):
             return False
 
         sink = self._sink(target, job)
@@ -261,20 +258,35 @@ class JobRunner:
         await self._finish_recorded()
         return result.ok
 
-    async def _start_recorded(self, target: TargetState, common: dict[str, Any]) -> None:
-        """Wait until the apply's start is durable (the wave's starts commit together, at the
-        loop's next turn); cancelled meanwhile (an abort), it never launched: aborted."""
+    async def _launchable(
+        self, target: TargetState, common: dict[str, Any], status_before: str
+    ) -> bool:
+        """After the start is emitted: wait until it is durable (the wave's starts commit
+        together, at the loop's next turn); whether the apply may launch. Cancelled meanwhile (an
+        abort), it never launched: aborted."""
         waiting = self.recorded(True) if self.recorded is not None else None
-        if waiting is None:
-            return
-        try:
-            await waiting
-        except asyncio.CancelledError:
-            target.status, target.reason = ABORTED, "aborted"
+        recorded = False  # committed at once (or not at all) while emitted
+        if waiting is not None:
+            try:
+                recorded = await waiting
+            except asyncio.CancelledError:
+                target.status, target.reason = ABORTED, "aborted"
+                self.bus.emit(
+                    ApplyFinished, **common, outcome="aborted", reason="aborted", duration=0.0
+                )
+                raise
+        if self.refusal is None:
+            return True
+        if recorded:  # its start is recorded, then the history failed: it ends here, unlaunched
+            target.status, target.reason = ABORTED, f"not started: {self.refusal}"
             self.bus.emit(
-                ApplyFinished, **common, outcome="aborted", reason="aborted", duration=0.0
+                ApplyFinished, **common, outcome="aborted", reason=target.reason, duration=0.0
             )
-            raise
+            return False
+        # Its start could not be recorded: an apply history does not know is never launched.
+        target.status = status_before
+        target.attempts -= 1
+        return False
 
     async def _finish_recorded(self) -> None:
         """An apply is over once its finish is durable (the wave's finishes commit together)."""

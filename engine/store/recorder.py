@@ -230,9 +230,9 @@ class Recorder:
         self._tails.pop(target, None)
         return True
 
-    def recorded(self, start: bool) -> Awaitable[None] | None:
+    def recorded(self, start: bool) -> Awaitable[bool] | None:
         """What to await after emitting an apply's start (``start``) or finish: the group commit
-        that makes it durable (None: it already is, or could not be — see
+        that makes it durable, and whether it did (None: it already is, or could not be — see
         :attr:`failure`). After a start, raises :class:`LeaseLost` if the process may no longer
         launch it."""
         future = self._group.future
@@ -240,13 +240,14 @@ class Recorder:
             return self._lost() if start and self.lost is not None else None
         return self._settled(future, start)
 
-    async def _lost(self) -> None:
+    async def _lost(self) -> bool:
         raise LeaseLost(self.lost or "")
 
-    async def _settled(self, group: asyncio.Future[bool], start: bool) -> None:
-        await asyncio.shield(group)  # one waiter cancelled (an abort) cancels no other's wait
+    async def _settled(self, group: asyncio.Future[bool], start: bool) -> bool:
+        committed = await asyncio.shield(group)  # a waiter cancelled (an abort) cancels no other's
         if start and self.lost is not None:
             raise LeaseLost(self.lost)
+        return committed
 
     def _settle(self, committed: bool) -> None:
         """The queued starts and finishes were committed (or never will be)."""

@@ -72,3 +72,49 @@ async def test_a_start_that_cannot_be_recorded_is_never_launched(tmp_path: Path)
     assert session.history_failure is not None
     assert "deleted" in session.history_failure
     assert "no apply was in flight" in session.history_failure
+
+
+@pytest.mark.timeout(30)
+async def test_starts_committed_together_then_the_history_fails_before_they_launch(
+    tmp_path: Path,
+) -> None:
+    """Group commit (PostgreSQL's way, forced here on a file): a wave's three starts commit
+    together at the loop's next turn, and the history fails right after that commit, before the
+    applies resume. None is launched; each ends ``aborted`` (its start is recorded), and the
+    rollout ends at once — not paused for ever, waiting for applies the guard counted in flight."""
+    (tmp_path / "estate.toml").write_text(
+        ESTATE.replace('name = "dev"\n', 'name = "dev"\nmax_parallel = 3\n', 1)
+    )
+    estate = load_estate(tmp_path / "estate.toml")
+    session = Session.open(estate)
+    session.history.db.group_commit = True
+    try:
+        rollout = session.new_rollout(session.plan("m", "2"), clock=Clock(0), interactive=False)
+        recorder = session.recorders[-1]
+        loop = asyncio.get_running_loop()
+        seen: list[Event] = []
+        committed: list[str] = []
+
+        def fail_after_the_commit() -> None:
+            committed.extend(recorder.unfinished)  # the group commit ran just before this
+            shutil.rmtree(estate.history_path.parent)
+            recorder.flush()  # the next write finds the history gone
+
+        def listen(event: Event) -> None:
+            seen.append(event)
+            if isinstance(event, ApplyStarted) and event.target == "c":
+                loop.call_soon(fail_after_the_commit)  # after the group commit, before resuming
+
+        rollout.bus.listen(listen)
+        outcome = await asyncio.wait_for(session.drive(rollout), 20)
+    finally:
+        session.close()
+    assert committed == ["a", "b", "c"]
+    assert outcome.outcome == "history_failed" and outcome.exit_code == 7, outcome
+    assert [e.kind for e in seen if e.kind.startswith("apply")] == (
+        ["apply_started"] * 3 + ["apply_finished"] * 3
+    )  # no output: nothing was launched
+    for name in "abc":
+        state = rollout.targets[name]
+        assert state.status == "aborted" and state.reason.startswith("not started: "), state
+    assert session.history_failure is not None and "deleted" in session.history_failure
