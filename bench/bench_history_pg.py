@@ -20,7 +20,7 @@ Floors, with the rows prebuilt (insert only), the same rows:
   repetition* (measured, not assumed — an empty transaction where the recorder's was a launch
   check): each transaction the rows of the events fed since the previous one, written as the
   recorder writes them — pipelined, the event and sample rows by ``COPY`` from
-  :data:`~sluice.engine.store.postgres.COPY_ROWS` rows on, each apply's statement after them —
+  :data:`~sluice.engine.store.pg_pipeline.COPY_ROWS` rows on, each apply's statement after them —
   without the lease check and the NOTIFY. The rows both wrote are checked equal afterwards;
 - **one COPY**: every row in one transaction with ``COPY`` (no durability between events: what a
   bulk load costs).
@@ -49,7 +49,7 @@ from sluice.engine.app.session import Session  # noqa: E402
 from sluice.engine.model.estate import load_estate  # noqa: E402
 from sluice.engine.model.plan import make_plan  # noqa: E402
 from sluice.engine.rollout.events import ApplyFinished, ApplyStarted, Event  # noqa: E402
-from sluice.engine.store.postgres import COPY_ROWS  # noqa: E402
+from sluice.engine.store.pg_pipeline import COPY_ROWS  # noqa: E402
 from sluice.engine.store.recorder import Recorder  # noqa: E402
 from sluice.engine.store.schema import SCHEMA_VERSION  # noqa: E402
 from sluice.engine.support.clock import Clock  # noqa: E402
