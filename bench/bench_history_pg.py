@@ -68,7 +68,7 @@ def _database(server_url: str, name: str) -> str:
 
 
 #: A schedule: ("event", e) fed to the recorder, ("launch", None) a launch check, ("turn", None)
-#: the event loop going round.
+#: the event loop going round, ("commit", None) a history transaction of the driven run (counted).
 Schedule = list[tuple[str, Any]]
 
 
@@ -112,7 +112,16 @@ async def schedule_of(estate_path: Path, url: str, count: int) -> Schedule:
 
         recorder.may_launch = may_launch  # type: ignore[method-assign]
         rollout.bus.listen(seen)
+        db = session.history.db
+        transaction = db.transaction
+
+        def counted() -> Any:
+            schedule.append(("commit", None))
+            return transaction()
+
+        db.transaction = counted  # type: ignore[method-assign]
         outcome = await session.drive(rollout)
+        db.transaction = transaction  # type: ignore[method-assign]
     finally:
         session.close()
     events = [i for i, (op, _) in enumerate(schedule) if op == "event"]
@@ -146,7 +155,7 @@ async def record(schedule: Schedule, estate_path: Path, url: str) -> tuple[float
                     fed += 1
                 elif op == "launch":
                     recorder.may_launch()
-                else:
+                elif op == "turn":
                     await asyncio.sleep(0)
             recorder.flush()
         db.transaction = transaction  # type: ignore[method-assign]
@@ -323,9 +332,11 @@ async def main_async(args: argparse.Namespace) -> int:
         applies = sum(isinstance(e, (ApplyStarted, ApplyFinished)) for e in events)
         launches = sum(op == "launch" for op, _ in schedule)
         turns = sum(op == "turn" for op, _ in schedule)
+        driven = sum(op == "commit" for op, _ in schedule)
         print(
             f"{n:,} events ({applies:,} apply starts/finishes), {launches:,} launch checks, "
-            f"{turns:,} turns of the event loop between them"
+            f"{turns:,} turns of the event loop between them; the driven run made {driven:,} "
+            "history transactions meanwhile (recorder and lease heartbeat)"
         )
         timings: dict[str, list[tuple[float, float]]] = {"rec": [], "same": [], "copy": []}
         made: list[int] = []
