@@ -20,8 +20,9 @@ Floors, with the rows prebuilt (insert only), the same rows:
   repetition* (measured, not assumed — an empty transaction where the recorder's was a launch
   check): each transaction the rows of the events fed since the previous one, written as the
   recorder writes them — pipelined, the event and sample rows by ``COPY`` from
-  :data:`~sluice.engine.store.pg_pipeline.COPY_ROWS` rows on, each apply's statement after them —
-  without the lease check and the NOTIFY. The rows both wrote are checked equal afterwards;
+  :data:`~sluice.engine.store.pg_pipeline.COPY_ROWS` rows on, the applies' statements after them
+  (each run of one statement in one ``executemany``, the ledger entries last) — without the lease
+  check and the NOTIFY. The rows both wrote are checked equal afterwards;
 - **one COPY**: every row in one transaction with ``COPY`` (no durability between events: what a
   bulk load costs).
 
@@ -220,7 +221,8 @@ _COLUMNS = {
 def _transaction(conn: Any, rows: list[Any], samples: list[Any], others: list[Any]) -> None:
     """One transaction written as the recorder's is: pipelined, the event and sample rows by
     ``COPY`` from COPY_ROWS rows on (the pipeline synced before it, and pipelined again after),
-    else ``executemany``; each apply's statement after them."""
+    else ``executemany``; the applies' statements after them, each run of one statement in one
+    ``executemany``, the ledger entries last."""
     cur = conn.cursor()
     pipeline = contextlib.ExitStack()
     pipeline.enter_context(conn.pipeline())
@@ -235,8 +237,17 @@ def _transaction(conn: Any, rows: list[Any], samples: list[Any], others: list[An
             pipeline.enter_context(conn.pipeline())
         elif batch:
             cur.executemany(sql, batch)
-    for op, row in others:
-        cur.execute(_SQL[op], row)
+    # Each run of one statement in one executemany, the ledger's last (group_commit.runs).
+    merged: list[tuple[str, list[Any]]] = []
+    for op, row in [o for o in others if o[0] != "ledger"] + [
+        o for o in others if o[0] == "ledger"
+    ]:
+        if merged and merged[-1][0] == op:
+            merged[-1][1].append(row)
+        else:
+            merged.append((op, [row]))
+    for op, rows_of_op in merged:
+        cur.executemany(_SQL[op], rows_of_op)
     cur.execute("COMMIT")
     pipeline.close()
     cur.close()

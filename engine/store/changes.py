@@ -21,6 +21,11 @@ from sluice.engine.rollout.events import (
 )
 
 Change = tuple[str, list[Any]]
+#: A finished apply's ledger entry: rows of their own, read in ``id`` order only.
+LEDGER_SQL = (
+    "INSERT INTO ledger (target, module, version, since, rollout_id, action) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
 
 
 def _apply_started(rid: int, module: str, tail: Iterable[str], e: Any) -> list[Change]:
@@ -54,13 +59,7 @@ def _apply_finished(rid: int, module: str, tail: Iterable[str], e: Any) -> list[
         )
     ]
     if e.outcome == "ok":
-        changes.append(
-            (
-                "INSERT INTO ledger (target, module, version, since, rollout_id, action) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [e.target, module, e.version, e.ts, rid, e.action],
-            )
-        )
+        changes.append((LEDGER_SQL, [e.target, module, e.version, e.ts, rid, e.action]))
     return changes
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 from sluice.engine.rollout.events import Event
-from sluice.engine.store.changes import Change
+from sluice.engine.store.changes import LEDGER_SQL, Change
 
 
 class Group:
@@ -51,3 +52,18 @@ class Group:
             with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
                 future.set_result(committed)
         return events
+
+
+def runs(changes: list[Change]) -> list[tuple[str, list[list[Any]]]]:
+    """``changes`` as runs of one statement each (written with one ``executemany``): the
+    applies' statements in their order (a finish's update before the next start of its target),
+    then the ledger entries in theirs — a table of their own, so they may go last."""
+    applies = [change for change in changes if change[0] is not LEDGER_SQL]
+    ledger = [change for change in changes if change[0] is LEDGER_SQL]
+    merged: list[tuple[str, list[list[Any]]]] = []
+    for sql, params in applies + ledger:
+        if merged and merged[-1][0] is sql:
+            merged[-1][1].append(params)
+        else:
+            merged.append((sql, [params]))
+    return merged

@@ -60,7 +60,7 @@ from sluice.engine.store.encoding import (
     exact,
     payload_of,
 )
-from sluice.engine.store.group_commit import Group
+from sluice.engine.store.group_commit import Group, runs
 from sluice.engine.store.history import History
 from sluice.engine.store.lease import LEASE_TIMEOUT, LeaseLost
 from sluice.engine.store.write_failure import WRITE_ERRORS, HistoryIdentity, describe
@@ -313,8 +313,8 @@ class Recorder:
                 write(EVENT_SQL, events)
             if samples:
                 write(SAMPLE_SQL, samples)
-            for sql, params in queued:
-                db.execute(sql, params)
+            for sql, rows in runs(queued):
+                db.executemany(sql, rows)
             if event is not None:
                 self._apply(event)
 
