@@ -11,7 +11,6 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from sluice.engine.model.plan import Plan
@@ -25,6 +24,7 @@ from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
 from sluice.tui.screens.new_rollout import NewRolloutScreen
 from sluice.tui.widgets.header import RolloutHeader
+from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.rollout_view import RolloutView
 from sluice.tui.widgets.stop_line import StopLine
 
@@ -63,7 +63,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield RolloutView(self.model, mode=self.mode, id="view")
         yield StopLine(id="stopping")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     @property
     def view(self) -> RolloutView:
@@ -75,6 +75,10 @@ class ConsoleScreen(Screen[None]):
         self._show_freeze()
         self.set_interval(FREEZE_SECONDS, self._show_freeze)
         self.set_interval(STOP_LINE_SECONDS, self._show_stops)
+
+    def on_screen_resume(self) -> None:
+        for view in self.query(RolloutView):  # back from the matrix or a detail
+            view.shown_again()
 
     def _show_stops(self) -> None:
         rollout = self.driver.rollout

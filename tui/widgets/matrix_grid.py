@@ -73,7 +73,10 @@ class MatrixGrid(ScrollView, can_focus=True):
         self._strips.clear()
         self.virtual_size = Size(max(width, self.size.width), count)
         self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, count - 1)))
-        self.call_after_refresh(self._show_cursor)  # once laid out: it knows its height then
+        if self.size.height:  # laid out (a reopened matrix): scroll now, not a frame later
+            self._show_cursor()
+        else:  # once laid out: it knows its height then
+            self.call_after_refresh(self._show_cursor)
         self.refresh()
 
     def watch_cursor(self, old: int, new: int) -> None:
