@@ -22,7 +22,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Label, Log, Static
+from textual.widgets import DataTable, Label, Static
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
@@ -32,6 +32,7 @@ from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder
 from sluice.tui.history_reader import HistoryReader
 from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
+from sluice.tui.widgets.output_log import OutputLog
 
 #: Openers tried for ``o``, first found wins (none: the link is copied and shown instead).
 OPENERS = ("xdg-open", "open", "wslview")
@@ -111,7 +112,7 @@ class TargetDetailScreen(Screen[None]):
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
                 yield VerticalScroll(id="detail-charts")
-                yield Log(id="detail-output", highlight=False)
+                yield OutputLog(id="detail-output", highlight=False)
         yield KeysFooter()
 
     async def on_mount(self) -> None:
@@ -126,9 +127,12 @@ class TargetDetailScreen(Screen[None]):
     async def on_screen_resume(self) -> None:
         if self._unpainted:  # a new target (or the first)
             self._unpainted = False
-            self._ledger_shown, self._output_shown = None, ()
+            # (The ledger and output are rebuilt only if they differ from the last target's:
+            # a rebuilt table is laid out again, a frame later.)
             await self.paint()
-            self.query_one("#detail-ledger", DataTable).focus()
+            table = self.query_one("#detail-ledger", DataTable)
+            table.move_cursor(row=0, column=0, animate=False, scroll=True)
+            table.focus()
             if not self.loaded:  # what the estate file says until history's part is read
                 self.load()
 
@@ -240,7 +244,7 @@ class TargetDetailScreen(Screen[None]):
         await box.mount_all(widgets)
 
     def _paint_output(self) -> None:
-        log = self.query_one("#detail-output", Log)
+        log = self.query_one("#detail-output", OutputLog)
         title, lines = self._output()
         log.border_title = title
         if lines != self._output_shown:

@@ -28,6 +28,11 @@ class KeysFooter(Footer):
         self.rebuilds = 0
         self._pending = False
 
+    @property
+    def pending(self) -> bool:
+        """A rebuild is asked for and not yet done."""
+        return self._pending
+
     def keys(self) -> tuple[Any, ...]:
         """Everything :meth:`Footer.compose` draws, as comparable data."""
         app = self.app

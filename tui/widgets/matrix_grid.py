@@ -71,7 +71,9 @@ class MatrixGrid(ScrollView, can_focus=True):
         self.count = count
         self._row = row
         self._strips.clear()
-        self.virtual_size = Size(max(width, self.size.width), count)
+        # The rows' own width: padded to the widget's, it would be wider than the room beside
+        # the vertical scrollbar, and a horizontal one would come and go (a layout each time).
+        self.virtual_size = Size(width, count)
         self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, count - 1)))
         if self.size.height:  # laid out (a reopened matrix): scroll now, not a frame later
             self._show_cursor()
