@@ -17,6 +17,9 @@ Measured, in one run:
   ``enter`` on a target until its detail shows what history says of that target, its charts
   mounted, and a frame was drawn (both read from the history the rollout is writing);
   ``escape`` back. Keys go through the driver's message queue exactly as terminal input does.
+  ``enter`` comes more than a second after the cursor last moved, so the console's read-ahead
+  of the selected target is stale and the detail is read at the key (the slower path).
+- host: the share of the CPUs' time the hypervisor gave to others (a busy host slows every key).
 
 Goals (issue 5): key → effect < 100 ms; CPU < 50 % of a core under load; updates coalesced.
 """
