@@ -17,6 +17,9 @@ Measured, in one run:
   ``enter`` on a target until its detail shows what history says of that target, its charts
   mounted, and a frame was drawn (both read from the history the rollout is writing);
   ``escape`` back. Keys go through the driver's message queue exactly as terminal input does.
+  ``enter`` comes more than a second after the cursor last moved, so the console's read-ahead
+  of the selected target is stale and the detail is read at the key (the slower path).
+- host: the share of the CPUs' time the hypervisor gave to others (a busy host slows every key).
 
 Goals (issue 5): key → effect < 100 ms; CPU < 50 % of a core under load; updates coalesced.
 """
@@ -103,6 +106,16 @@ def write_estate(directory: Path) -> Path:
     return path
 
 
+def host_steal() -> tuple[int, int]:
+    """(steal, total) jiffies of every CPU so far (/proc/stat; zeros elsewhere): the share of
+    time a hypervisor gave this machine's CPUs to others — a busy host slows every key."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def cpu_share(seconds: float) -> tuple[float, float]:
     """(process CPU seconds, wall seconds) baseline to diff against."""
     return time.process_time(), time.monotonic()
@@ -169,6 +182,7 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
                 await asyncio.sleep(2.0)  # into the first big wave
                 repaints, counted = 0, 0
                 cpu0, wall0 = cpu_share(0)
+                steal0 = host_steal()
                 view = app.console_screen.query_one(RolloutView)
                 pause_ms: list[float] = []
                 select_ms: list[float] = []
@@ -210,6 +224,8 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
                 if rollout.paused:
                     rollout.resume()
                 wall = time.monotonic() - wall0
+                steal1 = host_steal()
+                steal = (steal1[0] - steal0[0]) / max(1, steal1[1] - steal0[1])
                 load = (time.process_time() - cpu0) / wall
                 events_per_s = counted / wall
                 frames = repaints
@@ -228,6 +244,7 @@ async def run(seconds: float, presses: int) -> dict[str, Any]:
         "matrix_ms": matrix_ms,
         "detail_ms": detail_ms,
         "state": state,
+        "steal": steal,
     }
 
 
@@ -306,6 +323,10 @@ def main() -> int:
     print(
         f"  CPU         idle {result['idle_cpu']:.1%} of a core, under load "
         f"{result['load_cpu']:.1%} of a core ({result['load_cpu'] / max(result['idle_cpu'], 1e-3):.0f}× idle)"
+    )
+    print(
+        f"  host        {result['steal']:.0%} of the CPUs' time stolen by the hypervisor during "
+        "the load window (a quiet machine: ~0 %)"
     )
     keys = [k for k in ("pause_ms", "select_ms", "matrix_ms", "detail_ms") if result[k]]
     worst = max(max(result[k]) for k in keys)

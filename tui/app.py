@@ -15,6 +15,7 @@ from sluice.engine.rollout.state import ExitCode
 from sluice.engine.store.history import HistoryError, HistoryNotWritable, RolloutRecord
 from sluice.engine.support.clock import Clock
 from sluice.tui.commands import SluiceCommands
+from sluice.tui.detail_opener import DetailOpener
 from sluice.tui.driver import LeaseHeld, ResumeError, RolloutDriver, open_session
 from sluice.tui.keymap import UserKeys, default_path, read_keys
 from sluice.tui.matrix_data import Running
@@ -89,6 +90,8 @@ class SluiceApp(App[int]):
             current=driver.current_versions(module) if module else {},
             module=module,
         )
+        #: the target detail: one screen, opened on enter, read ahead for the selected target
+        self.details = DetailOpener(self, self.estate, driver.session.history, self.model)
 
     def get_theme_variable_defaults(self) -> dict[str, str]:
         # Built-in Textual themes lack sluice's variables: fall back to the default theme's.
@@ -206,7 +209,7 @@ class SluiceApp(App[int]):
             self.estate,
             self.driver.session.history,
             running=self._running_cells,
-            detail_options=self._live_detail,
+            detail_options=self.details.live_options,
         )
         if not installed:
             self.install_screen(matrix, name="matrix")
@@ -219,27 +222,16 @@ class SluiceApp(App[int]):
             return {}
         return {(model.module, t.name): t.status for t in model.targets.values() if t.wave}
 
-    def _live_detail(self, target: str) -> dict[str, object]:
-        view = self.model.targets.get(target)
-        if not self.model.running() or view is None or not view.output:
-            return {"live": self.model.running()}
-        return {"live": True, "live_lines": lambda: [line for _, line in view.output]}
-
     @on(RolloutView.DetailRequested)
     def _open_detail(self, message: RolloutView.DetailRequested) -> None:
-        view = message.view
-        options = self._live_detail(message.target) if view.mode != "replay" else {}
-        # One detail screen for the console's tree and the replay's, installed: showing another
-        # target in it builds no widgets (a screen's widgets cost more than its data).
-        if not self.is_screen_installed("detail"):
-            detail = TargetDetailScreen(self.estate, self.driver.session.history, message.target)
-            self.install_screen(detail, name="detail")
-        screen = self.get_screen("detail")
-        if screen in self.screen_stack:  # a screen is pushed once: a new one above it
-            screen = TargetDetailScreen(self.estate, self.driver.session.history, message.target)
-        assert isinstance(screen, TargetDetailScreen)
-        screen.show(message.target, rollout_id=view.model.rollout_id, **options)  # type: ignore[arg-type]
-        self.push_screen(screen)
+        self.details.open(message.view, message.target)
+
+    @on(RolloutView.TargetSelected)
+    def _target_selected(self, message: RolloutView.TargetSelected) -> None:
+        self.details.selected(message.view, message.target)
+
+    def on_unmount(self) -> None:
+        self.details.close()
 
     def action_quit_console(self) -> None:
         leaving = self.driver.left_running()

@@ -112,7 +112,7 @@ def current_versions(estate: Estate, history: History) -> dict[str, dict[str, st
 
 def ledger_rows(history: History, target: str) -> list[LedgerRow]:
     """Every module's ledger entries for ``target``, newest first."""
-    records = history.rollouts()  # (few: one row per rollout, for the outcome words)
+    records = history.rollouts(plans=False)  # (one row per rollout, for the outcome words)
     by_id = {r.id: r for r in records}
     rows = []
     for entry in history.target_ledger(target):
@@ -146,7 +146,7 @@ def last_apply(history: History, target: str, estate: Estate | None = None) -> L
     a = history.target_last_apply(target)
     if a is None:
         return None
-    record = history.rollout(a["rollout_id"])
+    record = history.rollout(a["rollout_id"], plan=False)
     return LastApply(
         rollout_id=a["rollout_id"],
         module=record.module if record else "?",
@@ -223,10 +223,11 @@ def target_detail(
     for entry in history.target_ledger(target):  # oldest first: the last entry of a module wins
         if entry["module"] in current:
             current[entry["module"]] = entry["version"]
-    record = history.rollout(rollout_id) if rollout_id is not None else None
+    # (The records without their plans: nothing here needs one, and they are most of the read.)
+    record = history.rollout(rollout_id, plan=False) if rollout_id is not None else None
     series = check_series(estate, history, record.id, target) if record else []
     if record is None:
-        for candidate in history.rollouts():
+        for candidate in history.rollouts(plans=False):
             series = check_series(estate, history, candidate.id, target)
             if series:
                 record = candidate

@@ -31,6 +31,7 @@ class HistoryReader:
         self.where = where
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-history-reader")
         self._history: History | None = None
+        self._closed = False
 
     async def read(self, read: Callable[..., T], *args: object) -> T:
         """``read(history, *args)`` on the reader's thread; raises what it raises."""
@@ -42,7 +43,10 @@ class HistoryReader:
         return read(self._history, *args)
 
     def close(self) -> None:
-        """Close the connection (on the reader's thread, after any read under way)."""
+        """Close the connection (on the reader's thread, after any read under way); once."""
+        if self._closed:
+            return
+        self._closed = True
         self._pool.submit(self._close)
         self._pool.shutdown(wait=False)
 

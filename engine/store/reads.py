@@ -52,7 +52,7 @@ class RolloutReads:
 
     db: Database
 
-    def _record(self, row: dict[str, Any]) -> RolloutRecord:
+    def _record(self, row: dict[str, Any], plan: bool = True) -> RolloutRecord:
         # A rollback's wave is done when it is rolled back; a rollout's when it passed its gate.
         outcomes = DONE_OUTCOMES + (("rolled_back",) if row["kind"] == "rollback" else ())
         done = self.db.execute(
@@ -75,17 +75,18 @@ class RolloutReads:
             summary=row["summary"],
             waves_total=row["waves_total"],
             waves_done=int(done),
-            plan=json.loads(row["plan"]),
+            plan=json.loads(row["plan"]) if plan else {},
         )
 
-    def rollouts(self, limit: int | None = None) -> list[RolloutRecord]:
-        """Past rollouts, newest first."""
+    def rollouts(self, limit: int | None = None, *, plans: bool = True) -> list[RolloutRecord]:
+        """Past rollouts, newest first; ``plans=False``: without their plans (``plan`` empty —
+        decoding a 1,000-target plan is most of such a read)."""
         sql = "SELECT * FROM rollouts ORDER BY id DESC" + (f" LIMIT {int(limit)}" if limit else "")
-        return [self._record(r) for r in self.db.query(sql)]
+        return [self._record(r, plans) for r in self.db.query(sql)]
 
-    def rollout(self, rollout_id: int) -> RolloutRecord | None:
+    def rollout(self, rollout_id: int, *, plan: bool = True) -> RolloutRecord | None:
         rows = list(self.db.query("SELECT * FROM rollouts WHERE id = ?", [rollout_id]))
-        return self._record(rows[0]) if rows else None
+        return self._record(rows[0], plan) if rows else None
 
     def unfinished(self) -> list[RolloutRecord]:
         """Rollouts that can be resumed: left running by a dead process, stopped, or crashed."""

@@ -230,6 +230,21 @@ def test_rollouts_are_listed_newest_first_and_unfinished_ones_are_found(tmp_path
 
 
 @pytest.mark.timeout(30)
+def test_records_read_without_their_plans_say_the_same_of_the_rollout(tmp_path):
+    history = History.open(tmp_path / "h.db")
+    try:
+        ids = [new_rollout(history) for _ in range(2)]
+        full, bare = history.rollout(ids[1]), history.rollout(ids[1], plan=False)
+        assert full is not None and bare is not None and full.plan and bare.plan == {}
+        assert bare.to_dict() == full.to_dict()
+        assert [r.to_dict() for r in history.rollouts(plans=False)] == [
+            r.to_dict() for r in history.rollouts()
+        ]
+    finally:
+        history.close()
+
+
+@pytest.mark.timeout(30)
 def test_events_come_back_as_recorded_and_unknown_kinds_are_skipped(tmp_path):
     history = History.open(tmp_path / "h.db")
     try:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable
 from typing import Any
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer
 from textual.worker import Worker, WorkerState
 
 from sluice.engine.model.plan import Plan
 from sluice.engine.model.template import TemplateError, render
-from sluice.engine.rollout.events import Event, EventBus
+from sluice.engine.rollout.events import EventBus
 from sluice.engine.rollout.orchestrator import Rollout, describe_failure
 from sluice.engine.rollout.state import CommandResult
 from sluice.engine.store.follow import Follower
@@ -24,7 +20,9 @@ from sluice.tui.driver import RolloutDriver
 from sluice.tui.model import ConsoleModel
 from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
 from sluice.tui.screens.new_rollout import NewRolloutScreen
+from sluice.tui.watching import follow_history
 from sluice.tui.widgets.header import RolloutHeader
+from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.rollout_view import RolloutView
 from sluice.tui.widgets.stop_line import StopLine
 
@@ -63,7 +61,7 @@ class ConsoleScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield RolloutView(self.model, mode=self.mode, id="view")
         yield StopLine(id="stopping")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     @property
     def view(self) -> RolloutView:
@@ -75,6 +73,10 @@ class ConsoleScreen(Screen[None]):
         self._show_freeze()
         self.set_interval(FREEZE_SECONDS, self._show_freeze)
         self.set_interval(STOP_LINE_SECONDS, self._show_stops)
+
+    def on_screen_resume(self) -> None:
+        for view in self.query(RolloutView):  # back from the matrix or a detail
+            view.shown_again()
 
     def _show_stops(self) -> None:
         rollout = self.driver.rollout
@@ -91,44 +93,11 @@ class ConsoleScreen(Screen[None]):
 
     @work(group="watch", exclusive=True)
     async def _watch(self) -> None:
-        """Another console drives the estate: follow its rollout through the shared history.
-
-        A :class:`Follower` waits and reads in a thread of its own, on a connection of its own
-        (PostgreSQL: woken by the driver's commit; a file: polled each ``WATCH_SECONDS``), and
-        hands each batch over to this loop without waiting for it."""
+        """Another console drives the estate: follow its rollout through the shared history."""
         bus = EventBus()
         self.view.follow(bus)
-        loop = asyncio.get_running_loop()
-        ended: asyncio.Future[None] = loop.create_future()
-
-        def publish(events: list[Event]) -> None:
-            for event in events:
-                bus.publish(event)
-
-        def done(error: BaseException | None) -> None:
-            def end() -> None:
-                if ended.done():
-                    return
-                if error is not None:
-                    ended.set_exception(error)
-                else:
-                    ended.set_result(None)
-
-            hand_over(end)
-
-        def hand_over(callback: Callable[..., object], *args: Any) -> None:
-            """From the follower's thread to this loop (gone once the console has closed)."""
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(callback, *args)
-
         # Where the estate says (a file, or the PostgreSQL URL with its password), read-only.
-        self.follower = Follower(
-            self.driver.estate.history,
-            lambda events: hand_over(publish, events),
-            poll=WATCH_SECONDS,
-            done=done,
-        )
-        self.follower.start()
+        self.follower, ended = follow_history(self.driver.estate.history, bus, WATCH_SECONDS)
         try:
             await ended
         finally:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.coordinate import Coordinate
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label
+from textual.widgets import DataTable, Label
 
 from sluice.engine.app import report
 from sluice.engine.model.estate import Estate
@@ -18,6 +18,7 @@ from sluice.engine.store.history import History, RolloutRecord
 from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.modals import ConfirmScreen, TextScreen
 from sluice.tui.screens.replay import ReplayScreen
+from sluice.tui.widgets.keys_footer import KeysFooter
 
 
 def _shown_path(path: Path | str, estate: Path) -> str:
@@ -55,7 +56,7 @@ class HistoryScreen(Screen[None]):
         )
         yield DataTable(id="history-table", cursor_type="row", zebra_stripes=True)
         yield Label("", id="history-empty")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)

@@ -17,7 +17,7 @@ from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Input, Label
+from textual.widgets import Input, Label
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History
@@ -25,6 +25,7 @@ from sluice.tui.estate_data import current_versions
 from sluice.tui.matrix_data import MARKS, STYLES, Cell, Drift, MatrixRows, Running, matrix_rows
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import Palette
+from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.matrix_grid import MatrixGrid
 
 
@@ -81,7 +82,7 @@ class MatrixScreen(Screen[None]):
         yield Label("", id="matrix-header", markup=False)
         yield MatrixGrid(id="matrix-table")
         yield Label("", id="matrix-legend")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def on_mount(self) -> None:
         self.query_one("#matrix-filter").display = False

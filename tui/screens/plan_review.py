@@ -18,12 +18,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from sluice.engine.executors.tofu_plan import DESTRUCTIVE, change_lines
 from sluice.engine.model.estate import Estate
 from sluice.tui.screens.modals import ConfirmScreen
+from sluice.tui.widgets.keys_footer import KeysFooter
 
 
 class PlanReviewScreen(ModalScreen[bool]):
@@ -55,7 +56,7 @@ class PlanReviewScreen(ModalScreen[bool]):
                 yield OptionList(*self._options(), id="review-groups")
                 yield Static(id="review-changes")
             yield Static(self._hint(), id="review-hint")
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     def _danger(self) -> str:
         return self.app.get_css_variables().get("error", "red")

@@ -15,13 +15,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.reactive import reactive
 from textual.screen import Screen
-from textual.widgets import Footer, Label
+from textual.widgets import Label
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.rollout.events import EventBus
 from sluice.engine.store.history import History
 from sluice.engine.store.replay import ReplaySource
 from sluice.tui.model import ConsoleModel, clock_text
+from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.rollout_view import RolloutView
 
 SPEEDS = (1, 2, 5, 10, 20, 30, 60)
@@ -76,7 +77,7 @@ class ReplayScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield RolloutView(self.model, mode="replay", id="replay-view")
         yield Label("", id="transport", markup=False)
-        yield Footer(compact=True)
+        yield KeysFooter()
 
     @property
     def view(self) -> RolloutView:
@@ -87,6 +88,10 @@ class ReplayScreen(Screen[None]):
         self.set_interval(0.5, self._paint_transport)
         self._paint_transport()
         self._load()
+
+    def on_screen_resume(self) -> None:
+        for view in self.query(RolloutView):  # back from the matrix or a detail
+            view.shown_again()
 
     @work(exclusive=True, group="load")
     async def _load(self) -> None:

@@ -22,14 +22,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Label, Log, Static
+from textual.widgets import DataTable, Label, Static
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
 from sluice.engine.store.history import History
-from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder, target_detail
+from sluice.tui.detail_ahead import ReadAhead
+from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder
 from sluice.tui.history_reader import HistoryReader
+from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
+from sluice.tui.widgets.output_log import OutputLog
 
 #: Openers tried for ``o``, first found wins (none: the link is copied and shown instead).
 OPENERS = ("xdg-open", "open", "wslview")
@@ -70,6 +73,8 @@ class TargetDetailScreen(Screen[None]):
         self.estate = estate
         self.history = history
         self.reader = HistoryReader(estate.history)
+        #: reads of a target's detail on the reader's thread, ahead of ``enter`` too
+        self.ahead = ReadAhead(estate, self.reader)
         self.target = target
         self.rollout_id = rollout_id
         self.live_lines = live_lines
@@ -79,6 +84,7 @@ class TargetDetailScreen(Screen[None]):
         self.loaded = False
         self._output_shown: tuple[str, ...] = ()
         self._ledger_shown: list[LedgerRow] | None = None
+        self._unpainted = True  # shown (or built) for a target not painted yet
 
     def show(
         self,
@@ -87,11 +93,15 @@ class TargetDetailScreen(Screen[None]):
         rollout_id: int | None = None,
         live_lines: Callable[[], Sequence[str]] | None = None,
         live: bool = False,
+        detail: TargetDetail | None = None,
     ) -> None:
-        """Show ``target`` next time this screen is pushed (the console reuses one screen)."""
+        """Show ``target`` next time this screen is pushed (the console reuses one screen);
+        ``detail``: history's part already read (else the screen reads it, showing the estate
+        file's part meanwhile)."""
         self.target, self.rollout_id = target, rollout_id
         self.live_lines, self.live = live_lines, live
-        self.detail, self.loaded = placeholder(self.estate, target), False
+        self.detail, self.loaded = detail or placeholder(self.estate, target), detail is not None
+        self._unpainted = True
 
     def compose(self) -> ComposeResult:
         yield Label("", id="detail-title", markup=False)
@@ -102,8 +112,8 @@ class TargetDetailScreen(Screen[None]):
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
                 yield VerticalScroll(id="detail-charts")
-                yield Log(id="detail-output", highlight=False)
-        yield Footer(compact=True)
+                yield OutputLog(id="detail-output", highlight=False)
+        yield KeysFooter()
 
     async def on_mount(self) -> None:
         self.query_one("#detail-runs").border_title = "runs now"
@@ -115,11 +125,16 @@ class TargetDetailScreen(Screen[None]):
         self.set_interval(REFRESH_SECONDS, self.refresh_detail)
 
     async def on_screen_resume(self) -> None:
-        if not self.loaded:  # a new target (or the first): what the estate says, then history's
-            self._ledger_shown, self._output_shown = None, ()
+        if self._unpainted:  # a new target (or the first)
+            self._unpainted = False
+            # (The ledger and output are rebuilt only if they differ from the last target's:
+            # a rebuilt table is laid out again, a frame later.)
             await self.paint()
-            self.query_one("#detail-ledger", DataTable).focus()
-            self.load()
+            table = self.query_one("#detail-ledger", DataTable)
+            table.move_cursor(row=0, column=0, animate=False, scroll=True)
+            table.focus()
+            if not self.loaded:  # what the estate file says until history's part is read
+                self.load()
 
     def on_unmount(self) -> None:
         self.reader.close()
@@ -129,9 +144,7 @@ class TargetDetailScreen(Screen[None]):
         """Read the detail on the reader's thread, then paint it."""
         target, rollout_id = self.target, self.rollout_id
         try:
-            detail = await self.reader.read(
-                lambda h: target_detail(self.estate, h, target, rollout_id)
-            )
+            detail = await self.ahead.read(target, rollout_id)
         except Exception as exc:  # a busy or vanished history: say so, the next refresh retries
             self.query_one("#detail-title", Label).update(
                 f" target {target} · cannot read its history: {exc}"
@@ -231,7 +244,7 @@ class TargetDetailScreen(Screen[None]):
         await box.mount_all(widgets)
 
     def _paint_output(self) -> None:
-        log = self.query_one("#detail-output", Log)
+        log = self.query_one("#detail-output", OutputLog)
         title, lines = self._output()
         log.border_title = title
         if lines != self._output_shown:

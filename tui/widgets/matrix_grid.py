@@ -71,9 +71,14 @@ class MatrixGrid(ScrollView, can_focus=True):
         self.count = count
         self._row = row
         self._strips.clear()
-        self.virtual_size = Size(max(width, self.size.width), count)
+        # The rows' own width: padded to the widget's, it would be wider than the room beside
+        # the vertical scrollbar, and a horizontal one would come and go (a layout each time).
+        self.virtual_size = Size(width, count)
         self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, count - 1)))
-        self.call_after_refresh(self._show_cursor)  # once laid out: it knows its height then
+        if self.size.height:  # laid out (a reopened matrix): scroll now, not a frame later
+            self._show_cursor()
+        else:  # once laid out: it knows its height then
+            self.call_after_refresh(self._show_cursor)
         self.refresh()
 
     def watch_cursor(self, old: int, new: int) -> None:

@@ -72,6 +72,14 @@ class RolloutView(Vertical):
             self.view = view
             self.target = target
 
+    class TargetSelected(Message):
+        """The tree's cursor moved (``target`` None: to a wave or a channel)."""
+
+        def __init__(self, view: RolloutView, target: str | None) -> None:
+            super().__init__()
+            self.view = view
+            self.target = target
+
     class Changed(Message):
         """The model changed; one pending message stands for any number of events."""
 
@@ -173,7 +181,15 @@ class RolloutView(Vertical):
 
     @on(Changed)
     async def _changed(self) -> None:
+        if not self.screen.is_current:
+            # Under the matrix or a target's detail nobody sees this view: the model keeps
+            # folding (and marking what changed), and :meth:`shown_again` repaints it at once.
+            return
         await self.repaint_dirty()
+
+    def shown_again(self) -> None:
+        """The view's screen is shown again: repaint what changed while it was hidden."""
+        self.schedule()
 
     # ------------------------------------------------------------------ painting
 
@@ -216,6 +232,8 @@ class RolloutView(Vertical):
 
     def _tick(self) -> None:
         """Once a second: the clock-driven parts (elapsed, ETA, soak countdown)."""
+        if not self.screen.is_current:
+            return
         self.query_one(RolloutHeader).tick(self.model)
         soaking = {
             n
@@ -261,6 +279,7 @@ class RolloutView(Vertical):
         self.selection = event.node.data
 
     async def watch_selection(self) -> None:
+        self.post_message(self.TargetSelected(self, self.selected_target()))
         await self._focus_panes(force=True)
 
     async def _focus_panes(self, *, force: bool = False) -> None:
