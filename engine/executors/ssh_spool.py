@@ -55,7 +55,7 @@ SPOOLED = (
 #: runs in a subshell with the login's umask, default signal dispositions and stdin from
 #: /dev/null, its stdout and stderr appended to the spool files — never a pipe, so a lost
 #: connection or a killed sluice cannot turn into a SIGPIPE mid-apply. Its output reaches the
-#: channel one of two ways, decided once by whoever first creates ``.tail`` (``set -C``: O_EXCL):
+#: channel one of two ways, decided once by whoever first creates ``.<wrapper's pid>.tail`` (``set -C``: O_EXCL):
 #:
 #: * live: a reader waits on the channel's stdin; when sluice sends :data:`STREAM_REQUEST` (the
 #:   apply has run :data:`STREAM_AFTER`, or is being stopped), it execs one ``tail -F`` that
@@ -71,17 +71,18 @@ _WRAPPER = (
     _BASE + '[ -d "${B%/*}" ] || (umask 077 && mkdir -p "${B%/*}") || '
     '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
     '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
-    'umask 077; echo $$ > "$B.pid"; : >> "$B.log"; : >> "$B.err"; '
+    # Fresh files: a history started again (its rollout numbers anew) reuses a base on the host.
+    'umask 077; echo $$ > "$B.pid"; : > "$B.log"; : > "$B.err"; : > "$B.status"; : > "$B.cmd"; '
     # The reader: the shell gives a background list /dev/null for stdin, hence fd 3.
     "exec 3<&0; "
-    f'( set -C; IFS= read -r _a <&3 && [ "$_a" = {STREAM_REQUEST} ] && {{ true; }} 2>/dev/null > "$B.tail" '
+    f'( set -C; IFS= read -r _a <&3 && [ "$_a" = {STREAM_REQUEST} ] && {{ true; }} 2>/dev/null > "$B.$$.tail" '
     '&& { trap "" TERM INT HUP; n=0; until read -r p 2>/dev/null < "$B.cmd"; do '
     "[ $n -lt 200 ] || { p=$$; break; }; n=$((n+1)); sleep 0.01; done; "
     f'exec tail -c +1 -F -s {TAIL_POLL} --pid="$p" "$B.log" "$B.err" 2>/dev/null 3<&-; }} ) & r=$!; '
     "exec 3<&-; trap : TERM INT HUP; "
     '( read -r p _r < /proc/self/stat; echo "$p" > "$B.cmd"; exec < /dev/null; umask "$u"; '
     'exec >> "$B.log" 2>> "$B.err"; eval "$2" ); c=$?; '
-    'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.tail"; then '
+    'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.$$.tail"; then '
     'kill "$r" 2>/dev/null; [ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
     'exit "$c"'
 )

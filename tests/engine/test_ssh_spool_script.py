@@ -152,3 +152,17 @@ def test_the_demultiplexer_keeps_blank_lines_and_lines_like_headers() -> None:
         ("stdout", "a"), ("stdout", ""), ("stdout", ""), ("stdout", "==> x.log <=="),
         ("stderr", "oops"), ("stdout", "b"),
     ]  # fmt: skip
+
+
+def test_a_base_used_again_starts_fresh(tmp_path: Path) -> None:
+    # A history started again numbers its rollouts anew, so an apply can meet an earlier
+    # one's files on the host: its output is its own, sent in full, and its status is not the
+    # earlier one's while it runs.
+    base = tmp_path / "spool" / "t.1"
+    first = run(base, leader=True)
+    assert first.stdout == "out\n\nmore\n"
+    again = run(base, leader=True, command="echo second")
+    assert (again.returncode, again.stdout, again.stderr) == (0, "second\n", "")
+    assert Path(f"{base}.log").read_text() == "second\n"
+    assert Path(f"{base}.err").read_text() == ""
+    assert Path(f"{base}.status").read_text() == "0\n"
