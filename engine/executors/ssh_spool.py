@@ -42,11 +42,11 @@ STREAM_AFTER = 0.2
 STREAM_REQUEST = "stream"
 #: ``sh -c SPOOLED sluice BASE COMMAND`` (after the prelude; ``$_W`` holds :data:`_WRAPPER`, set
 #: by :func:`spooled`): sshd starts a command as the leader of a session and process group of its
-#: own (``setsid()`` in its child), so when the shell is one (``/proc/$$/stat``), it is the
+#: own (``setsid()`` in its child), so when the shell leads a group (``kill -0 -$$``), it is the
 #: wrapper itself — no ``setsid`` or second ``sh`` to start. Otherwise ``setsid`` makes it one;
 #: a host with neither runs the apply attached (stdin from /dev/null), as before spooling.
 SPOOLED = (
-    'read -r _p _c _s _pp g _r < /proc/$$/stat 2>/dev/null; if [ "$g" = $$ ]; then eval "$_W"; '
+    'if kill -0 -$$ 2>/dev/null; then eval "$_W"; '
     'elif command -v setsid >/dev/null 2>&1; then exec setsid sh -c "$_W" "$0" "$@"; else '
     'echo "sluice: $(uname -n) has no setsid: this apply runs attached, not spooled (it cannot '
     'outlive the connection)" >&2; exec sh -c "$2" < /dev/null; fi'
@@ -72,16 +72,16 @@ _WRAPPER = (
     '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
     '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
     # Fresh files: a history started again (its rollout numbers anew) reuses a base on the host.
-    'umask 077; echo $$ > "$B.pid"; : > "$B.log"; : > "$B.err"; : > "$B.status"; : > "$B.cmd"; '
+    'umask 077; echo $$ > "$B.pid"; : > "$B.status"; '
     # The reader: the shell gives a background list /dev/null for stdin, hence fd 3.
     "exec 3<&0; "
     f'( set -C; IFS= read -r _a <&3 && [ "$_a" = {STREAM_REQUEST} ] && {{ true; }} 2>/dev/null > "$B.$$.tail" '
-    '&& { trap "" TERM INT HUP; n=0; until read -r p 2>/dev/null < "$B.cmd"; do '
+    '&& { trap "" TERM INT HUP; n=0; until { read -r p; read -r p; } 2>/dev/null < "$B.pid"; do '
     "[ $n -lt 200 ] || { p=$$; break; }; n=$((n+1)); sleep 0.01; done; "
     f'exec tail -c +1 -F -s {TAIL_POLL} --pid="$p" "$B.log" "$B.err" 2>/dev/null 3<&-; }} ) & r=$!; '
     "exec 3<&-; trap : TERM INT HUP; "
-    '( read -r p _r < /proc/self/stat; echo "$p" > "$B.cmd"; exec < /dev/null; umask "$u"; '
-    'exec >> "$B.log" 2>> "$B.err"; eval "$2" ); c=$?; '
+    '( read -r p _r < /proc/self/stat; echo "$p" >> "$B.pid"; '
+    'exec < /dev/null > "$B.log" 2> "$B.err"; umask "$u"; eval "$2" ); c=$?; '
     'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.$$.tail"; then '
     'kill "$r" 2>/dev/null; [ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
     'exit "$c"'
