@@ -1,16 +1,17 @@
 """Remote applies that outlive the connection: the ssh executor's side of :mod:`.spool`.
 
 On the host, the command runs in a session of its own (the one sshd starts it in; ``setsid``
-where it is not) under a status-writing wrapper, its output appended to
+where it is not) under a status-writing wrapper, its output written to
 ``<spool_dir>/<estate>/<rollout>/<target>.<attempt>.log`` / ``.err`` (0600, the directories
-0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid to
-``.pid``. The command never writes into the channel (a lost connection or a killed sluice cannot
-turn into a SIGPIPE mid-apply): one ``tail -F`` streams both files on the channel, which ends
-with the command's exit status. Per apply that is one program (``tail``) and three forks of the
-shell more than an unspooled apply. A resume (or the same run, after a dropped connection) looks
-with :data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout signal the session's
-process group with :data:`STOP` (the SSH ``signal`` request would reach only the channel's
-shell).
+0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid (then the
+command subshell's) to ``.pid``. The command never writes into the channel (a lost connection or
+a killed sluice cannot turn into a SIGPIPE mid-apply): an apply quicker than
+:data:`STREAM_AFTER` sends its output at its end (``cat``, none if it printed nothing); a longer
+one is asked, through its stdin, to stream live, and one ``tail -F`` streams both files on the
+channel, which ends with the command's exit status. A resume (or the same run, after a dropped
+connection) looks with :data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout
+signal the session's process group with :data:`STOP` (the SSH ``signal`` request would reach
+only the channel's shell).
 
 A host without ``setsid`` (and whose sshd does not start commands as session leaders) gets one
 line saying so, and the command runs attached, as before.
