@@ -58,6 +58,7 @@ from sluice.engine.executors.ssh_spool import (
     NO_STATUS,
     NO_STATUS_EXIT,
     STOP,
+    STREAM_AFTER,
     LocalCopy,
     remote_base,
     script,
@@ -147,10 +148,12 @@ class SshExecutor:
                         if refused is not None:
                             return refused
                     try:
-                        return await self._run(endpoint, command, variables, sink, base, job)
+                        return await self._run(
+                            endpoint, command, variables, sink, base, job, streams=base is not None
+                        )
                     except Lost as lost:  # spooled: the apply goes on; re-attach to it
                         sink("stderr", f"sluice: {lost}; re-attaching")
-                        adopted = await self._attach(job, sink)
+                        adopted = await self._attach(job, sink, lost.seen)
                         if adopted is None:
                             return ApplyResult(False, one_line(f"{lost}; it left no status"))
                         return adopted
@@ -187,14 +190,19 @@ class SshExecutor:
         finally:
             copy.close()
 
-    async def _attach(self, job: Job, output: OutputSink) -> ApplyResult | None:
+    async def _attach(
+        self, job: Job, output: OutputSink, seen: tuple[int, int] | None = None
+    ) -> ApplyResult | None:
+        """Stream the apply in ``job.spool`` to its end; ``seen``: the lines of each stream
+        already received (from the start of the apply), else what it prints from now on."""
         assert job.spool is not None
         endpoint = self._endpoint(job.context)
         base = remote_base(self.spool_dir, self.estate_name, job.spool)
+        text = script(ATTACH, base, *map(str, seen or ()))
         for _ in range(2):
             with contextlib.suppress(Stale):
                 try:
-                    result = await self._run(endpoint, script(ATTACH, base), {}, output, base, job)
+                    result = await self._run(endpoint, text, {}, output, base, job)
                 except Lost as lost:
                     return ApplyResult(False, one_line(str(lost)))
                 if result.exit_code == NO_STATUS_EXIT and NO_STATUS in result.reason:
@@ -329,12 +337,16 @@ class SshExecutor:
         output: OutputSink,
         base: str | None = None,
         job: Job | None = None,
+        *,
+        streams: bool = False,
     ) -> ApplyResult:
+        """``streams``: the spooling wrapper, asked to stream live after :data:`STREAM_AFTER`."""
         connection = await self._pool.connection(endpoint)
 
         async def stop(process: Process) -> None:
             await self._stop(process, endpoint, base, output, job)
 
         launch = job.launching if job is not None else None
-        command = Command(text, variables, base, self.timeout, stop, launch)
+        after = STREAM_AFTER if streams else None
+        command = Command(text, variables, base, self.timeout, stop, launch, after)
         return await run_command(connection, endpoint.address, command, output, self.max_sessions)

@@ -1,8 +1,10 @@
 """One command on one SSH channel: open the session, send the variables, stream the output,
 and turn the end (an exit status, a signal, a lost connection, a timeout) into an ApplyResult.
 
-A spooled apply's stdout carries both of its streams (see :class:`.ssh_spool.Demux`); its
-channel's stderr only the wrapper's own messages.
+A spooled apply's stdout carries both of its streams once it is streamed live (see
+:class:`.ssh_spool.Demux`): the channel keeps its stdin open and asks for that after
+``stream_after`` seconds (or at a stop); an apply that ends sooner sends its output at its end,
+stdout and stderr on their own streams of the channel.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncssh
 from sluice.engine.executors.base import ApplyResult, OutputSink
 from sluice.engine.executors.ssh_pool import Connection, Stale, retrieve
 from sluice.engine.executors.ssh_reasons import describe_error, one_line
-from sluice.engine.executors.ssh_spool import Demux
+from sluice.engine.executors.ssh_spool import STREAM_REQUEST, Demux
 from sluice.engine.model.units import format_duration
 
 #: How long a signalled remote command gets to exit before SIGKILL (and then the channel close).
@@ -32,7 +34,12 @@ Process = asyncssh.SSHClientProcess[str]
 
 
 class Lost(Exception):
-    """The connection went mid-command; a spooled apply goes on on the host."""
+    """The connection went mid-command; a spooled apply goes on on the host. ``seen``: the
+    lines of stdout and stderr received before, for a re-attach to stream the rest."""
+
+    def __init__(self, reason: str, seen: tuple[int, int]):
+        super().__init__(reason)
+        self.seen = seen
 
 
 @dataclass
@@ -47,6 +54,30 @@ class Command:
     stop: Callable[[Process], Awaitable[None]]
     #: Called once a session is free, right before the command is sent (``Job.launching``).
     launching: Callable[[], None] | None = None
+    #: A spooled apply's wrapper: seconds after which it is asked to stream live (its stdin is
+    #: kept open until then); None: stdin ends after the variables.
+    stream_after: float | None = None
+
+
+class _StreamRequest:
+    """Asks a spooled apply's wrapper, once, to stream its output live (and ends its stdin)."""
+
+    def __init__(self, process: Process, after: float | None):
+        self.process = process
+        self.timer = None if after is None else asyncio.get_running_loop().call_later(after, self)
+        self.sent = after is None
+
+    def __call__(self) -> None:
+        if self.sent:
+            return
+        self.sent = True
+        with contextlib.suppress(OSError, asyncssh.Error):
+            self.process.stdin.write(STREAM_REQUEST + "\n")
+            self.process.stdin.write_eof()
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 async def run_command(
@@ -66,7 +97,8 @@ async def run_command(
         # variables are not needed, or the prelude says they did not arrive.
         with contextlib.suppress(OSError, asyncssh.Error):
             process.stdin.write("".join(f"{value}\n" for value in command.variables.values()))
-            process.stdin.write_eof()
+            if command.stream_after is None:
+                process.stdin.write_eof()
         return await _stream(process, where, command, output)
 
 
@@ -98,10 +130,12 @@ async def _stream(
     process: Process, where: str, command: Command, output: OutputSink
 ) -> ApplyResult:
     tail: deque[str] = deque(maxlen=TAIL_LINES)
+    seen = {"stdout": 0, "stderr": 0}
 
     def emit(stream: str, line: str) -> None:
         if line.strip():
             tail.append(line)
+        seen[stream] = seen.get(stream, 0) + 1
         output(stream, line)
 
     demux = Demux(command.spool, emit) if command.spool is not None else None
@@ -110,15 +144,18 @@ async def _stream(
         _pump(process.stderr, lambda line: emit("stderr", line)),
     )
     readers.add_done_callback(retrieve)
+    live = _StreamRequest(process, command.stream_after)
     try:
         async with asyncio.timeout(command.timeout):  # real seconds: a real command takes real time
             await asyncio.shield(readers)  # an abort must not stop them: a stop streams on
             completed = await process.wait()
     except TimeoutError:
+        live()  # a stopping command is streamed to its end
         await command.stop(process)
         await _drain(readers)
         return ApplyResult(False, f"timed out after {format_duration(command.timeout)} on {where}")
     except asyncio.CancelledError:
+        live()
         await command.stop(process)
         await _drain(readers)
         raise
@@ -127,12 +164,15 @@ async def _stream(
         last = f"; last output: {' | '.join(tail)}" if tail else ""
         reason = f"{where}: connection lost mid-command ({describe_error(exc)}){last}"
         if command.spool is not None:
-            raise Lost(reason) from None
+            if demux is not None:
+                demux.close()  # a blank line it held back is a line received
+            raise Lost(reason, (seen["stdout"], seen["stderr"])) from None
         return ApplyResult(False, one_line(reason))
     except Exception:  # e.g. a failing output sink: stop the command, then report
         await terminate(process)
         raise
     finally:
+        live.cancel()
         readers.cancel()
         if demux is not None:
             demux.close()

@@ -1,16 +1,17 @@
 """Remote applies that outlive the connection: the ssh executor's side of :mod:`.spool`.
 
 On the host, the command runs in a session of its own (the one sshd starts it in; ``setsid``
-where it is not) under a status-writing wrapper, its output appended to
+where it is not) under a status-writing wrapper, its output written to
 ``<spool_dir>/<estate>/<rollout>/<target>.<attempt>.log`` / ``.err`` (0600, the directories
-0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid to
-``.pid``. The command never writes into the channel (a lost connection or a killed sluice cannot
-turn into a SIGPIPE mid-apply): one ``tail -F`` streams both files on the channel, which ends
-with the command's exit status. Per apply that is one program (``tail``) and three forks of the
-shell more than an unspooled apply. A resume (or the same run, after a dropped connection) looks
-with :data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout signal the session's
-process group with :data:`STOP` (the SSH ``signal`` request would reach only the channel's
-shell).
+0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid (then the
+command subshell's) to ``.pid``. The command never writes into the channel (a lost connection or
+a killed sluice cannot turn into a SIGPIPE mid-apply): an apply quicker than
+:data:`STREAM_AFTER` sends its output at its end (``cat``, none if it printed nothing); a longer
+one is asked, through its stdin, to stream live, and one ``tail -F`` streams both files on the
+channel, which ends with the command's exit status. A resume (or the same run, after a dropped
+connection) looks with :data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout
+signal the session's process group with :data:`STOP` (the SSH ``signal`` request would reach
+only the channel's shell).
 
 A host without ``setsid`` (and whose sshd does not start commands as session leaders) gets one
 line saying so, and the command runs attached, as before.
@@ -33,36 +34,58 @@ _BASE = 'B=$1; case $B in "~/"*) B=$HOME/${B#??};; esac; '
 NO_STATUS_EXIT = 254
 NO_STATUS = "sluice: no status"
 #: How often (seconds) the streaming ``tail`` looks whether the wrapper has ended (new output it
-#: sees at once, through inotify): what a spooled apply's end waits at most for.
+#: sees at once, through inotify): what a streamed apply's end waits at most for.
 TAIL_POLL = 0.01
+#: How long (seconds) an apply runs before sluice asks its wrapper to stream it live: a quicker
+#: one's output comes on its channel once, at its end, with no ``tail`` started on the host.
+STREAM_AFTER = 0.2
+#: The line on the channel's stdin that asks a running apply's wrapper to stream it live.
+STREAM_REQUEST = "stream"
 #: ``sh -c SPOOLED sluice BASE COMMAND`` (after the prelude; ``$_W`` holds :data:`_WRAPPER`, set
 #: by :func:`spooled`): sshd starts a command as the leader of a session and process group of its
-#: own (``setsid()`` in its child), so when the shell is one (``/proc/$$/stat``), it is the
+#: own (``setsid()`` in its child), so when the shell leads a group (``kill -0 -$$``), it is the
 #: wrapper itself — no ``setsid`` or second ``sh`` to start. Otherwise ``setsid`` makes it one;
-#: a host with neither runs the apply attached, as before spooling.
+#: a host with neither runs the apply attached (stdin from /dev/null), as before spooling.
 SPOOLED = (
-    'read -r _p _c _s _pp g _r < /proc/$$/stat 2>/dev/null; if [ "$g" = $$ ]; then eval "$_W"; '
+    'if kill -0 -$$ 2>/dev/null; then eval "$_W"; '
     'elif command -v setsid >/dev/null 2>&1; then exec setsid sh -c "$_W" "$0" "$@"; else '
     'echo "sluice: $(uname -n) has no setsid: this apply runs attached, not spooled (it cannot '
-    'outlive the connection)" >&2; exec sh -c "$2"; fi'
+    'outlive the connection)" >&2; exec sh -c "$2" < /dev/null; fi'
 )
 #: The wrapper, run by the session's leader (its pid, the process group, to ``.pid``). The command
-#: runs in a subshell with the login's umask and default signal dispositions, its stdout and
-#: stderr appended to the spool files — never a pipe, so a lost connection or a killed sluice
-#: cannot turn into a SIGPIPE mid-apply. One ``tail -F`` (the only program the wrapper starts)
-#: streams both files on the channel's stdout, a :func:`header` line before each switch between
-#: them, and ends once the command's subshell has (``--pid``; the wrapper reaps it at once: no
-#: zombie looks alive). The tail ignores a stop signal and the wrapper traps it (then writes the
-#: command's exit status), so a command stopping gracefully is still streamed to its end.
+#: runs in a subshell with the login's umask, default signal dispositions and stdin from
+#: /dev/null, its stdout and stderr appended to the spool files — never a pipe, so a lost
+#: connection or a killed sluice cannot turn into a SIGPIPE mid-apply. Its output reaches the
+#: channel one of two ways, decided once by whoever first creates ``.<wrapper's pid>.tail`` (``set -C``: O_EXCL):
+#:
+#: * live: a reader waits on the channel's stdin; when sluice sends :data:`STREAM_REQUEST` (the
+#:   apply has run :data:`STREAM_AFTER`, or is being stopped), it execs one ``tail -F`` that
+#:   streams both files, a :func:`header` line before each switch between them, ignores the stop
+#:   signals (a command stopping gracefully is streamed to its end) and ends after the wrapper;
+#: * at the end: the wrapper, after writing the status, ends the reader and prints what the
+#:   command wrote (``cat``, only of a file that is not empty) on the channel's stdout and stderr.
+#:
+#: So an apply quicker than :data:`STREAM_AFTER` starts one program on the host (none if it
+#: printed nothing), and a longer one the ``tail`` it always had. The wrapper traps the stop
+#: signals and writes the command's exit status once the command's subshell ends.
 _WRAPPER = (
     _BASE + '[ -d "${B%/*}" ] || (umask 077 && mkdir -p "${B%/*}") || '
     '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
     '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
-    'umask 077; echo $$ > "$B.pid"; : >> "$B.log"; : >> "$B.err"; trap : TERM INT HUP; '
-    '( read -r p _r < /proc/self/stat; ( trap "" TERM INT HUP; '
-    f'tail -c +1 -F -s {TAIL_POLL} --pid="$p" "$B.log" "$B.err" 2>/dev/null & ); '
-    'umask "$u"; exec >> "$B.log" 2>> "$B.err"; eval "$2" ); c=$?; '
-    'printf "%s\\n" "$c" > "$B.status"; exit "$c"'
+    # Fresh files: a history started again (its rollout numbers anew) reuses a base on the host.
+    'umask 077; echo $$ > "$B.pid"; : > "$B.status"; '
+    # The reader: the shell gives a background list /dev/null for stdin, hence fd 3.
+    "exec 3<&0; "
+    f'( set -C; IFS= read -r _a <&3 && [ "$_a" = {STREAM_REQUEST} ] && {{ true; }} 2>/dev/null > "$B.$$.tail" '
+    '&& { trap "" TERM INT HUP; n=0; until { read -r p; read -r p; } 2>/dev/null < "$B.pid"; do '
+    "[ $n -lt 200 ] || { p=$$; break; }; n=$((n+1)); sleep 0.01; done; "
+    f'exec tail -c +1 -F -s {TAIL_POLL} --pid="$p" "$B.log" "$B.err" 2>/dev/null 3<&-; }} ) & r=$!; '
+    "exec 3<&-; trap : TERM INT HUP; "
+    '( read -r p _r < /proc/self/stat; echo "$p" >> "$B.pid"; '
+    'exec < /dev/null > "$B.log" 2> "$B.err"; umask "$u"; eval "$2" ); c=$?; '
+    'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.$$.tail"; then '
+    'kill "$r" 2>/dev/null; [ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
+    'exit "$c"'
 )
 #: ``sh -c LOOK sluice BASE``: prints ``finished``, ``running`` or ``none``.
 LOOK = (
@@ -70,14 +93,18 @@ LOOK = (
     'elif read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; then echo running; '
     "else echo none; fi"
 )
-#: ``sh -c ATTACH sluice BASE``: streams what a running apply prints from now on until it ends
-#: (or, if it has ended, its last lines), then exits with its status.
+#: ``sh -c ATTACH sluice BASE [OUT ERR]``: streams a running apply's output until it ends (or, if
+#: it has ended, its last lines), then exits with its status. With OUT and ERR (the lines of
+#: stdout and stderr already received, by the run that lost its connection) it streams every
+#: line after those, so nothing is lost or repeated; without them (a resume), what the apply
+#: prints from now on, or its last three lines.
 ATTACH = (
-    _BASE + 'if [ ! -s "$B.status" ] && read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
-    'then s=$(wc -c < "$B.log"); e=$(wc -c < "$B.err"); '
-    'tail -c +$((e+1)) -F --pid="$p" -s 0.2 "$B.err" 2>/dev/null >&2 & '
-    'tail -c +$((s+1)) -F --pid="$p" -s 0.2 "$B.log" 2>/dev/null; wait; '
-    'else tail -n 3 "$B.log"; tail -n 3 "$B.err" >&2; fi; '
+    _BASE + 'if [ -n "$2" ]; then s="-n +$(($2+1))"; e="-n +$(($3+1))"; else s=; e=; fi; '
+    'if [ ! -s "$B.status" ] && read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
+    'then [ -n "$s" ] || { s="-c +$(($(wc -c < "$B.log")+1))"; e="-c +$(($(wc -c < "$B.err")+1))"; }; '
+    'tail $e -F --pid="$p" -s 0.2 "$B.err" 2>/dev/null >&2 & '
+    'tail $s -F --pid="$p" -s 0.2 "$B.log" 2>/dev/null; wait; '
+    'else tail ${s:--n 3} "$B.log"; tail ${e:--n 3} "$B.err" >&2; fi; '
     # The wrapper writes the status just after the command's group ends: give it a moment.
     'n=0; while [ ! -s "$B.status" ] && [ $n -lt 20 ] && [ -e "$B.pid" ]; do sleep 0.1; n=$((n+1)); done; '
     f'read c < "$B.status" 2>/dev/null || {{ echo "{NO_STATUS}"; exit {NO_STATUS_EXIT}; }}; '

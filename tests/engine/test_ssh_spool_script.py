@@ -1,23 +1,30 @@
 """The remote spooling script (executors.ssh_spool) run by the local /bin/sh, as sshd would run
 it: as a session leader (the wrapper itself), not one (``setsid`` makes it one), and on a host
-with no ``setsid`` (attached, with one line saying so); and the stream demultiplexer."""
+with no ``setsid`` (attached, with one line saying so); its output sent once at the end, or
+streamed live once asked — never both, never neither, however the request and the end race;
+and the stream demultiplexer."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
-from sluice.engine.executors.ssh_spool import Demux, spooled
+import pytest
+
+from sluice.engine.executors.ssh_spool import STREAM_REQUEST, Demux, spooled
 
 COMMAND = "echo out; echo err >&2; echo; echo more; exit 5"
 
 
-def run(base: Path, *, leader: bool, path: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    base: Path, *, leader: bool, path: str | None = None, command: str = COMMAND
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": path or os.environ["PATH"]}
     return subprocess.run(
-        ["/bin/sh", "-c", spooled(""), "sluice", str(base), COMMAND],
+        ["/bin/sh", "-c", spooled(""), "sluice", str(base), command],
         capture_output=True, text=True, start_new_session=leader, env=env, timeout=30,
     )  # fmt: skip
 
@@ -31,24 +38,85 @@ def demuxed(base: Path, stdout: str) -> list[tuple[str, str]]:
     return got
 
 
-def test_a_session_leader_is_the_wrapper_and_streams_both_files(tmp_path: Path) -> None:
+def streamed(base: Path, command: str, request_after: float) -> tuple[int, str, str]:
+    """Run the wrapper as sshd would (a session leader, stdin a pipe it holds open), send the
+    stream request after ``request_after`` seconds (if the wrapper is still running by then),
+    and return its exit status, stdout and stderr."""
+    proc = subprocess.Popen(
+        ["/bin/sh", "-c", spooled(""), "sluice", str(base), command],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + request_after
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)  # a deadline to race the end against, not a synchronisation
+    try:
+        proc.stdin.write(STREAM_REQUEST + "\n")
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # ended (and its reader with it) before the request
+    out, err = proc.stdout.read(), proc.stderr.read()
+    return proc.wait(timeout=30), out, err
+
+
+def test_a_quick_apply_sends_its_output_once_at_its_end_on_both_streams(tmp_path: Path) -> None:
     base = tmp_path / "spool" / "t.1"
     done = run(base, leader=True)
-    assert done.returncode == 5 and done.stderr == ""
-    got = demuxed(base, done.stdout)
-    assert [line for s, line in got if s == "stdout"] == ["out", "", "more"]
-    assert [line for s, line in got if s == "stderr"] == ["err"]
+    assert done.returncode == 5
+    assert done.stdout == "out\n\nmore\n" and done.stderr == "err\n"  # no tail headers
     assert Path(f"{base}.status").read_text() == "5\n"
     assert Path(f"{base}.log").read_text() == "out\n\nmore\n"
     assert oct(base.parent.stat().st_mode & 0o777) == "0o700"
 
 
+def test_a_quick_apply_starts_no_program_but_cat_and_none_if_quiet(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"  # a PATH with only sh (and cat): a tail would not be found
+    bin_dir.mkdir()
+    base = tmp_path / "spool" / "t.1"
+    base.parent.mkdir(mode=0o700)  # the rollout's directory exists after its first apply
+    (bin_dir / "sh").symlink_to(str(shutil.which("sh")))
+    quiet = run(base, leader=True, path=str(bin_dir), command="true")
+    assert (quiet.returncode, quiet.stdout, quiet.stderr) == (0, "", "")
+    (bin_dir / "cat").symlink_to(str(shutil.which("cat")))
+    loud = run(tmp_path / "spool" / "t.2", leader=True, path=str(bin_dir))
+    assert (loud.returncode, loud.stdout, loud.stderr) == (5, "out\n\nmore\n", "err\n")
+
+
+def test_a_longer_apply_once_asked_streams_live_through_one_tail(tmp_path: Path) -> None:
+    base = tmp_path / "spool" / "t.1"
+    command = "echo out; echo err >&2; sleep 0.5; echo more; exit 3"
+    code, out, err = streamed(base, command, request_after=0.2)
+    assert code == 3 and err == ""
+    got = demuxed(base, out)
+    assert [line for s, line in got if s == "stdout"] == ["out", "more"]
+    assert [line for s, line in got if s == "stderr"] == ["err"]
+    assert out.startswith("==> ")  # the tail's headers: streamed live, not sent at the end
+
+
+@pytest.mark.timeout(120)
+def test_the_request_racing_the_end_gives_every_line_exactly_once(tmp_path: Path) -> None:
+    command = "i=0; while [ $i -lt 40 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"
+    want_out = [f"o{i}" for i in range(40)]
+    want_err = [f"e{i}" for i in range(40)]
+    ways = set()
+    for n in range(60):  # requests from before the command starts to after it has ended
+        base = tmp_path / "spool" / f"t.{n}"
+        code, out, err = streamed(base, command, request_after=n * 0.0005)
+        got = demuxed(base, out) + [("stderr", line) for line in err.splitlines()]
+        assert code == 0
+        assert [line for s, line in got if s == "stdout"] == want_out, n
+        assert [line for s, line in got if s == "stderr"] == want_err, n
+        ways.add("live" if out.startswith("==> ") else "end")
+    assert ways == {"live", "end"}  # both ways were taken, so the race was run
+
+
 def test_not_a_session_leader_setsid_makes_it_one(tmp_path: Path) -> None:
     base = tmp_path / "spool" / "t.1"
     done = run(base, leader=False)
-    assert done.returncode == 5 and done.stderr == ""
+    assert (done.returncode, done.stdout, done.stderr) == (5, "out\n\nmore\n", "err\n")
     assert Path(f"{base}.status").read_text() == "5\n"
-    pgid = int(Path(f"{base}.pid").read_text())
+    pgid = int(Path(f"{base}.pid").read_text().split()[0])  # then the command subshell's
     assert pgid != os.getpgid(0)  # its own process group, not the caller's
 
 
@@ -84,3 +152,17 @@ def test_the_demultiplexer_keeps_blank_lines_and_lines_like_headers() -> None:
         ("stdout", "a"), ("stdout", ""), ("stdout", ""), ("stdout", "==> x.log <=="),
         ("stderr", "oops"), ("stdout", "b"),
     ]  # fmt: skip
+
+
+def test_a_base_used_again_starts_fresh(tmp_path: Path) -> None:
+    # A history started again numbers its rollouts anew, so an apply can meet an earlier
+    # one's files on the host: its output is its own, sent in full, and its status is not the
+    # earlier one's while it runs.
+    base = tmp_path / "spool" / "t.1"
+    first = run(base, leader=True)
+    assert first.stdout == "out\n\nmore\n"
+    again = run(base, leader=True, command="echo second")
+    assert (again.returncode, again.stdout, again.stderr) == (0, "second\n", "")
+    assert Path(f"{base}.log").read_text() == "second\n"
+    assert Path(f"{base}.err").read_text() == ""
+    assert Path(f"{base}.status").read_text() == "0\n"

@@ -150,3 +150,12 @@ def test_a_connection_cut_mid_apply_is_re_attached_and_the_real_outcome_recorded
     lines = [e["line"] for e in stream if e["kind"] == "apply_output"]
     assert sum("re-attaching" in line for line in lines) == 2
     assert {e["outcome"] for e in stream if e["kind"] == "apply_finished"} == {"ok"}
+    # Every tick each apply printed reached the stream once: the re-attach streams the lines
+    # after those received before the cut, none lost and none repeated.
+    for target in TARGETS:
+        got = [
+            e["line"] for e in stream
+            if e["kind"] == "apply_output" and e["target"] == target and e["line"].startswith("tick")
+        ]  # fmt: skip
+        assert got == [f"tick {i}" for i in range(1, len(got) + 1)], (target, got[:5], len(got))
+        assert len(got) >= 60 // 2

@@ -110,7 +110,7 @@ async def test_a_command_that_ignores_the_stop_signal_is_killed_after_the_grace(
     task = asyncio.create_task(ex.apply(the_job, lines))
     try:
         await wait_until(lambda: "ready" in lines.of("stdout"), "the command to start")
-        pgid = int(read(Path(f"{remote_files(ex, the_job)}.pid")))
+        pgid = int(read(Path(f"{remote_files(ex, the_job)}.pid")).split()[0])  # the wrapper
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await settle(task, lines)
