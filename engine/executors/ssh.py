@@ -183,8 +183,8 @@ class SshExecutor:
         """Re-attach to the remote apply in ``job.spool`` (or read its status); its outcome."""
         assert job.spool is not None
         copy = LocalCopy(job.spool, output)
-        try:
-            return await self._attach(job, copy)
+        try:  # every line the local copy lacks: what printed while no sluice streamed it
+            return await self._attach(job, copy, copy.lines())
         except SshFailure as exc:
             return ApplyResult(False, one_line(str(exc)))
         finally:

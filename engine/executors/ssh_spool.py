@@ -97,7 +97,7 @@ LOOK = (
 #: it has ended, its last lines), then exits with its status. With OUT and ERR (the lines of
 #: stdout and stderr already received, by the run that lost its connection) it streams every
 #: line after those, so nothing is lost or repeated; without them (a resume), what the apply
-#: prints from now on, or its last three lines.
+#: prints from now on, or its last three lines. Adoption passes the lines its local copy holds.
 ATTACH = (
     _BASE + 'if [ -n "$2" ]; then s="-n +$(($2+1))"; e="-n +$(($3+1))"; else s=; e=; fi; '
     'if [ ! -s "$B.status" ] && read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
@@ -178,8 +178,8 @@ def script(body: str, *args: str) -> str:
 
 class LocalCopy:
     """The output a channel streams, also appended (line-buffered: a kill loses no line) to the
-    apply's local spool files, for ``sluice show --output``. What printed while no sluice was
-    attached is only in the remote spool (of a finished apply, adoption copies its last lines)."""
+    apply's local spool files, for ``sluice show --output``. Adoption streams (and copies) every
+    line the local copy lacks, so it ends as complete as the remote spool."""
 
     def __init__(self, base: Path, output: OutputSink):
         self.output = output
@@ -197,6 +197,20 @@ class LocalCopy:
         if file is not None:
             file.write(line + "\n")
         self.output(stream, line)
+
+    def lines(self) -> tuple[int, int]:
+        """The lines of stdout and stderr the local copy already holds (from earlier runs)."""
+
+        def count(path: Path) -> int:
+            try:
+                with path.open("rb") as file:
+                    return sum(
+                        chunk.count(b"\n") for chunk in iter(lambda: file.read(1 << 20), b"")
+                    )
+            except FileNotFoundError:
+                return 0
+
+        return count(self.paths["stdout"]), count(self.paths["stderr"])
 
     def close(self) -> None:
         for file in self.files.values():
