@@ -61,6 +61,8 @@ RUNNERS = (
     "sluice", "ansible", "ansible-nocm", "floor", "floor-gc", "sluice-noop", "sluice-nospool",
     "floor-spool",
 )  # fmt: skip
+#: (the runner's own CPU seconds, everyone else's: sshd and the shells) of each timed run.
+CPU: list[tuple[float, float]] = []
 #: sluice.engine.executors.ssh.CIPHERS, copied so the floor imports nothing but asyncssh.
 CIPHERS = (
     "aes128-gcm@openssh.com",
@@ -210,7 +212,7 @@ def spooled_commands(setup: Setup, n: int, version: str, rep: str) -> list[str]:
         args = " ".join(
             map(
                 shlex.quote,
-                ("sluice", f"{spools}/{target}.1", command(setup.remote, target, version)),
+                ("sluice", f"{spools}/{target}.1", command(setup.remote, target, version), "f"),
             )
         )
         lines.append(f"{mark} {shlex.quote(spooled(''))} {args}")
@@ -307,12 +309,25 @@ def stop_control_masters(folder: Path) -> None:
         )
 
 
+def busy_seconds() -> float:
+    """CPU seconds every process on this machine has used since boot (``/proc/stat``)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, str]:
+    import resource
+
+    before, busy = resource.getrusage(resource.RUSAGE_CHILDREN), busy_seconds()
     started = time.perf_counter()
     proc = subprocess.run(
         argv, capture_output=True, text=True, env=env, cwd=cwd, stdin=subprocess.DEVNULL
     )
     elapsed = time.perf_counter() - started
+    after, busy = resource.getrusage(resource.RUSAGE_CHILDREN), busy_seconds() - busy
+    own = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    CPU.append((own, max(busy - own, 0.0)))
     if proc.returncode != 0:
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-15:]
         raise SystemExit(f"{argv[0]} failed ({proc.returncode}):\n" + "\n".join(tail))
@@ -379,7 +394,12 @@ def bench(
             for runner in order:
                 elapsed = run_once(runner, n, parallel, f"2.0.{rep}", str(rep))
                 results.setdefault((n, runner), []).append(elapsed)
-                print(f"  rep {rep + 1}  {runner:<13} {elapsed:7.2f} s", flush=True)
+                own, rest = CPU[-1]
+                print(
+                    f"  rep {rep + 1}  {runner:<13} {elapsed:7.2f} s   CPU: runner {own:5.2f} s,"
+                    f" host (sshd, shells, others) {rest:5.2f} s",
+                    flush=True,
+                )
     report(results, sizes, runners)
 
 

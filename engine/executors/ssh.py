@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
 import shlex
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,7 @@ from sluice.engine.executors.ssh_spool import (
     NO_STATUS,
     NO_STATUS_EXIT,
     STOP,
-    STREAM_AFTER,
+    STREAM,
     LocalCopy,
     remote_base,
     script,
@@ -134,7 +135,8 @@ class SshExecutor:
     async def apply(self, job: Job, output: OutputSink) -> ApplyResult:
         try:
             endpoint = self._endpoint(job.context)
-            command, variables = self._command(job)
+            nonce = secrets.token_hex(6)  # names this launch on the host (ssh_spool.STREAM)
+            command, variables = self._command(job, nonce)
         except TemplateError as exc:
             return ApplyResult(False, one_line(str(exc)))
         base = remote_base(self.spool_dir, self.estate_name, job.spool) if job.spool else None
@@ -149,7 +151,7 @@ class SshExecutor:
                             return refused
                     try:
                         return await self._run(
-                            endpoint, command, variables, sink, base, job, streams=base is not None
+                            endpoint, command, variables, sink, base, job, nonce=nonce
                         )
                     except Lost as lost:  # spooled: the apply goes on; re-attach to it
                         sink("stderr", f"sluice: {lost}; re-attaching")
@@ -233,7 +235,7 @@ class SshExecutor:
         note(f"SIG{self.stop_signal}", self.stop_grace)
         try:
             with contextlib.suppress(SshFailure, Stale, asyncssh.Error, OSError):
-                await self._pool.run(endpoint, script(STOP, base, self.stop_signal))
+                await self._pool.control(endpoint, script(STOP, base, self.stop_signal))
             async with asyncio.timeout(self.stop_grace):
                 await process.wait_closed()
             return
@@ -248,7 +250,7 @@ class SshExecutor:
 
     async def _kill(self, process: Process, endpoint: Endpoint, base: str) -> None:
         with contextlib.suppress(SshFailure, Stale, asyncssh.Error, OSError):
-            await self._pool.run(endpoint, script(STOP, base, "KILL"))
+            await self._pool.control(endpoint, script(STOP, base, "KILL"))
         await terminate(process)  # and the channel (a host without setsid ran it attached)
 
     async def close(self) -> None:
@@ -274,8 +276,9 @@ class SshExecutor:
         jump = parse_jump(text("jump"), user) if self.spec.settings.get("jump") else None
         return Endpoint(host, self.port, user, jump)
 
-    def _command(self, job: Job) -> tuple[str, dict[str, str]]:
-        """The remote command line and the variables its prelude reads from stdin."""
+    def _command(self, job: Job, nonce: str) -> tuple[str, dict[str, str]]:
+        """The remote command line and the variables its prelude reads from stdin; ``nonce``
+        names this launch in a spooled apply's files."""
         rendered = render(self._template(job), job.context, shell=True)
         variables = dict(rendered.env)
         env: Mapping[str, Any] = self.spec.settings.get("env") or {}
@@ -298,7 +301,7 @@ class SshExecutor:
         prelude = f"{reads} export {' '.join(variables)}\n" if variables else ""
         if job.spool is not None:  # spooled: the command is an argument of the spooling script
             base = remote_base(self.spool_dir, self.estate_name, job.spool)
-            args = " ".join(map(shlex.quote, ("sluice", base, rendered.text)))
+            args = " ".join(map(shlex.quote, ("sluice", base, rendered.text, nonce)))
             return f"{mark} {shlex.quote(spooled(prelude))} {args}", variables
         return f"{mark} {shlex.quote(prelude + rendered.text)}", variables
 
@@ -338,15 +341,20 @@ class SshExecutor:
         base: str | None = None,
         job: Job | None = None,
         *,
-        streams: bool = False,
+        nonce: str | None = None,
     ) -> ApplyResult:
-        """``streams``: the spooling wrapper, asked to stream live after :data:`STREAM_AFTER`."""
+        """``nonce``: the spooling wrapper's launch, asked to stream live (ssh_spool.STREAM)."""
         connection = await self._pool.connection(endpoint)
 
         async def stop(process: Process) -> None:
             await self._stop(process, endpoint, base, output, job)
 
+        async def stream() -> None:
+            assert base is not None and nonce is not None
+            with contextlib.suppress(SshFailure, Stale, asyncssh.Error, OSError):
+                await self._pool.control(endpoint, script(STREAM, base, nonce))
+
         launch = job.launching if job is not None else None
-        after = STREAM_AFTER if streams else None
-        command = Command(text, variables, base, self.timeout, stop, launch, after)
+        live = stream if nonce is not None and base is not None else None
+        command = Command(text, variables, base, self.timeout, stop, launch, live)
         return await run_command(connection, endpoint.address, command, output, self.max_sessions)

@@ -2,9 +2,9 @@
 and turn the end (an exit status, a signal, a lost connection, a timeout) into an ApplyResult.
 
 A spooled apply's stdout carries both of its streams once it is streamed live (see
-:class:`.ssh_spool.Demux`): the channel keeps its stdin open and asks for that after
-``stream_after`` seconds (or at a stop); an apply that ends sooner sends its output at its end,
-stdout and stderr on their own streams of the channel.
+:class:`.ssh_spool.Demux`), which a short control session asks for after ``stream_after``
+seconds (or at a stop); an apply that ends sooner sends its output at its end, stdout and stderr
+on their own streams of the channel.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import asyncssh
 from sluice.engine.executors.base import ApplyResult, OutputSink
 from sluice.engine.executors.ssh_pool import Connection, Stale, retrieve
 from sluice.engine.executors.ssh_reasons import describe_error, one_line
-from sluice.engine.executors.ssh_spool import STREAM_REQUEST, Demux
+from sluice.engine.executors.ssh_spool import STREAM_AFTER, Demux
 from sluice.engine.model.units import format_duration
 
 #: How long a signalled remote command gets to exit before SIGKILL (and then the channel close).
@@ -54,30 +54,34 @@ class Command:
     stop: Callable[[Process], Awaitable[None]]
     #: Called once a session is free, right before the command is sent (``Job.launching``).
     launching: Callable[[], None] | None = None
-    #: A spooled apply's wrapper: seconds after which it is asked to stream live (its stdin is
-    #: kept open until then); None: stdin ends after the variables.
-    stream_after: float | None = None
+    #: A spooled apply's request to be streamed live (:data:`.ssh_spool.STREAM`, in a control
+    #: session), made once ``stream_after`` seconds after the start or at a stop; None: never.
+    stream: Callable[[], Awaitable[object]] | None = None
+    stream_after: float = STREAM_AFTER
 
 
 class _StreamRequest:
-    """Asks a spooled apply's wrapper, once, to stream its output live (and ends its stdin)."""
+    """Makes a spooled apply's request to be streamed live, once (``Command.stream``)."""
 
-    def __init__(self, process: Process, after: float | None):
-        self.process = process
-        self.timer = None if after is None else asyncio.get_running_loop().call_later(after, self)
-        self.sent = after is None
+    def __init__(self, command: Command):
+        self.request = command.stream
+        self.task: asyncio.Future[object] | None = None
+        self.timer = None
+        if self.request is not None:
+            self.timer = asyncio.get_running_loop().call_later(command.stream_after, self)
 
     def __call__(self) -> None:
-        if self.sent:
+        if self.request is None or self.task is not None:
             return
-        self.sent = True
-        with contextlib.suppress(OSError, asyncssh.Error):
-            self.process.stdin.write(STREAM_REQUEST + "\n")
-            self.process.stdin.write_eof()
+        self.task = asyncio.ensure_future(self.request())
+        self.task.add_done_callback(retrieve)
 
     def cancel(self) -> None:
+        """At the end: the request is moot (a ``tail`` it started ends with the command)."""
         if self.timer is not None:
             self.timer.cancel()
+        if self.task is not None:
+            self.task.cancel()
 
 
 async def run_command(
@@ -97,8 +101,7 @@ async def run_command(
         # variables are not needed, or the prelude says they did not arrive.
         with contextlib.suppress(OSError, asyncssh.Error):
             process.stdin.write("".join(f"{value}\n" for value in command.variables.values()))
-            if command.stream_after is None:
-                process.stdin.write_eof()
+            process.stdin.write_eof()
         return await _stream(process, where, command, output)
 
 
@@ -144,7 +147,7 @@ async def _stream(
         _pump(process.stderr, lambda line: emit("stderr", line)),
     )
     readers.add_done_callback(retrieve)
-    live = _StreamRequest(process, command.stream_after)
+    live = _StreamRequest(command)
     try:
         async with asyncio.timeout(command.timeout):  # real seconds: a real command takes real time
             await asyncio.shield(readers)  # an abort must not stop them: a stop streams on

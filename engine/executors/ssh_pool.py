@@ -12,7 +12,7 @@ import contextlib
 import getpass
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,11 @@ from sluice.engine.model.template import TemplateError
 
 #: How long closing connections may take at the end of a rollout.
 CLOSE_SECONDS = 3.0
+#: Short control sessions (a stop, a request to stream an apply live) at once on a connection,
+#: besides ``max_sessions``: a stop must not wait for an apply to end to get a session. sshd's
+#: default ``MaxSessions`` (10) leaves room for them above the default ``max_sessions`` (8); a
+#: server that refuses one gets it from the applies' sessions instead.
+CONTROL_SESSIONS = 2
 #: asyncssh's defaults with AES-GCM first: as strong as ChaCha20-Poly1305, and it runs on AES-NI
 #: through OpenSSL, where asyncssh's ChaCha20 sets up a cipher per packet (half the client CPU).
 CIPHERS = (
@@ -50,6 +55,8 @@ class Stale(Exception):
 class Connection:
     conn: asyncssh.SSHClientConnection
     sessions: asyncio.Semaphore
+    #: The control sessions' (:data:`CONTROL_SESSIONS`).
+    control: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONTROL_SESSIONS))
 
 
 @dataclass
@@ -88,6 +95,20 @@ class SshPool:
             if connection.conn.is_closed():
                 raise Stale
             return await connection.conn.run(command, check=False, timeout=30)
+
+    async def control(self, endpoint: Endpoint, command: str) -> asyncssh.SSHCompletedProcess:
+        """A short control command (a stop, a stream request): in a session of its own beside
+        the applies' (:data:`CONTROL_SESSIONS`), or among theirs if sshd refuses it one."""
+        connection = await self.connection(endpoint)
+        async with connection.control:
+            if connection.conn.is_closed():
+                raise Stale
+            try:
+                return await connection.conn.run(command, check=False, timeout=30)
+            except asyncssh.ChannelOpenError:
+                if connection.conn.is_closed():
+                    raise
+        return await self.run(endpoint, command)
 
     async def close(self) -> None:
         """Close every pooled connection (and cancel connects still in flight)."""

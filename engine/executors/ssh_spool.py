@@ -36,14 +36,12 @@ NO_STATUS = "sluice: no status"
 #: How often (seconds) the streaming ``tail`` looks whether the wrapper has ended (new output it
 #: sees at once, through inotify): what a streamed apply's end waits at most for.
 TAIL_POLL = 0.01
-#: How long (seconds) an apply runs before sluice asks its wrapper to stream it live: a quicker
-#: one's output comes on its channel once, at its end, with no ``tail`` started on the host.
+#: How long (seconds) an apply runs before sluice asks for it to be streamed live (:data:`STREAM`):
+#: a quicker one's output comes on its channel once, at its end, with no ``tail`` started on the host.
 STREAM_AFTER = 0.2
-#: The line on the channel's stdin that asks a running apply's wrapper to stream it live.
-STREAM_REQUEST = "stream"
-#: ``sh -c SPOOLED sluice BASE COMMAND`` (after the prelude; ``$_W`` holds :data:`_WRAPPER`, set
-#: by :func:`spooled`): sshd starts a command as the leader of a session and process group of its
-#: own (``setsid()`` in its child), so when the shell leads a group (``kill -0 -$$``), it is the
+#: ``sh -c SPOOLED sluice BASE COMMAND NONCE`` (after the prelude; ``$_W`` holds :data:`_WRAPPER`,
+#: set by :func:`spooled`): sshd starts a command as the leader of a session and process group of
+#: its own (``setsid()`` in its child), so when the shell leads a group (``kill -0 -$$``), it is the
 #: wrapper itself — no ``setsid`` or second ``sh`` to start. Otherwise ``setsid`` makes it one;
 #: a host with neither runs the apply attached (stdin from /dev/null), as before spooling.
 SPOOLED = (
@@ -52,45 +50,55 @@ SPOOLED = (
     'echo "sluice: $(uname -n) has no setsid: this apply runs attached, not spooled (it cannot '
     'outlive the connection)" >&2; exec sh -c "$2" < /dev/null; fi'
 )
-#: The wrapper, run by the session's leader (its pid, the process group, to ``.pid``). The command
-#: runs in a subshell with the login's umask, default signal dispositions and stdin from
-#: /dev/null, its stdout and stderr appended to the spool files — never a pipe, so a lost
-#: connection or a killed sluice cannot turn into a SIGPIPE mid-apply. Its output reaches the
-#: channel one of two ways, decided once by whoever first creates ``.<wrapper's pid>.tail`` (``set -C``: O_EXCL):
+#: The wrapper, run by the session's leader: its pid (the process group) and NONCE (this launch's,
+#: so that :data:`STREAM` never takes an earlier apply's files for this one's) to ``.pid``. The
+#: command runs in a subshell (its pid appended to ``.pid``) with the login's umask, default signal
+#: dispositions and stdin from /dev/null, its stdout and stderr written to the spool files — never
+#: a pipe, so a lost connection or a killed sluice cannot turn into a SIGPIPE mid-apply. The
+#: wrapper traps the stop signals and writes the command's exit status once its subshell ends.
+#: Its output reaches the channel one of two ways, decided once by whoever first creates
+#: ``.<wrapper's pid>.tail`` (``set -C``: O_EXCL):
 #:
-#: * live: a reader waits on the channel's stdin; when sluice sends :data:`STREAM_REQUEST` (the
-#:   apply has run :data:`STREAM_AFTER`, or is being stopped), it execs one ``tail -F`` that
-#:   streams both files, a :func:`header` line before each switch between them, ignores the stop
-#:   signals (a command stopping gracefully is streamed to its end) and ends after the wrapper;
-#: * at the end: the wrapper, after writing the status, ends the reader and prints what the
-#:   command wrote (``cat``, only of a file that is not empty) on the channel's stdout and stderr.
+#: * at the end: the wrapper, after writing the status, prints what the command wrote (``cat``,
+#:   only of a file that is not empty) on the channel's stdout and stderr;
+#: * live: :data:`STREAM`, run in a short session of its own once the apply has run
+#:   :data:`STREAM_AFTER` (or is being stopped), starts one ``tail -F`` writing both files into
+#:   this channel's stdout, a :func:`header` line before each switch between them.
 #:
-#: So an apply quicker than :data:`STREAM_AFTER` starts one program on the host (none if it
-#: printed nothing), and a longer one the ``tail`` it always had. The wrapper traps the stop
-#: signals and writes the command's exit status once the command's subshell ends.
+#: So an apply quicker than :data:`STREAM_AFTER` forks once on the host (the command's subshell)
+#: and starts one program (none if it printed nothing), and a longer one the ``tail`` it always
+#: had.
 _WRAPPER = (
     _BASE + '[ -d "${B%/*}" ] || (umask 077 && mkdir -p "${B%/*}") || '
     '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
     '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
     # Fresh files: a history started again (its rollout numbers anew) reuses a base on the host.
-    'umask 077; echo $$ > "$B.pid"; : > "$B.status"; '
-    # The reader: the shell gives a background list /dev/null for stdin, hence fd 3.
-    "exec 3<&0; "
-    f'( set -C; IFS= read -r _a <&3 && [ "$_a" = {STREAM_REQUEST} ] && {{ true; }} 2>/dev/null > "$B.$$.tail" '
-    '&& { trap "" TERM INT HUP; n=0; until { read -r p; read -r p; } 2>/dev/null < "$B.pid"; do '
-    "[ $n -lt 200 ] || { p=$$; break; }; n=$((n+1)); sleep 0.01; done; "
-    f'exec tail -c +1 -F -s {TAIL_POLL} --pid="$p" "$B.log" "$B.err" 2>/dev/null 3<&-; }} ) & r=$!; '
-    "exec 3<&-; trap : TERM INT HUP; "
+    'umask 077; echo "$$ $3" > "$B.pid"; : > "$B.status"; trap : TERM INT HUP; '
     '( read -r p _r < /proc/self/stat; echo "$p" >> "$B.pid"; '
     'exec < /dev/null > "$B.log" 2> "$B.err"; umask "$u"; eval "$2" ); c=$?; '
     'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.$$.tail"; then '
-    'kill "$r" 2>/dev/null; [ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
+    '[ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
     'exit "$c"'
+)
+#: ``sh -c STREAM sluice BASE NONCE``: streams the running apply of this launch (NONCE) live, on
+#: its own channel: waits (up to 2 s) until its wrapper has written ``.pid``, opens the
+#: wrapper's stdout (the apply's channel, through ``/proc``: read-write first, which never blocks,
+#: then write-only, so a closed channel ends the ``tail`` with SIGPIPE) and, if it claims the
+#: output before the wrapper's end does, leaves one ``tail -F`` writing both files there from
+#: their first byte until the command's subshell ends. This session ends at once (the ``tail``
+#: holds none of its pipes). Exit 3: the wrapper never wrote ``.pid``; 4: it has ended (or the
+#: host has no ``/proc``), so its end prints the output.
+STREAM = (
+    _BASE + 'n=0; until { read -r w k; read -r c; } 2>/dev/null < "$B.pid" && [ "$k" = "$2" ] '
+    '&& [ -n "$c" ]; do [ $n -lt 100 ] || exit 3; n=$((n+1)); sleep 0.02; done; '
+    '{ exec 4<> "/proc/$w/fd/1" 5> /proc/self/fd/4 4>&-; } 2>/dev/null || exit 4; '
+    'set -C; { true; } 2>/dev/null > "$B.$w.tail" || exit 0; '
+    f'tail -c +1 -F -s {TAIL_POLL} --pid="$c" "$B.log" "$B.err" >&5 2>/dev/null < /dev/null 5>&- &'
 )
 #: ``sh -c LOOK sluice BASE``: prints ``finished``, ``running`` or ``none``.
 LOOK = (
     _BASE + 'if [ -s "$B.status" ]; then echo finished; '
-    'elif read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; then echo running; '
+    'elif read p _k < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; then echo running; '
     "else echo none; fi"
 )
 #: ``sh -c ATTACH sluice BASE [OUT ERR]``: streams a running apply's output until it ends (or, if
@@ -100,7 +108,7 @@ LOOK = (
 #: prints from now on, or its last three lines. Adoption passes the lines its local copy holds.
 ATTACH = (
     _BASE + 'if [ -n "$2" ]; then s="-n +$(($2+1))"; e="-n +$(($3+1))"; else s=; e=; fi; '
-    'if [ ! -s "$B.status" ] && read p < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
+    'if [ ! -s "$B.status" ] && read p _k < "$B.pid" 2>/dev/null && kill -0 "$p" 2>/dev/null; '
     'then [ -n "$s" ] || { s="-c +$(($(wc -c < "$B.log")+1))"; e="-c +$(($(wc -c < "$B.err")+1))"; }; '
     'tail $e -F --pid="$p" -s 0.2 "$B.err" 2>/dev/null >&2 & '
     'tail $s -F --pid="$p" -s 0.2 "$B.log" 2>/dev/null; wait; '
@@ -113,7 +121,7 @@ ATTACH = (
 #: ``sh -c STOP sluice BASE SIGNAL``: the signal to the apply's process group (its session). A
 #: SIGKILL ends the wrapper too, so then the status (137, as a shell reports it) is written here.
 STOP = (
-    _BASE + 'read p < "$B.pid" 2>/dev/null && kill -s "$2" -- "-$p" && { [ "$2" != KILL ] || '
+    _BASE + 'read p _k < "$B.pid" 2>/dev/null && kill -s "$2" -- "-$p" && { [ "$2" != KILL ] || '
     '[ -s "$B.status" ] || { umask 077; printf "137\\n" > "$B.status"; }; }'
 )
 

@@ -1,8 +1,9 @@
 """The remote spooling script (executors.ssh_spool) run by the local /bin/sh, as sshd would run
 it: as a session leader (the wrapper itself), not one (``setsid`` makes it one), and on a host
 with no ``setsid`` (attached, with one line saying so); its output sent once at the end, or
-streamed live once asked — never both, never neither, however the request and the end race;
-and the stream demultiplexer."""
+streamed live once asked (by the stream request, a second shell as sshd would run a second
+session) — never both, never neither, however the request and the end race; and the stream
+demultiplexer."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from sluice.engine.executors.ssh_spool import STREAM_REQUEST, Demux, spooled
+from sluice.engine.executors.ssh_spool import STREAM, Demux, spooled
 
 COMMAND = "echo out; echo err >&2; echo; echo more; exit 5"
+NONCE = "0123abcd"
 
 
 def run(
@@ -24,7 +26,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PATH": path or os.environ["PATH"]}
     return subprocess.run(
-        ["/bin/sh", "-c", spooled(""), "sluice", str(base), command],
+        ["/bin/sh", "-c", spooled(""), "sluice", str(base), command, NONCE],
         capture_output=True, text=True, start_new_session=leader, env=env, timeout=30,
     )  # fmt: skip
 
@@ -38,26 +40,26 @@ def demuxed(base: Path, stdout: str) -> list[tuple[str, str]]:
     return got
 
 
-def streamed(base: Path, command: str, request_after: float) -> tuple[int, str, str]:
-    """Run the wrapper as sshd would (a session leader, stdin a pipe it holds open), send the
-    stream request after ``request_after`` seconds (if the wrapper is still running by then),
-    and return its exit status, stdout and stderr."""
+def streamed(base: Path, command: str, request_after: float) -> tuple[int, str, str, int]:
+    """Run the wrapper as sshd would (a session leader, its stdout a pipe), make the stream
+    request after ``request_after`` seconds (a second shell, as a control session), and return
+    the wrapper's exit status, stdout and stderr, and the request's exit status."""
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", spooled(""), "sluice", str(base), command],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ["/bin/sh", "-c", spooled(""), "sluice", str(base), command, NONCE],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip
-    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout is not None and proc.stderr is not None
     deadline = time.monotonic() + request_after
     while proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.002)  # a deadline to race the end against, not a synchronisation
-    try:
-        proc.stdin.write(STREAM_REQUEST + "\n")
-        proc.stdin.close()
-    except BrokenPipeError:
-        pass  # ended (and its reader with it) before the request
+    request = subprocess.run(
+        ["/bin/sh", "-c", STREAM, "sluice", str(base), NONCE],
+        capture_output=True, text=True, start_new_session=True, timeout=30,
+    )  # fmt: skip
+    assert request.stdout == "" and request.stderr == ""  # the tail holds none of its pipes
     out, err = proc.stdout.read(), proc.stderr.read()
-    return proc.wait(timeout=30), out, err
+    return proc.wait(timeout=30), out, err, request.returncode
 
 
 def test_a_quick_apply_sends_its_output_once_at_its_end_on_both_streams(tmp_path: Path) -> None:
@@ -86,8 +88,8 @@ def test_a_quick_apply_starts_no_program_but_cat_and_none_if_quiet(tmp_path: Pat
 def test_a_longer_apply_once_asked_streams_live_through_one_tail(tmp_path: Path) -> None:
     base = tmp_path / "spool" / "t.1"
     command = "echo out; echo err >&2; sleep 0.5; echo more; exit 3"
-    code, out, err = streamed(base, command, request_after=0.2)
-    assert code == 3 and err == ""
+    code, out, err, asked = streamed(base, command, request_after=0.2)
+    assert (code, err, asked) == (3, "", 0)
     got = demuxed(base, out)
     assert [line for s, line in got if s == "stdout"] == ["out", "more"]
     assert [line for s, line in got if s == "stderr"] == ["err"]
@@ -102,7 +104,7 @@ def test_the_request_racing_the_end_gives_every_line_exactly_once(tmp_path: Path
     ways = set()
     for n in range(60):  # requests from before the command starts to after it has ended
         base = tmp_path / "spool" / f"t.{n}"
-        code, out, err = streamed(base, command, request_after=n * 0.0005)
+        code, out, err, _ = streamed(base, command, request_after=n * 0.0005)
         got = demuxed(base, out) + [("stderr", line) for line in err.splitlines()]
         assert code == 0
         assert [line for s, line in got if s == "stdout"] == want_out, n
