@@ -86,12 +86,13 @@ _WRAPPER = (
 #: then write-only, so a closed channel ends the ``tail`` with SIGPIPE) and, if it claims the
 #: output before the wrapper's end does, leaves one ``tail -F`` writing both files there from
 #: their first byte until the command's subshell ends. This session ends at once (the ``tail``
-#: holds none of its pipes). Exit 3: the wrapper never wrote ``.pid``; 4: it has ended (or the
-#: host has no ``/proc``), so its end prints the output.
+#: holds none of its pipes). Exit 3: the wrapper never wrote ``.pid``; 4 (2 if it ended just
+#: then: the shell's failed redirection): it has ended (or the host has no ``/proc``), so its end
+#: prints the output.
 STREAM = (
     _BASE + 'n=0; until { read -r w k; read -r c; } 2>/dev/null < "$B.pid" && [ "$k" = "$2" ] '
     '&& [ -n "$c" ]; do [ $n -lt 100 ] || exit 3; n=$((n+1)); sleep 0.02; done; '
-    '{ exec 4<> "/proc/$w/fd/1" 5> /proc/self/fd/4 4>&-; } 2>/dev/null || exit 4; '
+    '[ -e "/proc/$w/fd/1" ] || exit 4; { exec 4<> "/proc/$w/fd/1" 5> /proc/self/fd/4 4>&-; } 2>/dev/null || exit 4; '
     'set -C; { true; } 2>/dev/null > "$B.$w.tail" || exit 0; '
     f'tail -c +1 -F -s {TAIL_POLL} --pid="$c" "$B.log" "$B.err" >&5 2>/dev/null < /dev/null 5>&- &'
 )

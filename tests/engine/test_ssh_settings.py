@@ -96,7 +96,7 @@ def test_variables_go_through_a_stdin_prelude(
     executor: SshExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLUICE_UNIT_TOKEN", "hunter2-secret")
-    command, variables = executor._command(JOB)
+    command, variables = executor._command(JOB, "n0nce")
     assert variables == {"SLUICE_UNIT_TOKEN": "hunter2-secret", "REGION": "eu-west-1"}
     wrapper, script = shlex.split(command)[:-1], shlex.split(command)[-1]
     # Run by a marked `sh` (a resume can find it left running).

@@ -98,13 +98,17 @@ def test_a_longer_apply_once_asked_streams_live_through_one_tail(tmp_path: Path)
 
 @pytest.mark.timeout(120)
 def test_the_request_racing_the_end_gives_every_line_exactly_once(tmp_path: Path) -> None:
-    command = "i=0; while [ $i -lt 40 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"
+    # Half the lines, a pause (the request can come mid-apply), the rest.
+    command = (
+        "i=0; while [ $i -lt 40 ]; do echo o$i; echo e$i >&2; i=$((i+1)); "
+        "if [ $i = 20 ]; then sleep 0.05; fi; done"
+    )
     want_out = [f"o{i}" for i in range(40)]
     want_err = [f"e{i}" for i in range(40)]
     ways = set()
     for n in range(60):  # requests from before the command starts to after it has ended
         base = tmp_path / "spool" / f"t.{n}"
-        code, out, err, _ = streamed(base, command, request_after=n * 0.0005)
+        code, out, err, _ = streamed(base, command, request_after=n * 0.002)
         got = demuxed(base, out) + [("stderr", line) for line in err.splitlines()]
         assert code == 0
         assert [line for s, line in got if s == "stdout"] == want_out, n
@@ -168,3 +172,27 @@ def test_a_base_used_again_starts_fresh(tmp_path: Path) -> None:
     assert Path(f"{base}.log").read_text() == "second\n"
     assert Path(f"{base}.err").read_text() == ""
     assert Path(f"{base}.status").read_text() == "0\n"
+
+
+def test_a_stream_request_never_takes_an_earlier_apply_for_its_own(tmp_path: Path) -> None:
+    # The base holds an earlier launch's files (another nonce): the request waits for its own
+    # launch's wrapper, and gives up (exit 3) when it never comes, streaming nothing.
+    base = tmp_path / "spool" / "t.1"
+    assert run(base, leader=True).returncode == 5
+    request = subprocess.run(
+        ["/bin/sh", "-c", STREAM, "sluice", str(base), "another"],
+        capture_output=True, text=True, start_new_session=True, timeout=30,
+    )  # fmt: skip
+    assert (request.returncode, request.stdout, request.stderr) == (3, "", "")
+    assert not list(base.parent.glob("t.1.*.tail"))[1:]  # only the earlier wrapper's claim
+
+
+def test_a_stream_request_after_the_end_leaves_the_output_to_the_end(tmp_path: Path) -> None:
+    base = tmp_path / "spool" / "t.1"
+    done = run(base, leader=True)
+    assert done.stdout == "out\n\nmore\n"  # sent at the end, by the wrapper
+    request = subprocess.run(
+        ["/bin/sh", "-c", STREAM, "sluice", str(base), NONCE],
+        capture_output=True, text=True, start_new_session=True, timeout=30,
+    )  # fmt: skip
+    assert (request.returncode, request.stdout, request.stderr) == (4, "", "")  # it has ended
