@@ -26,7 +26,7 @@ import contextlib
 import re
 import secrets
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
@@ -75,11 +75,14 @@ if TYPE_CHECKING:
 
 __all__ = ["CIPHERS", "PRELUDE_FAILED", "Endpoint", "SshExecutor", "SshFailure", "parse_jump"]
 
-#: Lists the pids whose environment holds the line given as $1 (itself excluded): a remote
-#: apply a stopped sluice left running. POSIX sh, tr and grep; /proc as on Linux hosts.
+#: Lists the pids (itself excluded) whose environment holds a line matching $1, or one of whose
+#: arguments matches $2 (basic regular expressions, a character of each bracketed so that grep's
+#: own arguments never match): a remote apply a stopped sluice left running. What the apply
+#: starts carries the marker in its environment; a POSIX login shell that runs a spooled apply's
+#: wrapper itself (and its subshells) on its command line. GNU grep (``-z``), /proc as on Linux.
 _ORPHAN_PROBE = (
-    'for f in /proc/[0-9]*/environ; do p=${f#/proc/}; p=${p%/environ}; [ "$p" = $$ ] && continue; '
-    'tr "\\000" "\\n" 2>/dev/null < "$f" | grep -qxF -e "$1" && echo "$p"; done; exit 0'
+    '{ grep -lsxz -e "$1" /proc/[0-9]*/environ; grep -lsz -e "$2" /proc/[0-9]*/cmdline; } '
+    '2>/dev/null | while IFS=/ read -r _ _ p _; do [ "$p" = $$ ] || echo "$p"; done; exit 0'
 )
 #: How often a wait for a remote orphaned apply looks again.
 ORPHAN_POLL_SECONDS = 1.0
@@ -119,6 +122,7 @@ class SshExecutor:
                 self.connect_timeout,
                 self.keepalive,
                 self.max_sessions,
+                probe_shell=self.spools,
             )
         )
 
@@ -276,9 +280,9 @@ class SshExecutor:
         jump = parse_jump(text("jump"), user) if self.spec.settings.get("jump") else None
         return Endpoint(host, self.port, user, jump)
 
-    def _command(self, job: Job, nonce: str) -> tuple[str, dict[str, str]]:
-        """The remote command line and the variables its prelude reads from stdin; ``nonce``
-        names this launch in a spooled apply's files."""
+    def _command(self, job: Job, nonce: str) -> tuple[Callable[[bool], str], dict[str, str]]:
+        """The remote command line (given whether the login shell is POSIX) and the variables
+        its prelude reads from stdin; ``nonce`` names this launch in a spooled apply's files."""
         rendered = render(self._template(job), job.context, shell=True)
         variables = dict(rendered.env)
         env: Mapping[str, Any] = self.spec.settings.get("env") or {}
@@ -295,15 +299,25 @@ class SshExecutor:
         # later resume to find it if a stopped sluice leaves it running (_wait_for_orphans). The
         # script runs in an `sh` the login shell execs after exporting it, so that `sh` is marked
         # from the start (one program more than the bare command). Not secret: on the command line.
-        value = shlex.quote(marker_value(self.estate_name, job.target))
-        mark = f"export {MARKER}={value}; exec sh -c"
+        marker = f"export {MARKER}={shlex.quote(marker_value(self.estate_name, job.target))};"
         reads = " ".join(f"IFS= read -r {n} || exit {PRELUDE_FAILED};" for n in variables)
         prelude = f"{reads} export {' '.join(variables)}\n" if variables else ""
-        if job.spool is not None:  # spooled: the command is an argument of the spooling script
-            base = remote_base(self.spool_dir, self.estate_name, job.spool)
-            args = " ".join(map(shlex.quote, ("sluice", base, rendered.text, nonce)))
-            return f"{mark} {shlex.quote(spooled(prelude))} {args}", variables
-        return f"{mark} {shlex.quote(prelude + rendered.text)}", variables
+        if job.spool is None:
+            text = f"{marker} exec sh -c {shlex.quote(prelude + rendered.text)}"
+            return lambda _posix: text, variables
+        # Spooled: the command is an argument of the spooling script. A POSIX login shell runs
+        # the script itself (its `.pid` and status, not its environment, say that it runs; what
+        # the command starts is marked): one program fewer on the host for every apply.
+        base = remote_base(self.spool_dir, self.estate_name, job.spool)
+        args = " ".join(map(shlex.quote, ("sluice", base, rendered.text, nonce)))
+        script_text = spooled(prelude)
+
+        def line(posix: bool) -> str:
+            if posix:
+                return f"{marker} set -- {args.removeprefix('sluice ')}; {script_text}"
+            return f"{marker} exec sh -c {shlex.quote(script_text)} {args}"
+
+        return line, variables
 
     # ------------------------------------------------------------------ commands
 
@@ -316,8 +330,10 @@ class SshExecutor:
         go on. Before re-applying a target whose last apply has an unknown outcome, look on the
         host for processes carrying its marker, and wait (up to ``timeout``) until none is left.
         """
-        marker = f"{MARKER}={marker_value(self.estate_name, job.target)}"
-        probe = f"sh -c {shlex.quote(_ORPHAN_PROBE)} sh {shlex.quote(marker)}"
+        value = marker_value(self.estate_name, job.target)
+        in_env = f"[{MARKER[0]}]{_bre(MARKER[1:] + '=' + value)}"
+        in_args = f"^export [{MARKER[0]}]{_bre(MARKER[1:] + '=' + shlex.quote(value))}; set -- "
+        probe = script(_ORPHAN_PROBE, in_env, in_args)
 
         async def look() -> list[int]:
             try:
@@ -327,7 +343,7 @@ class SshExecutor:
                     f"{endpoint.address}: cannot look for an earlier apply still running "
                     f"({describe_error(exc)})"
                 ) from None
-            return [int(pid) for pid in str(found.stdout or "").split() if pid.isdigit()]
+            return sorted({int(pid) for pid in str(found.stdout or "").split() if pid.isdigit()})
 
         what = f"{job.target} on {endpoint.address}"
         return await wait_out(look, what, output, self.timeout, ORPHAN_POLL_SECONDS)
@@ -335,7 +351,7 @@ class SshExecutor:
     async def _run(
         self,
         endpoint: Endpoint,
-        text: str,
+        text: str | Callable[[bool], str],
         variables: Mapping[str, str],
         output: OutputSink,
         base: str | None = None,
@@ -343,8 +359,11 @@ class SshExecutor:
         *,
         nonce: str | None = None,
     ) -> ApplyResult:
-        """``nonce``: the spooling wrapper's launch, asked to stream live (ssh_spool.STREAM)."""
+        """``text``: the command line, or what makes it given whether the login shell is POSIX;
+        ``nonce``: the spooling wrapper's launch, asked to stream live (ssh_spool.STREAM)."""
         connection = await self._pool.connection(endpoint)
+        if not isinstance(text, str):
+            text = text(connection.posix_login)
 
         async def stop(process: Process) -> None:
             await self._stop(process, endpoint, base, output, job)
@@ -358,3 +377,8 @@ class SshExecutor:
         live = stream if nonce is not None and base is not None else None
         command = Command(text, variables, base, self.timeout, stop, launch, live)
         return await run_command(connection, endpoint.address, command, output, self.max_sessions)
+
+
+def _bre(text: str) -> str:
+    """A basic regular expression that matches ``text`` exactly."""
+    return "".join(f"[{c}]" if c in ".[*$\\" else "\\^" if c == "^" else c for c in text)

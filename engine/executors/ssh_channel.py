@@ -19,7 +19,7 @@ from typing import Any
 import asyncssh
 
 from sluice.engine.executors.base import ApplyResult, OutputSink
-from sluice.engine.executors.ssh_pool import Connection, Stale, retrieve
+from sluice.engine.executors.ssh_pool import REFUSED_RETRIES, Connection, Stale, retrieve
 from sluice.engine.executors.ssh_reasons import describe_error, one_line
 from sluice.engine.executors.ssh_spool import STREAM_AFTER, Demux
 from sluice.engine.model.units import format_duration
@@ -108,25 +108,31 @@ async def run_command(
 async def _open(
     connection: Connection, where: str, text: str, max_sessions: int
 ) -> Process | ApplyResult:
-    opening = asyncio.ensure_future(
-        connection.conn.create_process(text, encoding="utf-8", errors="replace")
-    )
-    try:
-        return await asyncio.shield(opening)
-    except asyncio.CancelledError:
-        await _stop_opening(opening)
-        raise
-    except (asyncssh.Error, OSError) as exc:
-        # Not retried: the command may have started before the connection went.
-        if not isinstance(exc, asyncssh.ChannelOpenError) or connection.conn.is_closed():
-            return ApplyResult(False, one_line(f"{where}: {describe_error(exc)}"))
-        return ApplyResult(
-            False,
-            one_line(
-                f"{where}: sshd refused a session ({exc.reason}); is max_sessions "
-                f"({max_sessions}) above the server's MaxSessions?"
-            ),
+    for delay in (*REFUSED_RETRIES, None):
+        opening = asyncio.ensure_future(
+            connection.conn.create_process(text, encoding="utf-8", errors="replace")
         )
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            await _stop_opening(opening)
+            raise
+        except asyncssh.ChannelOpenError as exc:  # refused: nothing ran, so it may be tried again
+            if connection.conn.is_closed():
+                return ApplyResult(False, one_line(f"{where}: {describe_error(exc)}"))
+            if delay is None:
+                return ApplyResult(
+                    False,
+                    one_line(
+                        f"{where}: sshd refused a session ({exc.reason}); is max_sessions "
+                        f"({max_sessions}) above the server's MaxSessions?"
+                    ),
+                )
+            await asyncio.sleep(delay)
+        except (asyncssh.Error, OSError) as exc:
+            # Not retried: the command may have started before the connection went.
+            return ApplyResult(False, one_line(f"{where}: {describe_error(exc)}"))
+    raise AssertionError("unreachable")
 
 
 async def _stream(

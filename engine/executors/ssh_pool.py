@@ -21,6 +21,12 @@ import asyncssh
 from sluice.engine.executors.ssh_reasons import Endpoint, connect_failure, trust_hint
 from sluice.engine.model.template import TemplateError
 
+#: Seconds between the attempts to open a session sshd refused (nothing ran): it frees a closed
+#: session's slot a moment after the client has seen it close, so a session opened right after
+#: another (a stop, a stream request, the login-shell probe) can be refused at ``MaxSessions``.
+REFUSED_RETRIES = (0.05, 0.1, 0.2, 0.4)
+#: Login shells that run sluice's POSIX scripts as they are (by the basename of ``$SHELL``).
+POSIX_SHELLS = frozenset({"sh", "dash", "bash", "ash", "ksh", "ksh93", "mksh", "yash"})
 #: How long closing connections may take at the end of a rollout.
 CLOSE_SECONDS = 3.0
 #: Short control sessions (a stop, a request to stream an apply live) at once on a connection,
@@ -57,6 +63,9 @@ class Connection:
     sessions: asyncio.Semaphore
     #: The control sessions' (:data:`CONTROL_SESSIONS`).
     control: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONTROL_SESSIONS))
+    #: The login shell (``$SHELL``) is a POSIX ``sh`` (:data:`POSIX_SHELLS`): it can run sluice's
+    #: scripts itself, without an ``sh`` of their own.
+    posix_login: bool = False
 
 
 @dataclass
@@ -66,6 +75,8 @@ class PoolSettings:
     connect_timeout: float
     keepalive: float
     max_sessions: int
+    #: Ask each new connection whether its login shell is POSIX (``Connection.posix_login``).
+    probe_shell: bool = False
 
 
 class SshPool:
@@ -94,7 +105,7 @@ class SshPool:
         async with connection.sessions:
             if connection.conn.is_closed():
                 raise Stale
-            return await connection.conn.run(command, check=False, timeout=30)
+            return await _run_retrying(connection.conn, command)
 
     async def control(self, endpoint: Endpoint, command: str) -> asyncssh.SSHCompletedProcess:
         """A short control command (a stop, a stream request): in a session of its own beside
@@ -104,7 +115,7 @@ class SshPool:
             if connection.conn.is_closed():
                 raise Stale
             try:
-                return await connection.conn.run(command, check=False, timeout=30)
+                return await _run_retrying(connection.conn, command)
             except asyncssh.ChannelOpenError:
                 if connection.conn.is_closed():
                     raise
@@ -155,7 +166,14 @@ class SshPool:
         except Exception as exc:
             why = connect_failure(endpoint, exc, s.known_hosts, s.key_path, s.connect_timeout)
             raise SshFailure(why) from None
-        return Connection(conn, asyncio.Semaphore(s.max_sessions))
+        connection = Connection(conn, asyncio.Semaphore(s.max_sessions))
+        if s.probe_shell:
+            try:
+                connection.posix_login = await _posix_login(conn, s.connect_timeout)
+            except BaseException:  # cancelled: the pool is closing
+                conn.close()
+                raise
+        return connection
 
     def _client_keys(self) -> Sequence[asyncssh.SSHKeyPair]:
         """The configured key (with its certificate, if any); ``()`` means ssh-agent + ~/.ssh."""
@@ -209,3 +227,28 @@ def retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a future's exception as seen, so asyncio never logs it as unretrieved."""
     if not future.cancelled():
         future.exception()
+
+
+async def _posix_login(conn: asyncssh.SSHClientConnection, timeout: float) -> bool:
+    """Whether the login shell is one of :data:`POSIX_SHELLS` (asked once per connection; any
+    trouble answers no, and scripts get an ``sh`` of their own, as on every host before)."""
+    try:
+        found = await conn.run('printf "%s\\n" "$SHELL"', check=False, timeout=timeout)
+    except (asyncssh.Error, OSError, TimeoutError):
+        return False
+    shell = str(found.stdout or "").strip()
+    return found.exit_status == 0 and shell.rsplit("/", 1)[-1] in POSIX_SHELLS
+
+
+async def _run_retrying(
+    conn: asyncssh.SSHClientConnection, command: str
+) -> asyncssh.SSHCompletedProcess:
+    """``conn.run``, again (:data:`REFUSED_RETRIES`) while sshd refuses the session."""
+    for delay in REFUSED_RETRIES:
+        try:
+            return await conn.run(command, check=False, timeout=30)
+        except asyncssh.ChannelOpenError:
+            if conn.is_closed():
+                raise
+        await asyncio.sleep(delay)
+    return await conn.run(command, check=False, timeout=30)

@@ -3,12 +3,12 @@
 On the host, the command runs in a session of its own (the one sshd starts it in; ``setsid``
 where it is not) under a status-writing wrapper, its output written to
 ``<spool_dir>/<estate>/<rollout>/<target>.<attempt>.log`` / ``.err`` (0600, the directories
-0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid (then the
-command subshell's) to ``.pid``. The command never writes into the channel (a lost connection or
+0700, default ``~/.sluice/applies``), its exit status to ``.status``, the session's pid and the
+launch's nonce to ``.pid``. The command never writes into the channel (a lost connection or
 a killed sluice cannot turn into a SIGPIPE mid-apply): an apply quicker than
-:data:`STREAM_AFTER` sends its output at its end (``cat``, none if it printed nothing); a longer
-one is asked, through its stdin, to stream live, and one ``tail -F`` streams both files on the
-channel, which ends with the command's exit status. A resume (or the same run, after a dropped
+:data:`STREAM_AFTER` sends its output at its end (``cat``, none if it printed nothing); for a
+longer one a short control session (:data:`STREAM`) leaves one ``tail -F`` streaming both files
+into the apply's channel, which ends with the command's exit status. A resume (or the same run, after a dropped
 connection) looks with :data:`LOOK` and re-attaches with :data:`ATTACH`; abort and timeout
 signal the session's process group with :data:`STOP` (the SSH ``signal`` request would reach
 only the channel's shell).
@@ -52,9 +52,8 @@ SPOOLED = (
 )
 #: The wrapper, run by the session's leader: its pid (the process group) and NONCE (this launch's,
 #: so that :data:`STREAM` never takes an earlier apply's files for this one's) to ``.pid``. The
-#: command runs in a subshell (its pid appended to ``.pid``) with the login's umask, default signal
-#: dispositions and stdin from /dev/null, its stdout and stderr written to the spool files — never
-#: a pipe, so a lost connection or a killed sluice cannot turn into a SIGPIPE mid-apply. The
+#: command runs in a subshell with the login's umask, default signal dispositions and stdin
+#: from /dev/null, its stdout and stderr written to the spool files — never a pipe, so a lost connection or a killed sluice cannot turn into a SIGPIPE mid-apply. The
 #: wrapper traps the stop signals and writes the command's exit status once its subshell ends.
 #: Its output reaches the channel one of two ways, decided once by whoever first creates
 #: ``.<wrapper's pid>.tail`` (``set -C``: O_EXCL):
@@ -63,7 +62,7 @@ SPOOLED = (
 #:   only of a file that is not empty) on the channel's stdout and stderr;
 #: * live: :data:`STREAM`, run in a short session of its own once the apply has run
 #:   :data:`STREAM_AFTER` (or is being stopped), starts one ``tail -F`` writing both files into
-#:   this channel's stdout, a :func:`header` line before each switch between them.
+#:   this channel's stdout, a header line before each switch between them (:class:`Demux`).
 #:
 #: So an apply quicker than :data:`STREAM_AFTER` forks once on the host (the command's subshell)
 #: and starts one program (none if it printed nothing), and a longer one the ``tail`` it always
@@ -74,8 +73,7 @@ _WRAPPER = (
     '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
     # Fresh files: a history started again (its rollout numbers anew) reuses a base on the host.
     'umask 077; echo "$$ $3" > "$B.pid"; : > "$B.status"; trap : TERM INT HUP; '
-    '( read -r p _r < /proc/self/stat; echo "$p" >> "$B.pid"; '
-    'exec < /dev/null > "$B.log" 2> "$B.err"; umask "$u"; eval "$2" ); c=$?; '
+    '( exec < /dev/null > "$B.log" 2> "$B.err"; umask "$u"; eval "$2" ); c=$?; '
     'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.$$.tail"; then '
     '[ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
     'exit "$c"'
@@ -90,11 +88,11 @@ _WRAPPER = (
 #: then: the shell's failed redirection): it has ended (or the host has no ``/proc``), so its end
 #: prints the output.
 STREAM = (
-    _BASE + 'n=0; until { read -r w k; read -r c; } 2>/dev/null < "$B.pid" && [ "$k" = "$2" ] '
-    '&& [ -n "$c" ]; do [ $n -lt 100 ] || exit 3; n=$((n+1)); sleep 0.02; done; '
+    _BASE + 'n=0; until read -r w k 2>/dev/null < "$B.pid" && [ "$k" = "$2" ]; do '
+    "[ $n -lt 100 ] || exit 3; n=$((n+1)); sleep 0.02; done; "
     '[ -e "/proc/$w/fd/1" ] || exit 4; { exec 4<> "/proc/$w/fd/1" 5> /proc/self/fd/4 4>&-; } 2>/dev/null || exit 4; '
     'set -C; { true; } 2>/dev/null > "$B.$w.tail" || exit 0; '
-    f'tail -c +1 -F -s {TAIL_POLL} --pid="$c" "$B.log" "$B.err" >&5 2>/dev/null < /dev/null 5>&- &'
+    f'tail -c +1 -F -s {TAIL_POLL} --pid="$w" "$B.log" "$B.err" >&5 2>/dev/null < /dev/null 5>&- &'
 )
 #: ``sh -c LOOK sluice BASE``: prints ``finished``, ``running`` or ``none``.
 LOOK = (

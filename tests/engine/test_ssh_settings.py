@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 from pathlib import Path
 
@@ -96,7 +97,9 @@ def test_variables_go_through_a_stdin_prelude(
     executor: SshExecutor, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SLUICE_UNIT_TOKEN", "hunter2-secret")
-    command, variables = executor._command(JOB, "n0nce")
+    line, variables = executor._command(JOB, "n0nce")
+    command = line(False)
+    assert line(True) == command  # not spooled: always a marked `sh` of its own
     assert variables == {"SLUICE_UNIT_TOKEN": "hunter2-secret", "REGION": "eu-west-1"}
     wrapper, script = shlex.split(command)[:-1], shlex.split(command)[-1]
     # Run by a marked `sh` (a resume can find it left running).
@@ -122,3 +125,19 @@ async def test_a_missing_secret_fails_the_target_without_connecting(
         == "{env.SLUICE_UNIT_TOKEN}: environment variable SLUICE_UNIT_TOKEN is not set"
     )
     assert executor._pool.connections == {}
+
+
+def test_a_spooled_apply_runs_in_a_posix_login_shell_itself(
+    executor: SshExecutor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLUICE_UNIT_TOKEN", "hunter2-secret")
+    job = dataclasses.replace(JOB, spool=tmp_path / "applies" / "3" / "web-1.1")
+    line, _ = executor._command(job, "n0nce")
+    marker = f"export SLUICE_APPLY={executor.estate_name}/{JOB.target};"
+    own_sh = shlex.split(line(False))
+    assert own_sh[:5] == ["export", marker.removeprefix("export "), "exec", "sh", "-c"]
+    assert own_sh[6:] == ["sluice", f"~/.sluice/applies/{executor.estate_name}/3/web-1.1",
+                          'deploy --version 2.0.0 --token "${SLUICE_UNIT_TOKEN}"', "n0nce"]  # fmt: skip
+    posix = line(True)  # one program fewer: no `exec sh`, the arguments set in place
+    assert posix.startswith(f"{marker} set -- ") and "exec sh -c" not in posix.split("_W=")[0]
+    assert shlex.split(posix.split(";", 2)[1])[2:] == own_sh[6:][1:]

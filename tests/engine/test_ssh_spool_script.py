@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -58,7 +59,11 @@ def streamed(base: Path, command: str, request_after: float) -> tuple[int, str, 
         capture_output=True, text=True, start_new_session=True, timeout=30,
     )  # fmt: skip
     assert request.stdout == "" and request.stderr == ""  # the tail holds none of its pipes
+    # Reaped as it ends, as sshd does (the tail ends after the wrapper, read all the same).
+    reaper = threading.Thread(target=proc.wait, daemon=True)
+    reaper.start()
     out, err = proc.stdout.read(), proc.stderr.read()
+    reaper.join(timeout=30)
     return proc.wait(timeout=30), out, err, request.returncode
 
 
