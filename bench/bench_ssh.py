@@ -199,7 +199,8 @@ def run_ansible(
 
 
 def spooled_commands(setup: Setup, n: int, version: str, rep: str) -> list[str]:
-    """Each target's command line as the ssh executor sends a spooled apply (no variables)."""
+    """Each target's command line as the ssh executor sends a spooled apply (no variables) to a
+    POSIX login shell, as the bench's user has (``SshExecutor._command``)."""
     import shlex
 
     from sluice.engine.executors.orphans import MARKER, marker_value
@@ -208,14 +209,10 @@ def spooled_commands(setup: Setup, n: int, version: str, rep: str) -> list[str]:
     spools = setup.remote / "spools" / "floor" / rep
     lines = []
     for target in setup.names(n):
-        mark = f"export {MARKER}={shlex.quote(marker_value('floor', target))}; exec sh -c"
-        args = " ".join(
-            map(
-                shlex.quote,
-                ("sluice", f"{spools}/{target}.1", command(setup.remote, target, version), "f"),
-            )
-        )
-        lines.append(f"{mark} {shlex.quote(spooled(''))} {args}")
+        mark = f"export {MARKER}={shlex.quote(marker_value('floor', target))};"
+        base, apply = f"{spools}/{target}.1", command(setup.remote, target, version)
+        args = " ".join(map(shlex.quote, (base, apply, "f0")))
+        lines.append(f"{mark} set -- {args}; {spooled('')}")
     return lines
 
 

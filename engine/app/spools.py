@@ -38,7 +38,7 @@ def last_spool(estate: Estate, rollout_id: int, target: str) -> Spool:
     """The spool of ``target``'s last apply in rollout ``rollout_id``."""
     directory = rollout_spool_dir(estate, rollout_id)
     spool = SpoolDir(directory).latest(target)
-    if spool is None or not (spool.out.exists() or spool.err.exists() or spool.job.exists()):
+    if spool is None or not (spool.out.exists() or spool.err.exists() or spool.claimed):
         raise NoOutput(
             f"no spooled output of target {target!r} in rollout #{rollout_id} "
             f"(looked in {directory}; pruned, or its executor does not spool)"

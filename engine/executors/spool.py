@@ -8,10 +8,12 @@ was killed finds, on resume, either the apply still running (its marker, see
 :mod:`sluice.engine.executors.orphans`) or its status, and records the real outcome without
 running it again.
 
-One apply's files, ``<dir>/<target>.<attempt>.*`` (mode 0600, the directory 0700):
-``.job`` (JSON: what was started — written *before* the apply is recorded as started, so the
-newest ``.job`` of a target with an unknown outcome is always that apply's), ``.log`` (stdout),
-``.err`` (stderr), ``.status`` (the exit code, a decimal line). The spool holds the raw output:
+One apply's files, ``<dir>/<target>.<attempt>.*`` (mode 0600, the directory 0700): ``.log``
+(stdout), ``.err`` (stderr), ``.status`` (the exit code, a decimal line); and one line of the
+rollout's journal, ``<dir>/jobs.ndjson`` (JSON: what was started — written *before* the apply is
+recorded as started, so the newest attempt of a target with an unknown outcome is always that
+apply's). Spools from before the journal hold a ``<target>.<attempt>.job`` file instead; they are
+read the same way. The spool holds the raw output:
 secrets are masked in everything sluice records or shows, not in these files.
 
 The API the local, ssh and tofu executors share: :class:`SpoolDir` (claim / latest),
@@ -58,21 +60,30 @@ WRAPPER = (
 
 
 class Spool:
-    """The files of one apply: ``base`` + ``.job`` / ``.log`` / ``.err`` / ``.status``."""
+    """The files of one apply: ``base`` + ``.log`` / ``.err`` / ``.status`` (and, from before
+    the rollout's journal, ``.job``); ``info``: its journal line, if it has one."""
 
-    def __init__(self, base: Path):
+    def __init__(self, base: Path, info: Mapping[str, Any] | None = None):
         self.base = base
         self.job = base.with_name(base.name + ".job")
         self.out = base.with_name(base.name + ".log")
         self.err = base.with_name(base.name + ".err")
         self.status = base.with_name(base.name + ".status")
+        self._info = dict(info) if info is not None else None
 
     @property
     def attempt(self) -> int:
         return int(self.base.name.rsplit(".", 1)[1])
 
+    @property
+    def claimed(self) -> bool:
+        """Whether sluice recorded starting this attempt (its journal line or ``.job``)."""
+        return self._info is not None or self.job.exists()
+
     def info(self) -> dict[str, Any]:
-        """What the ``.job`` file says was started (empty if unreadable)."""
+        """What was started (empty if unreadable)."""
+        if self._info is not None:
+            return dict(self._info)
         try:
             data = json.loads(self.job.read_text())
         except (OSError, ValueError):
@@ -116,49 +127,73 @@ def file_name(target: str) -> str:
     return quote(target, safe="-_@+=,")
 
 
+#: A rollout's journal of started attempts, in its spool directory: one JSON line each.
+JOURNAL = "jobs.ndjson"
+
+
 class SpoolDir:
-    """The spool directory of one rollout; numbers each target's attempts."""
+    """The spool directory of one rollout; numbers each target's attempts, and journals them
+    (one line appended each: no file to create per apply)."""
 
     def __init__(self, path: Path):
         self.path = path
         self._last: dict[str, int] | None = None
 
-    def _scan(self) -> dict[str, int]:
-        last: dict[str, int] = {}
+    def _entries(self) -> dict[str, tuple[int, dict[str, Any] | None]]:
+        """Each target's (file name's) newest attempt: its number and journal line (None: a
+        ``.job`` file's, from before the journal)."""
+        newest: dict[str, tuple[int, dict[str, Any] | None]] = {}
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(self.path):
                 stem, dot, suffix = entry.name.rpartition(".")
                 name, dot2, number = stem.rpartition(".")
-                if suffix == "job" and dot and dot2 and number.isdigit():
-                    last[name] = max(last.get(name, 0), int(number))
-        return last
+                old = suffix == "job" and dot and dot2 and number.isdigit()
+                if old and int(number) > newest.get(name, (0, None))[0]:
+                    newest[name] = (int(number), None)
+        try:
+            with open(self.path / JOURNAL, encoding="utf-8", errors="replace") as journal:
+                lines = journal.read().splitlines()
+        except FileNotFoundError:
+            lines = []
+        for line in lines:
+            try:
+                info = json.loads(line)
+                name, _, number = str(info.pop("spool")).rpartition(".")
+            except (ValueError, KeyError, AttributeError):
+                continue  # a line cut short by a crash mid-write: that start was never recorded
+            if number.isdigit() and int(number) >= newest.get(name, (0, None))[0]:
+                newest[name] = (int(number), info)
+        return newest
 
     def claim(self, target: str, info: Mapping[str, Any]) -> Spool:
-        """A new attempt's spool for ``target``, its ``.job`` written (call before recording the
-        apply as started, so a recorded start always has its ``.job``)."""
+        """A new attempt's spool for ``target``, its journal line written (call before recording
+        the apply as started, so a recorded start always has its line)."""
         if self._last is None:
             self.path.parent.parent.mkdir(parents=True, exist_ok=True)
             for directory in (self.path.parent, self.path):  # private: raw output, 0700
                 directory.mkdir(exist_ok=True, mode=0o700)
-            self._last = self._scan()
+            self._last = {name: number for name, (number, _) in self._entries().items()}
         name = file_name(target)
-        number = self._last.get(name, 0)
-        while True:
-            number += 1
-            spool = Spool(self.path / f"{name}.{number}")
-            try:
-                fd = os.open(spool.job, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:  # another driver's attempt (it cannot happen under the lease)
-                continue
-            with os.fdopen(fd, "w") as file:
-                json.dump(dict(info), file)
-            self._last[name] = number
-            return spool
+        number = self._last.get(name, 0) + 1
+        spool = Spool(self.path / f"{name}.{number}", info)
+        line = json.dumps({"spool": spool.base.name, **info}) + "\n"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        fd = os.open(self.path / JOURNAL, flags, 0o600)
+        try:
+            os.write(fd, line.encode())  # one write: lines of concurrent claims never interleave
+        finally:
+            os.close(fd)
+        self._last[name] = number
+        return spool
 
     def latest(self, target: str) -> Spool | None:
         """The newest attempt's spool of ``target`` in this rollout, if any."""
-        number = self._scan().get(file_name(target))
-        return Spool(self.path / f"{file_name(target)}.{number}") if number else None
+        name = file_name(target)
+        found = self._entries().get(name)
+        if found is None:
+            return None
+        number, info = found
+        return Spool(self.path / f"{name}.{number}", info)
 
 
 def read_status(spool: Spool) -> int | None:

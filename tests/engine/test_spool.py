@@ -141,6 +141,34 @@ def test_claim_numbers_attempts_and_latest_finds_the_newest(tmp_path):
     assert read_status(second) == 3
 
 
+def test_claims_are_journal_lines_not_a_file_per_apply(tmp_path):
+    spools = SpoolDir(tmp_path / "applies" / "7")
+    for _ in range(3):
+        spools.claim("t1", {"action": "apply"})
+    spools.claim("t2", {"action": "rollback"})
+    assert sorted(p.name for p in spools.path.iterdir()) == ["jobs.ndjson"]  # nothing else yet
+    assert oct(spools.path.joinpath("jobs.ndjson").stat().st_mode & 0o777) == "0o600"
+    with open(spools.path / "jobs.ndjson", "a") as journal:
+        journal.write('{"spool": "t2.2", "act')  # a crash mid-write: that start was never recorded
+    latest = SpoolDir(spools.path).latest("t2")
+    assert latest is not None and (latest.attempt, latest.info()) == (1, {"action": "rollback"})
+    assert SpoolDir(spools.path).claim("t1", {}).attempt == 4  # a resume numbers on
+
+
+def test_spools_from_before_the_journal_are_read_too(tmp_path):
+    directory = tmp_path / "applies" / "3"
+    directory.mkdir(parents=True)
+    (directory / "t1.2.job").write_text('{"action": "apply", "version": "2.0.0"}')
+    (directory / "t1.1.job").write_text('{"action": "apply", "version": "1.0.0"}')
+    spools = SpoolDir(directory)
+    old = spools.latest("t1")
+    assert old is not None and old.attempt == 2 and old.info()["version"] == "2.0.0"
+    assert old.claimed
+    assert spools.claim("t1", {"action": "rollback"}).attempt == 3
+    newest = spools.latest("t1")
+    assert newest is not None and newest.info() == {"action": "rollback"}
+
+
 def test_long_lines_are_split_on_character_boundaries():
     got: list[tuple[str, str]] = []
     from collections import deque
