@@ -56,13 +56,17 @@ SPOOLED = (
 #: from /dev/null, its stdout and stderr written to the spool files — never a pipe, so a lost connection or a killed sluice cannot turn into a SIGPIPE mid-apply. The
 #: wrapper traps the stop signals and writes the command's exit status once its subshell ends.
 #: Its output reaches the channel one of two ways, decided once by whoever first creates
-#: ``.<wrapper's pid>.tail`` (``set -C``: O_EXCL):
+#: ``.status`` (``set -C``: O_EXCL; an earlier apply's is removed at the start):
 #:
-#: * at the end: the wrapper, after writing the status, prints what the command wrote (``cat``,
-#:   only of a file that is not empty) on the channel's stdout and stderr;
+#: * at the end: the wrapper, creating ``.status`` with the exit status, prints what the command
+#:   wrote (``cat``, only of a file that is not empty) on the channel's stdout and stderr;
 #: * live: :data:`STREAM`, run in a short session of its own once the apply has run
-#:   :data:`STREAM_AFTER` (or is being stopped), starts one ``tail -F`` writing both files into
-#:   this channel's stdout, a header line before each switch between them (:class:`Demux`).
+#:   :data:`STREAM_AFTER` (or is being stopped), creates ``.status`` empty (the wrapper appends
+#:   the exit status to it) and starts one ``tail -F`` writing both files into this channel's
+#:   stdout, a header line before each switch between them (:class:`Demux`).
+#:
+#: A ``.status`` that is not empty is the apply's end; one file fewer to create on the host for
+#: every apply than a claim of its own (a file's creation is most of the spool's cost there).
 #:
 #: So an apply quicker than :data:`STREAM_AFTER` forks once on the host (the command's subshell)
 #: and starts one program (none if it printed nothing), and a longer one the ``tail`` it always
@@ -72,18 +76,18 @@ _WRAPPER = (
     '{ echo "sluice: cannot create the spool $B on $(uname -n)" >&2; exit 95; }; '
     '{ read -r _k; read -r _k u; } < /proc/$$/status 2>/dev/null; [ "$_k" = Umask: ] || u=$(umask); '
     # Fresh files: a history started again (its rollout numbers anew) reuses a base on the host.
-    'umask 077; echo "$$ $3" > "$B.pid"; : > "$B.status"; trap : TERM INT HUP; '
+    'umask 077; echo "$$ $3" > "$B.pid"; [ ! -e "$B.status" ] || rm -f "$B.status"; trap : TERM INT HUP; '
     '( exec < /dev/null > "$B.log" 2> "$B.err"; umask "$u"; eval "$2" ); c=$?; '
-    'printf "%s\\n" "$c" > "$B.status"; set -C; if { true; } 2>/dev/null > "$B.$$.tail"; then '
-    '[ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; fi; '
-    'exit "$c"'
+    'set -C; if { printf "%s\\n" "$c" > "$B.status"; } 2>/dev/null; then '
+    '[ -s "$B.log" ] && cat "$B.log"; [ -s "$B.err" ] && cat "$B.err" >&2; '
+    'else printf "%s\\n" "$c" >> "$B.status"; fi; exit "$c"'
 )
 #: ``sh -c STREAM sluice BASE NONCE``: streams the running apply of this launch (NONCE) live, on
 #: its own channel: waits (up to 2 s) until its wrapper has written ``.pid``, opens the
 #: wrapper's stdout (the apply's channel, through ``/proc``: read-write first, which never blocks,
 #: then write-only, so a closed channel ends the ``tail`` with SIGPIPE) and, if it claims the
-#: output before the wrapper's end does, leaves one ``tail -F`` writing both files there from
-#: their first byte until the command's subshell ends. This session ends at once (the ``tail``
+#: output (creates ``.status``) before the wrapper's end does, leaves one ``tail -F`` writing both
+#: files there from their first byte until the wrapper ends. This session ends at once (the ``tail``
 #: holds none of its pipes). Exit 3: the wrapper never wrote ``.pid``; 4 (2 if it ended just
 #: then: the shell's failed redirection): it has ended (or the host has no ``/proc``), so its end
 #: prints the output.
@@ -91,7 +95,7 @@ STREAM = (
     _BASE + 'n=0; until read -r w k 2>/dev/null < "$B.pid" && [ "$k" = "$2" ]; do '
     "[ $n -lt 100 ] || exit 3; n=$((n+1)); sleep 0.02; done; "
     '[ -e "/proc/$w/fd/1" ] || exit 4; { exec 4<> "/proc/$w/fd/1" 5> /proc/self/fd/4 4>&-; } 2>/dev/null || exit 4; '
-    'set -C; { true; } 2>/dev/null > "$B.$w.tail" || exit 0; '
+    'set -C; { true; } 2>/dev/null > "$B.status" || exit 0; '
     f'tail -c +1 -F -s {TAIL_POLL} --pid="$w" "$B.log" "$B.err" >&5 2>/dev/null < /dev/null 5>&- &'
 )
 #: ``sh -c LOOK sluice BASE``: prints ``finished``, ``running`` or ``none``.

@@ -189,7 +189,7 @@ def test_a_stream_request_never_takes_an_earlier_apply_for_its_own(tmp_path: Pat
         capture_output=True, text=True, start_new_session=True, timeout=30,
     )  # fmt: skip
     assert (request.returncode, request.stdout, request.stderr) == (3, "", "")
-    assert not list(base.parent.glob("t.1.*.tail"))[1:]  # only the earlier wrapper's claim
+    assert Path(f"{base}.status").read_text() == "5\n"  # the earlier apply's end, untouched
 
 
 def test_a_stream_request_after_the_end_leaves_the_output_to_the_end(tmp_path: Path) -> None:
