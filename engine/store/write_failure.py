@@ -27,6 +27,8 @@ class HistoryIdentity:
             self._id: tuple[int, int] | None = None
         else:
             self._id = (stat.st_dev, stat.st_ino)
+        #: SQLite's shared-memory file beside it (looked at before every write: made once).
+        self._shm = Path(f"{path}-shm")
 
     def gone(self) -> str | None:
         """Why the file written to is no longer the one at :attr:`path`, or None."""
@@ -44,10 +46,8 @@ class HistoryIdentity:
         # write but kill the process (SIGBUS). So it is checked first — with access(2), never
         # by opening it: closing any descriptor of a file drops the process's POSIX locks on
         # it, which are SQLite's WAL locks.
-        path = Path(self.path)  # a file (a URL never got here: its _id is None)
-        shm = path.with_name(path.name + "-shm")
-        if _refuses_writes(shm):
-            return f"{shm.name} cannot be written (immutable, or on a read-only file system)"
+        if _refuses_writes(self._shm):  # a file (a URL never got here: its _id is None)
+            return f"{self._shm.name} cannot be written (immutable, or on a read-only file system)"
         return None
 
 
