@@ -23,13 +23,14 @@ from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History
 from sluice.tui.estate_data import current_versions
 from sluice.tui.matrix_data import MARKS, STYLES, Cell, Drift, MatrixRows, Running, matrix_rows
+from sluice.tui.screens.reshown import Reshown
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import Palette
 from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.matrix_grid import MatrixGrid
 
 
-class MatrixScreen(Screen[None]):
+class MatrixScreen(Reshown, Screen[None]):
     """Every target's version of every module.
 
     Args:
@@ -158,7 +159,8 @@ class MatrixScreen(Screen[None]):
         shown = f"{tally['shown']} of {total} targets" if self.filter_text else f"{total} targets"
         self.query_one("#matrix-title", Label).update(
             f" estate matrix · {self.estate.name} · {shown} × {modules} modules"
-            + (f" · filter “{self.filter_text}”" if self.filter_text else "")
+            + (f" · filter “{self.filter_text}”" if self.filter_text else ""),
+            layout=False,  # one line, as wide as the screen: no layout for new words
         )
         palette = self._palette
         legend = Text(" ")
@@ -167,7 +169,7 @@ class MatrixScreen(Screen[None]):
             legend.append(f" {tally[state]}  ")
         legend.append("runs the newest", palette.style(STYLES["newest"]))
         legend.append("  (counts of target·module cells) · / filter · enter detail", style="dim")
-        self.query_one("#matrix-legend", Label).update(legend)
+        self.query_one("#matrix-legend", Label).update(legend, layout=False)  # (one line)
 
     # ------------------------------------------------------------------ keys
 
@@ -221,6 +223,7 @@ class MatrixScreen(Screen[None]):
         self.query_one(MatrixGrid).focus()
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self.keep_styles(event)
         if self._shown:  # back from a target's detail (the first paint is on_mount's)
             self.paint()
         self._shown = True

@@ -16,8 +16,9 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -30,6 +31,7 @@ from sluice.engine.store.history import History
 from sluice.tui.detail_ahead import ReadAhead
 from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder
 from sluice.tui.history_reader import HistoryReader
+from sluice.tui.screens.reshown import Reshown
 from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
 from sluice.tui.widgets.output_log import OutputLog
@@ -44,7 +46,7 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
 
 
-class TargetDetailScreen(Screen[None]):
+class TargetDetailScreen(Reshown, Screen[None]):
     """The detail of ``target``; ``rollout_id`` chooses whose measurements are drawn.
 
     Args:
@@ -85,6 +87,7 @@ class TargetDetailScreen(Screen[None]):
         self._output_shown: tuple[str, ...] = ()
         self._ledger_shown: list[LedgerRow] | None = None
         self._unpainted = True  # shown (or built) for a target not painted yet
+        self._pane_rows: dict[str, int] = {}  # how many rows a pane sized by its text took
 
     def show(
         self,
@@ -124,7 +127,8 @@ class TargetDetailScreen(Screen[None]):
         table.focus()
         self.set_interval(REFRESH_SECONDS, self.refresh_detail)
 
-    async def on_screen_resume(self) -> None:
+    async def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self.keep_styles(event)
         if self._unpainted:  # a new target (or the first)
             self._unpainted = False
             # (The ledger and output are rebuilt only if they differ from the last target's:
@@ -169,14 +173,15 @@ class TargetDetailScreen(Screen[None]):
         else:
             measured = "no measurements recorded"
         self.query_one("#detail-title", Label).update(
-            f" target {d.name} · channel {d.channel} · executor {d.executor} · {measured}"
+            f" target {d.name} · channel {d.channel} · executor {d.executor} · {measured}",
+            layout=False,  # one line, as wide as the screen: no layout for new words
         )
         runs = Text()
         for module, version in d.modules.items():
             runs.append("\n" if runs else "")
             runs.append(f"{module} ", style="bold")
             runs.append(version)
-        self.query_one("#detail-runs", Static).update(runs)
+        self._update_sized("#detail-runs", runs)
         self._paint_ledger()
         self._paint_vars()
         self._paint_output()
@@ -218,7 +223,16 @@ class TargetDetailScreen(Screen[None]):
         text.append(link or "no dashboard in the estate file", style="underline" if link else "dim")
         if link:
             text.append("  (d copies · o opens)", style="dim")
-        self.query_one("#detail-vars", Static).update(text)
+        self._update_sized("#detail-vars", text)
+
+    def _update_sized(self, selector: str, text: Text) -> None:
+        """Update a pane whose height is its lines': laid out again only when their count
+        changes (a layout is a frame of its own under load; most targets' panes are as tall)."""
+        pane = self.query_one(selector, Static)
+        width = max(1, pane.content_size.width)
+        rows = sum(1 + max(0, cell_len(line) - 1) // width for line in text.plain.split("\n"))
+        pane.update(text, layout=self._pane_rows.get(selector) != rows)
+        self._pane_rows[selector] = rows
 
     async def _paint_charts(self) -> None:
         box = self.query_one("#detail-charts", VerticalScroll)
@@ -232,7 +246,7 @@ class TargetDetailScreen(Screen[None]):
         if charts and len(charts) == len(series):
             for chart, s, label in zip(charts, series, box.query(".chart-legend"), strict=False):
                 chart.series = s
-                label.update(legend(s))  # type: ignore[attr-defined]
+                label.update(legend(s), layout=False)  # type: ignore[attr-defined]  # (2 lines)
             return
         await box.remove_children()
         if not series:
@@ -249,8 +263,7 @@ class TargetDetailScreen(Screen[None]):
         log.border_title = title
         if lines != self._output_shown:
             self._output_shown = lines
-            log.clear()
-            log.write_lines(lines)
+            log.replace(lines)
 
     def _output(self) -> tuple[str, tuple[str, ...]]:
         """The output pane's title and lines: a finished apply's whole output from its spool;
