@@ -23,7 +23,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
@@ -33,6 +33,7 @@ from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder
 from sluice.tui.history_reader import HistoryReader
 from sluice.tui.screens.reshown import Reshown
 from sluice.tui.widgets.keys_footer import KeysFooter
+from sluice.tui.widgets.ledger_table import LedgerTable
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
 from sluice.tui.widgets.output_log import OutputLog
 
@@ -111,7 +112,7 @@ class TargetDetailScreen(Reshown, Screen[None]):
         with Horizontal(id="detail-panes"):
             with Vertical(id="detail-left"):
                 yield Static("", id="detail-runs")
-                yield DataTable(id="detail-ledger", cursor_type="row", zebra_stripes=True)
+                yield LedgerTable(id="detail-ledger")
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
                 yield VerticalScroll(id="detail-charts")
@@ -123,19 +124,17 @@ class TargetDetailScreen(Reshown, Screen[None]):
         self.query_one("#detail-ledger").border_title = "ledger: every module, newest first"
         self.query_one("#detail-vars").border_title = "vars · dashboard"
         self.query_one("#detail-charts").border_title = "measurements"
-        table = self.query_one("#detail-ledger", DataTable)
-        table.focus()
+        self.query_one(LedgerTable).focus()
         self.set_interval(REFRESH_SECONDS, self.refresh_detail)
 
     async def on_screen_resume(self, event: events.ScreenResume) -> None:
         self.keep_styles(event)
         if self._unpainted:  # a new target (or the first)
             self._unpainted = False
-            # (The ledger and output are rebuilt only if they differ from the last target's:
-            # a rebuilt table is laid out again, a frame later.)
+            # (The ledger and output are rebuilt only if they differ from the last target's.)
             await self.paint()
-            table = self.query_one("#detail-ledger", DataTable)
-            table.move_cursor(row=0, column=0, animate=False, scroll=True)
+            table = self.query_one(LedgerTable)
+            table.cursor = 0
             table.focus()
             if not self.loaded:  # what the estate file says until history's part is read
                 self.load()
@@ -192,16 +191,13 @@ class TargetDetailScreen(Reshown, Screen[None]):
         if self.detail.ledger == self._ledger_shown and self._ledger_shown is not None:
             return  # unchanged: keep the cursor and scroll where the reader left them
         self._ledger_shown = list(self.detail.ledger)
-        table = self.query_one("#detail-ledger", DataTable)
-        # The columns too: their widths fit what they held (another target's, in a reused screen).
-        table.clear(columns=True)
-        for column in LEDGER_COLUMNS:
-            table.add_column(column, key=column)
+        table = self.query_one(LedgerTable)
         if not self.loaded:
             self._ledger_shown = None  # nothing of this target's shown yet
+            table.set_table(LEDGER_COLUMNS, [])
             return
-        for row in self.detail.ledger:
-            table.add_row(
+        rows = [
+            (
                 _when(row.since),
                 row.module,
                 row.version,
@@ -209,8 +205,11 @@ class TargetDetailScreen(Reshown, Screen[None]):
                 row.outcome,
                 row.actor,
             )
-        if not self.detail.ledger:
-            table.add_row("—", "no change recorded", "(initial versions)", "", "", "")
+            for row in self.detail.ledger
+        ]
+        table.set_table(
+            LEDGER_COLUMNS, rows or [("—", "no change recorded", "(initial versions)", "", "", "")]
+        )
 
     def _paint_vars(self) -> None:
         text = Text()
