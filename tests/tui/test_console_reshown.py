@@ -137,6 +137,13 @@ async def test_the_ledger_table_draws_a_header_over_its_rows_and_moves_its_curso
         assert table.render_line(5).text.split()[-1] == "v8"
         await pilot.press("home")
         assert table.cursor == 0 and table.scroll_offset.y == 0
+        wide = [("01-01 08:00", "v" * 60)]
+        table.set_table(("when", "version"), wide)
+        await pilot.pause()
+        await pilot.press("right", "right")
+        await pilot.pause()
+        assert table.scroll_offset.x > 0  # the header scrolls sideways with the rows
+        assert table.render_line(0).text.startswith(" when"[table.scroll_offset.x :])
         table.set_table(("when", "version"), [])
         assert table.row_count == 0 and table.render_line(0).text.split() == ["when", "version"]
 

@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.events import Click
-from textual.geometry import Region, Size
+from textual.geometry import Region
 from textual.strip import Strip
 
 from sluice.tui.widgets.matrix_grid import MatrixGrid
@@ -27,6 +28,14 @@ GAP = 2
 
 class LedgerTable(MatrixGrid):
     """``columns`` over rows of cells; ``up``/``down``… move the highlighted row."""
+
+    HEADER_LINES = 1
+    #: the grid's keys, and ``left``/``right`` to see the columns off to the side (as a
+    #: DataTable with a row cursor does)
+    BINDINGS = [
+        Binding("left", "scroll_left", show=False),
+        Binding("right", "scroll_right", show=False),
+    ]
 
     def __init__(self, *, id: str | None = None):
         super().__init__(id=id)
@@ -50,7 +59,6 @@ class LedgerTable(MatrixGrid):
         self._texts = [Text(line(row)) for row in rows]
         width = sum(widths) + GAP * (len(widths) - 1) + 2
         self.set_rows(len(rows), self._texts.__getitem__, width, 0)
-        self.virtual_size = Size(width, len(rows) + 1)  # the header's line too
 
     def _show_cursor(self) -> None:
         # Row r is drawn on line r + 1 (under the header): keep that line in view too.
