@@ -59,6 +59,8 @@ class LedgerTable(MatrixGrid):
         self._texts = [Text(line(row)) for row in rows]
         width = sum(widths) + GAP * (len(widths) - 1) + 2
         self.set_rows(len(rows), self._texts.__getitem__, width, 0)
+        if self.scroll_x:  # another target's table: from its first column again
+            self.scroll_to(x=0, animate=False, immediate=True)
 
     def _show_cursor(self) -> None:
         # Row r is drawn on line r + 1 (under the header): keep that line in view too.
