@@ -46,11 +46,21 @@ async def test_the_matrix_shown_again_keeps_its_rows_cursor_and_styles(make_cons
         assert console.app.screen is matrix
         assert matrix.rows == rows and matrix.query_one(MatrixGrid).cursor == cursor
         assert matrix.restyles_skipped == 1  # nothing styles it differently: kept
-        # Its keys still work: enter opens the row's target, escape comes back to it.
-        target = matrix.selected_target()
-        await _press(pilot, console, "enter", TargetDetailScreen)
-        assert console.app.screen.target == target  # type: ignore[attr-defined]
-        await _press(pilot, console, "escape", MatrixScreen)
+        # Its keys still work: enter opens the row's target — in the console's one detail
+        # screen, read before it is shown — and escape comes back to the matrix; twice.
+        shown = []
+        for _ in range(2):
+            target = matrix.selected_target()
+            await _press(pilot, console, "enter", TargetDetailScreen)
+            detail = console.app.screen
+            assert isinstance(detail, TargetDetailScreen)
+            assert detail.target == target and detail.loaded and detail.detail.name == target
+            assert detail is console.app.details.shared(target)
+            shown.append(target)
+            await _press(pilot, console, "escape", MatrixScreen)
+            assert console.app.screen is matrix
+            await pilot.press("down")
+        assert shown[0] != shown[1]
         await _press(pilot, console, "escape", back)
 
 

@@ -37,6 +37,8 @@ class MatrixScreen(Reshown, Screen[None]):
         running: what the running rollout is doing, by (module, target) (read when painted).
         rollout_id: the rollout whose measurements a target's detail draws (history's choice).
         detail_options: passed on to :class:`TargetDetailScreen` (live output, refresh).
+        open_detail: opens a target's detail over this screen (the console's: its one detail
+            screen, read before it is shown); None: a new detail screen each time.
     """
 
     BINDINGS = [
@@ -60,6 +62,7 @@ class MatrixScreen(Reshown, Screen[None]):
         running: Callable[[], Running] | None = None,
         rollout_id: int | None = None,
         detail_options: Callable[[str], dict[str, object]] | None = None,
+        open_detail: Callable[[Screen[None], str], None] | None = None,
     ):
         super().__init__(id="matrix")
         self.estate = estate
@@ -67,6 +70,7 @@ class MatrixScreen(Reshown, Screen[None]):
         self.running = running or dict
         self.rollout_id = rollout_id
         self.detail_options = detail_options
+        self.open_detail = open_detail
         self.modules = list(estate.modules)
         self.filter_text = ""
         self.rows: list[str] = []  # target per table row ("" for a channel's heading row)
@@ -183,6 +187,9 @@ class MatrixScreen(Reshown, Screen[None]):
         target = self.selected_target()
         if target is None:
             self.notify("select a target row (not a channel heading)", severity="warning")
+            return
+        if self.open_detail is not None:
+            self.open_detail(self, target)
             return
         options = self.detail_options(target) if self.detail_options else {}
         self.app.push_screen(
