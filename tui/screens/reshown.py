@@ -5,11 +5,12 @@ Textual restyles every widget of a screen each time it is pushed (``ScreenResume
 ``refresh_styles``), whether or not anything changed since it was last on screen; restyled,
 every widget is drawn anew too (its cached lines dropped with its styles). At 1,000 targets
 with a rollout streaming that costs tens of milliseconds per ``m`` or ``enter``. Between two
-showings of one screen only a new theme (Textual counts those: ``App._css_update_count``,
-bumped by every theme or CSS change) or a new terminal size (the breakpoint classes) changes
-how its widgets are styled — anything else (a class added, a widget shown or hidden, focus)
-restyles the widgets it touches at once, suspended or not. So a screen shown again with
-neither changed keeps its styles, as Textual itself does when a screen is popped back to.
+showings of one screen only a new theme (Textual counts those: ``App._css_update_count``, bumped
+by every theme or CSS change; and the CSS another screen class brings the first time it is
+opened) or a new terminal size (the breakpoint classes) changes how its widgets are styled —
+anything else (a class added, a widget shown or hidden, focus) restyles the widgets it touches
+at once, suspended or not. So a screen shown again with neither changed keeps its styles, as
+Textual itself does when a screen is popped back to.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ class Reshown:
         last time this screen was styled."""
         assert isinstance(self, Screen)
         app = self.app
-        styled_for = (getattr(app, "_css_update_count", None), app.size)
+        # (the CSS sources too: a screen class opened for the first time adds its own)
+        sources = len(getattr(app.stylesheet, "source", ()))
+        styled_for = (getattr(app, "_css_update_count", None), sources, app.size)
         if event.refresh_styles and styled_for == self._styled_for and styled_for[0] is not None:
             event.refresh_styles = False
             self.restyles_skipped += 1
