@@ -8,6 +8,7 @@ import sys
 from textual import on
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import PlanError
@@ -210,6 +211,7 @@ class SluiceApp(App[int]):
             self.driver.session.history,
             running=self._running_cells,
             detail_options=self.details.live_options,
+            open_detail=self._open_detail_from,
         )
         if not installed:
             self.install_screen(matrix, name="matrix")
@@ -225,6 +227,10 @@ class SluiceApp(App[int]):
     @on(RolloutView.DetailRequested)
     def _open_detail(self, message: RolloutView.DetailRequested) -> None:
         self.details.open(message.view, message.target)
+
+    def _open_detail_from(self, screen: Screen[None], target: str) -> None:
+        """``enter`` in the console's matrix: the console's one detail screen, as from the tree."""
+        self.details.open_from(screen, target, None, self.details.live_options(target))
 
     @on(RolloutView.TargetSelected)
     def _target_selected(self, message: RolloutView.TargetSelected) -> None:

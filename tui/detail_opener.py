@@ -15,6 +15,7 @@ import contextlib
 from typing import Any
 
 from textual.app import App
+from textual.screen import Screen
 from textual.timer import Timer
 
 from sluice.engine.model.estate import Estate
@@ -55,13 +56,22 @@ class DetailOpener:
 
     def open(self, view: RolloutView, target: str) -> None:
         """Show ``target``'s detail (``enter`` on it in ``view``)."""
-        app = self.app
         options = self.live_options(target) if view.mode != "replay" else {}
+        self.open_from(view.screen, target, view.model.rollout_id, options)
+
+    def open_from(
+        self,
+        origin: Screen[Any],
+        target: str,
+        rollout_id: int | None,
+        options: dict[str, object],
+    ) -> None:
+        """Show ``target``'s detail over ``origin`` (the console, the replay, the matrix)."""
         screen = self.shared(target)
-        if screen in app.screen_stack:  # a screen is pushed once: a new one above it
+        if screen in self.app.screen_stack:  # a screen is pushed once: a new one above it
             screen = TargetDetailScreen(self.estate, self.history, target)
-        app.run_worker(
-            self._open(view, screen, target, options),
+        self.app.run_worker(
+            self._open(origin, screen, target, rollout_id, options),
             group="detail-open",
             exclusive=True,
             exit_on_error=False,
@@ -69,21 +79,21 @@ class DetailOpener:
 
     async def _open(
         self,
-        view: RolloutView,
+        origin: Screen[Any],
         screen: TargetDetailScreen,
         target: str,
+        rollout_id: int | None,
         options: dict[str, object],
     ) -> None:
         """Push the detail with history's part: read ahead, or read now if that takes no longer
         than ``WAIT_SECONDS`` — one frame with everything, rather than the estate file's part
         first and history's a frame later. A slower read fills the screen in when it returns."""
-        rollout_id = view.model.rollout_id
         detail = screen.ahead.fresh(target, rollout_id, live=bool(options.get("live")))
         if detail is None:
             # Failed (a busy history) or slow: the screen reads again, and says what failed.
             with contextlib.suppress(Exception):
                 detail = await asyncio.wait_for(screen.ahead.read(target, rollout_id), WAIT_SECONDS)
-        if view.screen is not self.app.screen:
+        if origin is not self.app.screen:
             return  # the operator went elsewhere meanwhile
         screen.show(target, rollout_id=rollout_id, detail=detail, **options)  # type: ignore[arg-type]
         self.app.push_screen(screen)

@@ -8,7 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from textual.widgets import DataTable, Log
+from textual.widgets import Log
 from tui_support import (
     Console,
     caught_up,
@@ -26,6 +26,7 @@ from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.replay import ReplayScreen
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.widgets.estate_tree import EstateTree
+from sluice.tui.widgets.ledger_table import LedgerTable
 from sluice.tui.widgets.measure_chart import MeasureChart, chart_rows
 
 pytestmark = pytest.mark.timeout(90)
@@ -68,7 +69,7 @@ async def test_enter_on_a_target_opens_its_detail_with_chart_ledger_and_output(
         assert "fail" in p99.outcomes  # 2.0.0 regresses p99 in dev: the chart shows why
         output = "\n".join(screen.query_one("#detail-output", Log).lines)
         assert "dev-eu-1" in output and "apply" in output
-        assert screen.query_one("#detail-ledger", DataTable).row_count == 1
+        assert screen.query_one("#detail-ledger", LedgerTable).row_count == 1
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(console.app.screen, TargetDetailScreen))
 

@@ -23,19 +23,22 @@ from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History
 from sluice.tui.estate_data import current_versions
 from sluice.tui.matrix_data import MARKS, STYLES, Cell, Drift, MatrixRows, Running, matrix_rows
+from sluice.tui.screens.reshown import Reshown
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import Palette
 from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.matrix_grid import MatrixGrid
 
 
-class MatrixScreen(Screen[None]):
+class MatrixScreen(Reshown, Screen[None]):
     """Every target's version of every module.
 
     Args:
         running: what the running rollout is doing, by (module, target) (read when painted).
         rollout_id: the rollout whose measurements a target's detail draws (history's choice).
         detail_options: passed on to :class:`TargetDetailScreen` (live output, refresh).
+        open_detail: opens a target's detail over this screen (the console's: its one detail
+            screen, read before it is shown); None: a new detail screen each time.
     """
 
     BINDINGS = [
@@ -59,6 +62,7 @@ class MatrixScreen(Screen[None]):
         running: Callable[[], Running] | None = None,
         rollout_id: int | None = None,
         detail_options: Callable[[str], dict[str, object]] | None = None,
+        open_detail: Callable[[Screen[None], str], None] | None = None,
     ):
         super().__init__(id="matrix")
         self.estate = estate
@@ -66,6 +70,7 @@ class MatrixScreen(Screen[None]):
         self.running = running or dict
         self.rollout_id = rollout_id
         self.detail_options = detail_options
+        self.open_detail = open_detail
         self.modules = list(estate.modules)
         self.filter_text = ""
         self.rows: list[str] = []  # target per table row ("" for a channel's heading row)
@@ -158,7 +163,8 @@ class MatrixScreen(Screen[None]):
         shown = f"{tally['shown']} of {total} targets" if self.filter_text else f"{total} targets"
         self.query_one("#matrix-title", Label).update(
             f" estate matrix · {self.estate.name} · {shown} × {modules} modules"
-            + (f" · filter “{self.filter_text}”" if self.filter_text else "")
+            + (f" · filter “{self.filter_text}”" if self.filter_text else ""),
+            layout=False,  # one line, as wide as the screen: no layout for new words
         )
         palette = self._palette
         legend = Text(" ")
@@ -167,7 +173,7 @@ class MatrixScreen(Screen[None]):
             legend.append(f" {tally[state]}  ")
         legend.append("runs the newest", palette.style(STYLES["newest"]))
         legend.append("  (counts of target·module cells) · / filter · enter detail", style="dim")
-        self.query_one("#matrix-legend", Label).update(legend)
+        self.query_one("#matrix-legend", Label).update(legend, layout=False)  # (one line)
 
     # ------------------------------------------------------------------ keys
 
@@ -181,6 +187,9 @@ class MatrixScreen(Screen[None]):
         target = self.selected_target()
         if target is None:
             self.notify("select a target row (not a channel heading)", severity="warning")
+            return
+        if self.open_detail is not None:
+            self.open_detail(self, target)
             return
         options = self.detail_options(target) if self.detail_options else {}
         self.app.push_screen(
@@ -221,6 +230,7 @@ class MatrixScreen(Screen[None]):
         self.query_one(MatrixGrid).focus()
 
     def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self.keep_styles(event)
         if self._shown:  # back from a target's detail (the first paint is on_mount's)
             self.paint()
         self._shown = True

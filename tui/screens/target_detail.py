@@ -16,13 +16,14 @@ import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 
+from rich.cells import cell_len
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import DataTable, Label, Static
+from textual.widgets import Label, Static
 
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.units import format_duration
@@ -30,7 +31,9 @@ from sluice.engine.store.history import History
 from sluice.tui.detail_ahead import ReadAhead
 from sluice.tui.estate_data import LedgerRow, TargetDetail, placeholder
 from sluice.tui.history_reader import HistoryReader
+from sluice.tui.screens.reshown import Reshown
 from sluice.tui.widgets.keys_footer import KeysFooter
+from sluice.tui.widgets.ledger_table import LedgerTable
 from sluice.tui.widgets.measure_chart import MeasureChart, legend
 from sluice.tui.widgets.output_log import OutputLog
 
@@ -44,7 +47,7 @@ def _when(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%m-%d %H:%M")
 
 
-class TargetDetailScreen(Screen[None]):
+class TargetDetailScreen(Reshown, Screen[None]):
     """The detail of ``target``; ``rollout_id`` chooses whose measurements are drawn.
 
     Args:
@@ -85,6 +88,7 @@ class TargetDetailScreen(Screen[None]):
         self._output_shown: tuple[str, ...] = ()
         self._ledger_shown: list[LedgerRow] | None = None
         self._unpainted = True  # shown (or built) for a target not painted yet
+        self._pane_rows: dict[str, int] = {}  # how many rows a pane sized by its text took
 
     def show(
         self,
@@ -108,7 +112,7 @@ class TargetDetailScreen(Screen[None]):
         with Horizontal(id="detail-panes"):
             with Vertical(id="detail-left"):
                 yield Static("", id="detail-runs")
-                yield DataTable(id="detail-ledger", cursor_type="row", zebra_stripes=True)
+                yield LedgerTable(id="detail-ledger")
                 yield Static("", id="detail-vars")
             with Vertical(id="detail-right"):
                 yield VerticalScroll(id="detail-charts")
@@ -120,18 +124,17 @@ class TargetDetailScreen(Screen[None]):
         self.query_one("#detail-ledger").border_title = "ledger: every module, newest first"
         self.query_one("#detail-vars").border_title = "vars · dashboard"
         self.query_one("#detail-charts").border_title = "measurements"
-        table = self.query_one("#detail-ledger", DataTable)
-        table.focus()
+        self.query_one(LedgerTable).focus()
         self.set_interval(REFRESH_SECONDS, self.refresh_detail)
 
-    async def on_screen_resume(self) -> None:
+    async def on_screen_resume(self, event: events.ScreenResume) -> None:
+        self.keep_styles(event)
         if self._unpainted:  # a new target (or the first)
             self._unpainted = False
-            # (The ledger and output are rebuilt only if they differ from the last target's:
-            # a rebuilt table is laid out again, a frame later.)
+            # (The ledger and output are rebuilt only if they differ from the last target's.)
             await self.paint()
-            table = self.query_one("#detail-ledger", DataTable)
-            table.move_cursor(row=0, column=0, animate=False, scroll=True)
+            table = self.query_one(LedgerTable)
+            table.cursor = 0
             table.focus()
             if not self.loaded:  # what the estate file says until history's part is read
                 self.load()
@@ -169,14 +172,15 @@ class TargetDetailScreen(Screen[None]):
         else:
             measured = "no measurements recorded"
         self.query_one("#detail-title", Label).update(
-            f" target {d.name} · channel {d.channel} · executor {d.executor} · {measured}"
+            f" target {d.name} · channel {d.channel} · executor {d.executor} · {measured}",
+            layout=False,  # one line, as wide as the screen: no layout for new words
         )
         runs = Text()
         for module, version in d.modules.items():
             runs.append("\n" if runs else "")
             runs.append(f"{module} ", style="bold")
             runs.append(version)
-        self.query_one("#detail-runs", Static).update(runs)
+        self._update_sized("#detail-runs", runs)
         self._paint_ledger()
         self._paint_vars()
         self._paint_output()
@@ -187,16 +191,13 @@ class TargetDetailScreen(Screen[None]):
         if self.detail.ledger == self._ledger_shown and self._ledger_shown is not None:
             return  # unchanged: keep the cursor and scroll where the reader left them
         self._ledger_shown = list(self.detail.ledger)
-        table = self.query_one("#detail-ledger", DataTable)
-        # The columns too: their widths fit what they held (another target's, in a reused screen).
-        table.clear(columns=True)
-        for column in LEDGER_COLUMNS:
-            table.add_column(column, key=column)
+        table = self.query_one(LedgerTable)
         if not self.loaded:
             self._ledger_shown = None  # nothing of this target's shown yet
+            table.set_table(LEDGER_COLUMNS, [])
             return
-        for row in self.detail.ledger:
-            table.add_row(
+        rows = [
+            (
                 _when(row.since),
                 row.module,
                 row.version,
@@ -204,8 +205,11 @@ class TargetDetailScreen(Screen[None]):
                 row.outcome,
                 row.actor,
             )
-        if not self.detail.ledger:
-            table.add_row("—", "no change recorded", "(initial versions)", "", "", "")
+            for row in self.detail.ledger
+        ]
+        table.set_table(
+            LEDGER_COLUMNS, rows or [("—", "no change recorded", "(initial versions)", "", "", "")]
+        )
 
     def _paint_vars(self) -> None:
         text = Text()
@@ -218,7 +222,16 @@ class TargetDetailScreen(Screen[None]):
         text.append(link or "no dashboard in the estate file", style="underline" if link else "dim")
         if link:
             text.append("  (d copies · o opens)", style="dim")
-        self.query_one("#detail-vars", Static).update(text)
+        self._update_sized("#detail-vars", text)
+
+    def _update_sized(self, selector: str, text: Text) -> None:
+        """Update a pane whose height is its lines': laid out again only when their count
+        changes (a layout is a frame of its own under load; most targets' panes are as tall)."""
+        pane = self.query_one(selector, Static)
+        width = max(1, pane.content_size.width)
+        rows = sum(1 + max(0, cell_len(line) - 1) // width for line in text.plain.split("\n"))
+        pane.update(text, layout=self._pane_rows.get(selector) != rows)
+        self._pane_rows[selector] = rows
 
     async def _paint_charts(self) -> None:
         box = self.query_one("#detail-charts", VerticalScroll)
@@ -232,7 +245,7 @@ class TargetDetailScreen(Screen[None]):
         if charts and len(charts) == len(series):
             for chart, s, label in zip(charts, series, box.query(".chart-legend"), strict=False):
                 chart.series = s
-                label.update(legend(s))  # type: ignore[attr-defined]
+                label.update(legend(s), layout=False)  # type: ignore[attr-defined]  # (2 lines)
             return
         await box.remove_children()
         if not series:
@@ -249,8 +262,7 @@ class TargetDetailScreen(Screen[None]):
         log.border_title = title
         if lines != self._output_shown:
             self._output_shown = lines
-            log.clear()
-            log.write_lines(lines)
+            log.replace(lines)
 
     def _output(self) -> tuple[str, tuple[str, ...]]:
         """The output pane's title and lines: a finished apply's whole output from its spool;

@@ -44,6 +44,9 @@ class MatrixGrid(ScrollView, can_focus=True):
     }
     """
 
+    #: lines drawn above the rows (a subclass's header), in the virtual height too
+    HEADER_LINES: ClassVar[int] = 0
+
     cursor: reactive[int] = reactive(0)
     """The highlighted row."""
 
@@ -73,7 +76,7 @@ class MatrixGrid(ScrollView, can_focus=True):
         self._strips.clear()
         # The rows' own width: padded to the widget's, it would be wider than the room beside
         # the vertical scrollbar, and a horizontal one would come and go (a layout each time).
-        self.virtual_size = Size(width, count)
+        self.virtual_size = Size(width, count + self.HEADER_LINES)
         self.set_reactive(MatrixGrid.cursor, max(0, min(cursor, count - 1)))
         if self.size.height:  # laid out (a reopened matrix): scroll now, not a frame later
             self._show_cursor()
