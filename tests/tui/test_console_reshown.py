@@ -4,6 +4,7 @@ and the keys after switching back and forth."""
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -48,7 +49,7 @@ async def test_the_matrix_shown_again_keeps_its_rows_cursor_and_styles(make_cons
         assert matrix.restyles_skipped == 1  # nothing styles it differently: kept
         # Its keys still work: enter opens the row's target — in the console's one detail
         # screen, read before it is shown — and escape comes back to the matrix; twice.
-        shown = []
+        shown: list[str | None] = []
         for _ in range(2):
             target = matrix.selected_target()
             await _press(pilot, console, "enter", TargetDetailScreen)
@@ -107,7 +108,7 @@ async def test_the_detail_shown_again_is_sized_and_filled_for_each_target(
             await _press(pilot, console, "enter", TargetDetailScreen)
             screen = console.app.screen
             assert isinstance(screen, TargetDetailScreen)
-            await until(pilot, lambda s=screen, t=target: s.loaded and s.detail.name == t)
+            await until(pilot, partial(_shows, screen, target))
             await pilot.pause()
             heights[target] = screen.query_one("#detail-vars").size.height
             ledger = screen.query_one(LedgerTable)
@@ -176,3 +177,8 @@ async def test_the_output_log_replaces_its_lines_sized_once_and_scrolled_to_thei
         assert sizes == [log.virtual_size] and log.virtual_size == (90, 40)  # sized once
         assert log.lines[0] == "new" and log.line_count == 40
         assert log.scroll_offset.y == log.max_scroll_y > 0  # at the end, as written
+
+
+def _shows(screen: TargetDetailScreen, target: str) -> bool:
+    """Whether the detail screen has loaded ``target``'s detail."""
+    return bool(screen.loaded and screen.detail.name == target)
