@@ -37,7 +37,8 @@ async def test_a_console_watching_a_postgresql_history_follows_each_commit(tmp_p
         sys.executable, "-m", "sluice.cli", "run", str(path), "postgres-operator@2.0.1",
         "--headless", "--time-scale", "0.05", "--until-wave", "1",
     ]  # fmt: skip
-    driver = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    printed = (tmp_path / "driver.out").open("w")  # a file, not a pipe no one reads until the end
+    driver = subprocess.Popen(command, cwd=tmp_path, stdout=printed, text=True)
     try:
         async with app.run_test(size=(120, 40)) as pilot:
             wave: list[str] = []
@@ -51,7 +52,14 @@ async def test_a_console_watching_a_postgresql_history_follows_each_commit(tmp_p
                         seen[name] = time.time()
                 return bool(wave) and len(seen) == len(wave)
 
-            await until(pilot, all_seen, timeout=120)
+            try:
+                await until(pilot, all_seen, timeout=120)
+            except AssertionError as exc:  # say what the driver did
+                printed.flush()
+                said = (tmp_path / "driver.out").read_text()[-2000:]
+                raise AssertionError(
+                    f"{exc}; driver exit {driver.poll()}, printed:\n{said}"
+                ) from None
         assert driver.wait(timeout=60) == 4  # stopped after wave 1, as asked
         [record] = watching.history.rollouts()
         finished = {
@@ -63,7 +71,9 @@ async def test_a_console_watching_a_postgresql_history_follows_each_commit(tmp_p
         if driver.poll() is None:
             driver.kill()
         driver.communicate()
+        printed.close()
         watching.close()
+    print(f"the driver printed {(tmp_path / 'driver.out').stat().st_size} bytes")
     lags = [seen[name] - finished[name] for name in wave]
     print(
         f"console updated {statistics.median(lags) * 1000:.0f} ms (median; max "
