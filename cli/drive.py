@@ -15,7 +15,7 @@ from sluice.cli.common import (
     split_spec,
 )
 from sluice.cli.console import open_console
-from sluice.cli.process import long_running
+from sluice.cli.process import HEADLESS_YOUNG, long_running
 from sluice.engine.model.estate import Estate
 from sluice.engine.model.plan import Plan, PlanError
 from sluice.engine.rollout.state import ExitCode
@@ -151,7 +151,7 @@ def drive(session: Any, rollout: Any, args: argparse.Namespace) -> int:
 
     printer = JsonPrinter() if args.json else TextPrinter()
     _import_executors(session.estate, rollout.plan, getattr(args, "until_wave", None))
-    long_running()
+    long_running(young=HEADLESS_YOUNG)
 
     async def go() -> int:
         outcome = await run_headless(

@@ -272,3 +272,25 @@ def test_bad_arguments_exit_2(run, argv: list[str]) -> None:
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_headless_run_collects_its_youngest_objects_less_often() -> None:
+    """After start-up (collector paused by main), the run's collector is on, with the young
+    generation's threshold raised for a headless rollout and left as it was otherwise."""
+    import gc
+
+    from sluice.cli import process
+
+    before, enabled = gc.get_threshold(), gc.isenabled()
+    try:
+        for young, expected in ((None, before[0]), (process.HEADLESS_YOUNG, 20_000)):
+            gc.enable()
+            assert process.pause_collector() and not gc.isenabled()
+            process.long_running(young=young)
+            assert gc.isenabled()
+            assert gc.get_threshold() == (expected, *before[1:])
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
+        if not enabled:
+            gc.disable()

@@ -136,7 +136,7 @@ def parse_estate(source: str, path: Path) -> Estate:
         line, column, message = _syntax_error_position(exc, source)
         detail = f"TOML syntax error: {message}" + (f" (column {column})" if column else "")
         raise EstateError([Problem(str(path), line, "", detail)]) from None
-    return _validate(Validator(raw, key_lines(source), path))
+    return _validate(Validator(raw, lambda: key_lines(source), path))
 
 
 def _validate(v: Validator) -> Estate:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tomllib
 
+import pytest
+
 from sluice.engine.model.toml_lines import key_lines
 
 
@@ -197,3 +199,27 @@ def test_only_newline_ends_a_line() -> None:
     source = 'a = "x\u2028y"\n# a comment \x85 with \u2029 breaks\nb = 2\r\nc = 3\n'
     lines = lines_of(source)
     assert lines == {("a",): 1, ("b",): 3, ("c",): 4}
+
+
+def test_a_valid_estate_is_loaded_without_mapping_its_lines(tmp_path, monkeypatch) -> None:
+    """Lines are mapped for a problem's message only: a valid file never pays for it."""
+    from sluice.engine.model import estate as estate_module
+
+    path = tmp_path / "estate.toml"
+    path.write_text(
+        '[estate]\nname = "e"\n[[channels]]\nname = "dev"\nwaves = ["100%"]\n'
+        '[targets.a]\nchannel = "dev"\nexecutor = "sim"\n'
+        '[executors.sim]\nkind = "simulated"\n'
+        '[modules.m]\nversions = ["1.0.0"]\ninitial = "1.0.0"\n'
+    )
+
+    def unwanted(source: str) -> dict:
+        raise AssertionError("key_lines called for a valid estate")
+
+    monkeypatch.setattr(estate_module, "key_lines", unwanted)
+    assert estate_module.load_estate(path).name == "e"
+    path.write_text(path.read_text().replace('executor = "sim"', 'executor = "nope"'))
+    monkeypatch.undo()
+    with pytest.raises(estate_module.EstateError) as caught:
+        estate_module.load_estate(path)
+    assert f"{path}:8:" in str(caught.value)
