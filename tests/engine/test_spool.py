@@ -181,3 +181,38 @@ def test_long_lines_are_split_on_character_boundaries():
     splitter.close()
     assert "".join(line for _, line in got) == text
     assert all(len(line.encode()) <= 65536 for _, line in got)
+
+
+@pytest.mark.timeout(60)
+def test_the_stop_signal_reaches_the_apply_of_a_sluice_that_ignores_it(tmp_path):
+    """A sluice started with SIGINT and SIGQUIT ignored (``sluice run … &`` in a script) does
+    not pass that on: its applies can trap SIGINT, so the stop signal still reaches them."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    program = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+        "signal.signal(signal.SIGQUIT, signal.SIG_IGN); import pytest; "
+        "sys.exit(pytest.main(sys.argv[1:]))"
+    )
+    test = f"{here / 'test_spool.py'}::test_stop_signal_is_what_the_group_gets"
+    args = [
+        sys.executable,
+        "-c",
+        program,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(here.parent.parent),
+        "--basetemp",
+        str(tmp_path / "t"),
+        test,
+    ]
+    result = subprocess.run(
+        args, capture_output=True, text=True, timeout=50, cwd=here.parent.parent
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
