@@ -98,10 +98,13 @@ async def run_command(
         if isinstance(process, ApplyResult):
             return process
         # A quick command may have exited (channel closed) before we get here; then the
-        # variables are not needed, or the prelude says they did not arrive.
-        with contextlib.suppress(OSError, asyncssh.Error):
-            process.stdin.write("".join(f"{value}\n" for value in command.variables.values()))
-            process.stdin.write_eof()
+        # variables are not needed, or the prelude says they did not arrive. A spooled apply
+        # reads nothing else (the command's stdin is /dev/null): with no variables, there is
+        # nothing to send, not even the end of its stdin (one packet fewer each way).
+        if command.variables or command.spool is None:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                process.stdin.write("".join(f"{value}\n" for value in command.variables.values()))
+                process.stdin.write_eof()
         return await _stream(process, where, command, output)
 
 

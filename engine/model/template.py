@@ -139,6 +139,8 @@ def render(
     Raises:
         TemplateError: a ``{vars.X}`` the target lacks or an unset ``{env.X}``.
     """
+    if "{" not in template:  # nothing to substitute (a host, a user): most renders of a run
+        return Rendered(template, template, {})
     environ = os.environ if environ is None else environ
     secrets: dict[str, str] = {}
     text_parts: list[str] = []
