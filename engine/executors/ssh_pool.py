@@ -64,8 +64,12 @@ class Connection:
     #: The control sessions' (:data:`CONTROL_SESSIONS`).
     control: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONTROL_SESSIONS))
     #: The login shell (``$SHELL``) is a POSIX ``sh`` (:data:`POSIX_SHELLS`): it can run sluice's
-    #: scripts itself, without an ``sh`` of their own.
+    #: scripts itself, without an ``sh`` of their own. False until the probe says so.
     posix_login: bool = False
+    #: The probe of the login shell, asked in a control session as the connection opens. Not
+    #: waited for: what launches before its answer gets an ``sh`` of its own, right on any
+    #: host (a first session costs sshd ~50 ms; waited for, it held up every first apply).
+    probing: asyncio.Future[None] | None = None
 
 
 @dataclass
@@ -128,6 +132,11 @@ class SshPool:
         for future in pending:
             future.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        for future in futures:
+            if future.done() and not future.cancelled() and future.exception() is None:
+                probing = future.result().probing
+                if probing is not None:
+                    probing.cancel()
         conns = [f.result().conn for f in futures if f.done() and succeeded(f)]
         for conn in conns:
             conn.close()
@@ -168,11 +177,8 @@ class SshPool:
             raise SshFailure(why) from None
         connection = Connection(conn, asyncio.Semaphore(s.max_sessions))
         if s.probe_shell:
-            try:
-                connection.posix_login = await _posix_login(conn, s.connect_timeout)
-            except BaseException:  # cancelled: the pool is closing
-                conn.close()
-                raise
+            connection.probing = asyncio.ensure_future(_probe(connection, s.connect_timeout))
+            connection.probing.add_done_callback(retrieve)
         return connection
 
     def _client_keys(self) -> Sequence[asyncssh.SSHKeyPair]:
@@ -227,6 +233,12 @@ def retrieve(future: asyncio.Future[Any]) -> None:
     """Mark a future's exception as seen, so asyncio never logs it as unretrieved."""
     if not future.cancelled():
         future.exception()
+
+
+async def _probe(connection: Connection, timeout: float) -> None:
+    """Set ``connection.posix_login`` (:func:`_posix_login`), in a control session."""
+    async with connection.control:
+        connection.posix_login = await _posix_login(connection.conn, timeout)
 
 
 async def _posix_login(conn: asyncssh.SSHClientConnection, timeout: float) -> bool:

@@ -165,3 +165,29 @@ def group_alive(pgid: int) -> bool:
         if fields[0] != "Z" and int(fields[2]) == pgid:
             return True
     return False
+
+
+@pytest.mark.timeout(60)
+async def test_the_first_applies_do_not_wait_for_the_login_shell_probe(
+    sshd: SshServer, tmp_path: Path, remote_dir: Path
+) -> None:
+    """A new connection's login shell is asked about in the background: an apply launched
+    before the answer runs in an ``sh`` of its own (``$0`` is sluice's), right on any host;
+    once the probe has said the shell is POSIX (the test user's is /bin/sh), it runs the
+    spooling script itself (``$0`` is the login shell's)."""
+    ex = executor(sshd, tmp_path, remote_dir, 'echo "$0"')
+    seen: list[str] = []
+    try:
+        deadline = asyncio.get_running_loop().time() + 20
+        for number in range(1, 1000):
+            the_job = spooled_job(tmp_path, f"t{number}")
+            lines = Lines()
+            result = await ex.apply(the_job, lines)
+            assert result.ok, result
+            seen.append(lines.of("stdout")[-1])
+            if seen[-1] != "sluice" or asyncio.get_running_loop().time() > deadline:
+                break
+    finally:
+        await ex.close()
+    assert seen[0] == "sluice", seen  # launched at once, before the probe's answer
+    assert seen[-1] == "sh", seen  # the POSIX form, once the probe answered
