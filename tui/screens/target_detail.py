@@ -255,6 +255,8 @@ class TargetDetailScreen(Reshown, Screen[None]):
                 chart.series = s
                 label.update(legend(s), layout=False)  # type: ignore[attr-defined]  # (2 lines)
             return
+        if not series and not charts and len(box.children) == 1:
+            return  # the last target's "no measurements" line, as it is
         await box.remove_children()
         if not series:
             await box.mount(Label("no measurements of this target recorded", classes="dim"))
