@@ -96,6 +96,10 @@ class DetailOpener:
         if origin is not self.app.screen:
             return  # the operator went elsewhere meanwhile
         screen.show(target, rollout_id=rollout_id, detail=detail, **options)  # type: ignore[arg-type]
+        if screen.is_mounted:  # shown before: painted now, drawn in one frame when pushed
+            await screen.paint_shown()
+            if origin is not self.app.screen:
+                return
         self.app.push_screen(screen)
 
     def live_options(self, target: str) -> dict[str, object]:

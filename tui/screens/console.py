@@ -18,6 +18,7 @@ from sluice.engine.rollout.state import CommandResult
 from sluice.engine.store.follow import Follower
 from sluice.tui.driver import RolloutDriver
 from sluice.tui.model import ConsoleModel
+from sluice.tui.screens.covered import Covered
 from sluice.tui.screens.modals import ConfirmScreen, ReasonScreen
 from sluice.tui.screens.new_rollout import NewRolloutScreen
 from sluice.tui.watching import follow_history
@@ -34,7 +35,7 @@ FREEZE_SECONDS = 1.0
 STOP_LINE_SECONDS = 1.0
 
 
-class ConsoleScreen(Screen[None]):
+class ConsoleScreen(Covered, Screen[None]):
     """Drives one rollout at a time through a :class:`RolloutDriver`."""
 
     BINDINGS = [

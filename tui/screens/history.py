@@ -15,6 +15,7 @@ from textual.widgets import DataTable, Label
 from sluice.engine.app import report
 from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History, RolloutRecord
+from sluice.tui.screens.covered import Covered
 from sluice.tui.screens.matrix import MatrixScreen
 from sluice.tui.screens.modals import ConfirmScreen, TextScreen
 from sluice.tui.screens.replay import ReplayScreen
@@ -31,7 +32,7 @@ def _shown_path(path: Path | str, estate: Path) -> str:
         return str(path)
 
 
-class HistoryScreen(Screen[None]):
+class HistoryScreen(Covered, Screen[None]):
     BINDINGS = [
         Binding("enter", "show", "Show", id="history.show"),
         Binding("p", "replay", "Replay", id="history.replay"),

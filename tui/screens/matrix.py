@@ -23,6 +23,7 @@ from sluice.engine.model.estate import Estate
 from sluice.engine.store.history import History
 from sluice.tui.estate_data import current_versions
 from sluice.tui.matrix_data import MARKS, STYLES, Cell, Drift, MatrixRows, Running, matrix_rows
+from sluice.tui.screens.covered import Covered
 from sluice.tui.screens.reshown import Reshown
 from sluice.tui.screens.target_detail import TargetDetailScreen
 from sluice.tui.themes import Palette
@@ -30,7 +31,7 @@ from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.matrix_grid import MatrixGrid
 
 
-class MatrixScreen(Reshown, Screen[None]):
+class MatrixScreen(Reshown, Covered, Screen[None]):
     """Every target's version of every module.
 
     Args:

@@ -22,6 +22,7 @@ from sluice.engine.rollout.events import EventBus
 from sluice.engine.store.history import History
 from sluice.engine.store.replay import ReplaySource
 from sluice.tui.model import ConsoleModel, clock_text
+from sluice.tui.screens.covered import Covered
 from sluice.tui.widgets.keys_footer import KeysFooter
 from sluice.tui.widgets.rollout_view import RolloutView
 
@@ -30,7 +31,7 @@ SEEK_SECONDS = 30.0
 DISABLED = "replay: operator commands are disabled — this is a recording"
 
 
-class ReplayScreen(Screen[None]):
+class ReplayScreen(Covered, Screen[None]):
     """Plays rollout ``rollout_id`` from ``history``."""
 
     BINDINGS = [

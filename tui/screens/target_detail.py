@@ -129,15 +129,23 @@ class TargetDetailScreen(Reshown, Screen[None]):
 
     async def on_screen_resume(self, event: events.ScreenResume) -> None:
         self.keep_styles(event)
-        if self._unpainted:  # a new target (or the first)
-            self._unpainted = False
-            # (The ledger and output are rebuilt only if they differ from the last target's.)
-            await self.paint()
-            table = self.query_one(LedgerTable)
-            table.cursor = 0
+        await self.paint_shown()
+        table = self.query_one(LedgerTable)
+        if self.focused is not table:  # (focus() repaints the widget, focused or not)
             table.focus()
-            if not self.loaded:  # what the estate file says until history's part is read
-                self.load()
+
+    async def paint_shown(self) -> None:
+        """Paint the target :meth:`show` chose, if not painted yet. The console calls it before
+        pushing the (mounted) screen again: its widgets then tell the screen what changed
+        before its first frame, rather than asking for a second frame right after it."""
+        if not self._unpainted:
+            return
+        self._unpainted = False
+        # (The ledger and output are rebuilt only if they differ from the last target's.)
+        await self.paint()
+        self.query_one(LedgerTable).cursor = 0
+        if not self.loaded:  # what the estate file says until history's part is read
+            self.load()
 
     def on_unmount(self) -> None:
         self.reader.close()
@@ -247,6 +255,8 @@ class TargetDetailScreen(Reshown, Screen[None]):
                 chart.series = s
                 label.update(legend(s), layout=False)  # type: ignore[attr-defined]  # (2 lines)
             return
+        if not series and not charts and len(box.children) == 1:
+            return  # the last target's "no measurements" line, as it is
         await box.remove_children()
         if not series:
             await box.mount(Label("no measurements of this target recorded", classes="dim"))

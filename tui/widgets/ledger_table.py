@@ -65,7 +65,9 @@ class LedgerTable(MatrixGrid):
     def _show_cursor(self) -> None:
         # Row r is drawn on line r + 1 (under the header): keep that line in view too.
         if self.count:
-            self.scroll_to_region(Region(0, self.cursor, 1, 2), animate=False, force=True)
+            self.scroll_to_region(
+                Region(0, self.cursor, 1, 2), animate=False, force=True, immediate=True
+            )
 
     def on_click(self, event: Click) -> None:
         event.prevent_default()

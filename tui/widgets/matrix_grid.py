@@ -92,7 +92,9 @@ class MatrixGrid(ScrollView, can_focus=True):
 
     def _show_cursor(self) -> None:
         if self.count:
-            self.scroll_to_region(Region(0, self.cursor, 1, 1), animate=False, force=True)
+            self.scroll_to_region(
+                Region(0, self.cursor, 1, 1), animate=False, force=True, immediate=True
+            )
 
     def action_move(self, step: int) -> None:
         if self.count:
