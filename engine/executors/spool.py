@@ -28,7 +28,6 @@ import contextlib
 import json
 import os
 import signal
-import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sluice.engine.executors.base import ApplyResult, OutputSink
+from sluice.engine.executors.signals import defaults_for_applies
 
 if TYPE_CHECKING:
     from sluice.engine.model.estate import Estate
@@ -224,32 +224,12 @@ def result_of(code: int, spool: Spool, tail: list[str] | None = None) -> ApplyRe
     return ApplyResult(False, f"{what}: {detail}", code)
 
 
-def _ignored(signum: int, frame: object) -> None:
-    """What an ignored SIGINT or SIGQUIT does in sluice once :func:`_defaults_for_applies` ran."""
-
-
-def _defaults_for_applies() -> None:
-    """Let applies get SIGINT and SIGQUIT at their defaults even when sluice ignores them.
-
-    A sluice started with them ignored (``sluice run … &`` in a script, some CI runners) would
-    pass that on to every apply, and a shell cannot trap a signal ignored when it started: a
-    ``stop_signal = "SIGINT"`` (tofu's default) would never reach the command, which would be
-    killed once the grace ran out. Caught by a no-op instead, they do nothing to sluice either,
-    and a program started (exec) gets a caught signal at its default.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return  # only the main thread may set a handler (the engine's loop runs there)
-    for sig in (signal.SIGINT, signal.SIGQUIT):
-        if signal.getsignal(sig) == signal.SIG_IGN:
-            signal.signal(sig, _ignored)
-
-
 async def start_detached(
     command: str, spool: Spool, *, cwd: Path, env: Mapping[str, str]
 ) -> asyncio.subprocess.Process:
     """Start ``command`` (a shell command line) under :data:`WRAPPER` in a session of its own,
     its output appended to ``spool``; raises OSError if it cannot start."""
-    _defaults_for_applies()
+    defaults_for_applies()
     out, err = spool.open_outputs()
     try:
         spawn = asyncio.ensure_future(
